@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+// ShadowMover — application-consistent, deduplicated, compressed backups of live Linux volumes.
+// Module layout follows shared DESIGN.md §2: system shims → Chunking / Compression → ChunkStore →
+// DataMover → ShadowMoverCLI → the `shadowmover` executable.
+import PackageDescription
+
+let package = Package(
+    name: "ShadowMover",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "shadowmover", targets: ["shadowmover"]),
+        .library(name: "ChunkStore", targets: ["ChunkStore"]),
+        .library(name: "DataMover", targets: ["DataMover"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libzstd-dev, liblz4-dev, zlib1g-dev).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Linux headers Glibc's module leaves out (xattrs, ioctls).
+        .systemLibrary(name: "CLinux"),
+
+        .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
+        .target(
+            name: "ChunkStore",
+            dependencies: ["Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
+        .target(
+            name: "ShadowMoverCLI",
+            dependencies: [
+                "DataMover", "ChunkStore", "Chunking", "Compression",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(name: "shadowmover", dependencies: ["ShadowMoverCLI"]),
+
+        .testTarget(name: "ChunkingTests", dependencies: ["Chunking"]),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
+        .testTarget(
+            name: "ChunkStoreTests",
+            dependencies: ["ChunkStore", "DataMover", "Compression", "Chunking", "shadowmover"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,35 @@
+import Compression
+
+/// What a blob holds.
+public enum BlobType: UInt8, Sendable, Codable {
+    /// A chunk of file content.
+    case data = 0
+    /// A directory listing (a `Tree`, JSON).
+    case tree = 1
+}
+
+/// Where a blob lives and how to decode it: one entry of a pack trailer or an index segment.
+public struct BlobEntry: Sendable, Equatable {
+    public var id: ChunkID
+    public var type: BlobType
+    public var codec: Codec.Kind
+    /// Byte offset of the stored (compressed) bytes in the pack.
+    public var offset: UInt32
+    public var storedLength: UInt32
+    public var rawLength: UInt32
+
+    public init(id: ChunkID, type: BlobType, codec: Codec.Kind, offset: UInt32, storedLength: UInt32, rawLength: UInt32) {
+        self.id = id
+        self.type = type
+        self.codec = codec
+        self.offset = offset
+        self.storedLength = storedLength
+        self.rawLength = rawLength
+    }
+}
+
+/// A blob's entry together with the pack that holds it.
+public struct BlobLocation: Sendable, Equatable {
+    public var pack: ChunkID
+    public var entry: BlobEntry
+}

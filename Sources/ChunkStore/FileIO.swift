@@ -1,0 +1,124 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small POSIX helpers for the store: every object is written temp → fsync → rename → fsync directory,
+/// so a crash leaves either the whole object or nothing under its final name.
+enum FileIO {
+    static func check(_ rc: Int32, _ path: String, _ operation: String) throws {
+        if rc < 0 { throw StoreError.io(path: path, operation: operation, errno: errno) }
+    }
+
+    /// Writes `parts` (concatenated) to `directory/name` atomically and durably.
+    static func writeAtomically(directory: String, name: String, parts: [UnsafeRawBufferPointer]) throws {
+        let temp = "\(directory)/.tmp-\(name)-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        try check(fd, temp, "create")
+        do {
+            for part in parts { try writeAll(fd: fd, part, path: temp) }
+            try check(fsync(fd), temp, "fsync")
+            try check(close(fd), temp, "close")
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        let final = "\(directory)/\(name)"
+        if rename(temp, final) != 0 {
+            let e = errno
+            unlink(temp)
+            throw StoreError.io(path: final, operation: "rename into place", errno: e)
+        }
+        try fsyncDirectory(directory)
+    }
+
+    static func writeAtomically(directory: String, name: String, bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
+            try writeAtomically(directory: directory, name: name, parts: [b])
+        }
+    }
+
+    static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(path: path, operation: "write", errno: errno)
+            }
+            done += n
+        }
+    }
+
+    static func fsyncDirectory(_ directory: String) throws {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try check(fd, directory, "open directory")
+        defer { close(fd) }
+        try check(fsync(fd), directory, "fsync directory")
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try check(fd, path, "open")
+        defer { close(fd) }
+        var st = stat()
+        try check(fstat(fd, &st), path, "stat")
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        let got = try out.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws -> Int in
+            try preadFully(fd: fd, into: b, at: 0, path: path)
+        }
+        if got < out.count { out.removeLast(out.count - got) }
+        return out
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the bytes read.
+    static func preadFully(fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(path: path, operation: "read", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw StoreError.io(path: path, operation: "create directory", errno: errno)
+        }
+    }
+
+    /// Names in `directory`, without dot files (temporary files start with a dot).
+    static func list(_ directory: String) throws -> [String] {
+        guard let dir = opendir(directory) else { throw StoreError.io(path: directory, operation: "list", errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}
+
+/// Little-endian field access for the binary formats in docs/FORMAT.md.
+extension UnsafeRawBufferPointer {
+    @inline(__always) func le32(_ offset: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+    @inline(__always) func le64(_ offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE32(_ v: UInt32) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
+    mutating func appendLE64(_ v: UInt64) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
+    mutating func append(_ id: ChunkID) { append(contentsOf: id.bytes) }
+}

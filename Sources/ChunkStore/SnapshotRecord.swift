@@ -1,0 +1,60 @@
+import Foundation
+
+/// The record of one backup: written last, it is the commit point (docs/FORMAT.md, "Snapshots"). The file
+/// is named by the SHA-256 of its bytes.
+public struct SnapshotRecord: Codable, Sendable {
+    public var version: Int
+    public var time: Date
+    public var hostname: String
+    public var username: String
+    /// Absolute paths that were backed up.
+    public var paths: [String]
+    /// Root tree: the paths' directory structure from `/` down.
+    public var tree: ChunkID
+    public var tags: [String]
+    public var programVersion: String
+    public var summary: BackupSummary
+
+    public init(
+        time: Date, hostname: String, username: String, paths: [String], tree: ChunkID, tags: [String],
+        programVersion: String, summary: BackupSummary
+    ) {
+        self.version = 1
+        self.time = time
+        self.hostname = hostname
+        self.username = username
+        self.paths = paths
+        self.tree = tree
+        self.tags = tags
+        self.programVersion = programVersion
+        self.summary = summary
+    }
+}
+
+/// What a backup did; stored in its snapshot record and printed after it.
+public struct BackupSummary: Codable, Sendable, Equatable {
+    public var files = 0
+    public var directories = 0
+    public var otherEntries = 0
+    /// Bytes of file content read (logical size of the files backed up).
+    public var bytesRead: UInt64 = 0
+    /// Raw bytes of data chunks new to the store.
+    public var bytesAdded: UInt64 = 0
+    /// Bytes those new chunks take in packs after compression.
+    public var bytesStored: UInt64 = 0
+    /// Bytes of new tree blobs (directory metadata) in packs.
+    public var treeBytesStored: UInt64 = 0
+    public var chunks = 0
+    public var chunksNew = 0
+    /// Files and directories that could not be read (the backup went on without them).
+    public var errors: [String] = []
+    public var durationSeconds: Double = 0
+
+    public init() {}
+
+    /// Logical bytes per byte added to the store (∞ shown as the bytes read when nothing was added).
+    public var dedupRatio: Double { bytesAdded == 0 ? Double(bytesRead) : Double(bytesRead) / Double(bytesAdded) }
+    /// Raw bytes added per stored byte.
+    public var compressionRatio: Double { bytesStored == 0 ? 1 : Double(bytesAdded) / Double(bytesStored) }
+    public var throughput: Double { durationSeconds > 0 ? Double(bytesRead) / durationSeconds : 0 }
+}

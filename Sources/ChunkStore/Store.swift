@@ -1,0 +1,246 @@
+import Chunking
+import Compression
+import Foundation
+
+/// An open chunk store on a local directory (docs/FORMAT.md):
+///
+///     config  packs/XX/<pack id>  index/<segment id>  snapshots/<snapshot id>  locks/
+///
+/// Thread-safe: blob reads and the dedup index may be used from every worker.
+public final class Store: @unchecked Sendable {  // mutable state is guarded by locks
+    public let path: String
+    public let config: StoreConfig
+    public let chunker: FastCDC
+    public let codec: Codec
+    public let index: ChunkIndex
+    private let packFiles = PackFileCache()
+
+    /// Creates a new, empty store at `path` (the directory may exist but must be empty).
+    @discardableResult
+    public static func initialize(
+        at path: String, parameters: ChunkerParameters = .default, codec: Codec = .default, keyed: Bool = true
+    ) throws -> Store {
+        try parameters.validate()
+        if FileIO.exists("\(path)/config") { throw StoreError.alreadyExists(path: path) }
+        if FileIO.exists(path) {
+            let entries = try FileManager.default.contentsOfDirectory(atPath: path)
+            guard entries.isEmpty else {
+                throw StoreError.notAStore(path: path, reason: "the directory exists and is not empty")
+            }
+        } else {
+            try FileIO.makeDirectory(path)
+        }
+        for sub in ["packs", "index", "snapshots", "locks"] { try FileIO.makeDirectory("\(path)/\(sub)") }
+        let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed)
+        let bytes = Array(try JSONEncoder.store.encode(config))
+        // The config is written last: a directory without it is not a store, so an interrupted init
+        // can simply be run again.
+        try FileIO.writeAtomically(directory: path, name: "config", bytes: bytes)
+        return try Store(path: path)
+    }
+
+    /// Opens the store at `path`, checking its config and loading (mapping) its index.
+    public init(path: String) throws {
+        let configPath = "\(path)/config"
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw StoreError.notAStore(path: path, reason: "it does not exist")
+        }
+        guard isDir.boolValue else { throw StoreError.notAStore(path: path, reason: "it is not a directory") }
+        guard FileIO.exists(configPath) else { throw StoreError.notAStore(path: path, reason: "it has no config") }
+        let raw = try FileIO.readFile(configPath)
+        struct VersionOnly: Decodable { var version: Int }
+        guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
+            throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
+        }
+        guard version.version <= StoreConfig.currentVersion else {
+            throw StoreError.newerFormat(path: path, found: version.version, supported: StoreConfig.currentVersion)
+        }
+        let config: StoreConfig
+        do {
+            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(raw))
+        } catch {
+            throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        guard config.hash == "sha256", config.chunker.algorithm == "fastcdc2020" else {
+            throw StoreError.badConfig(path: configPath, reason: "unknown hash '\(config.hash)' or chunker '\(config.chunker.algorithm)'")
+        }
+        do { try config.chunker.parameters.validate() } catch {
+            throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        guard let codec = try? Codec(parsing: config.codec) else {
+            throw StoreError.badConfig(path: configPath, reason: "unknown codec '\(config.codec)'")
+        }
+        self.path = path
+        self.config = config
+        self.codec = codec
+        self.chunker = FastCDC(parameters: config.chunker.parameters, table: config.gearTable)
+
+        var segments: [IndexSegment] = []
+        var damaged: [(name: String, error: StoreError)] = []
+        for name in try FileIO.list("\(path)/index") {
+            do {
+                segments.append(try IndexSegment(path: "\(path)/index/\(name)", name: name))
+            } catch {
+                damaged.append((name, error as? StoreError ?? .damagedIndex(segment: name, reason: "\(error)")))
+            }
+        }
+        self.index = ChunkIndex(segments: segments, damaged: damaged)
+    }
+
+    // MARK: Writing
+
+    /// A pack writer for one backup; call `commit()` on it before writing the snapshot record.
+    public func makePackWriter() -> PackWriter { PackWriter(store: self) }
+
+    func packDirectory(for id: ChunkID, create: Bool) throws -> String {
+        let directory = "\(path)/packs/\(id.hex.prefix(2))"
+        if create { try FileIO.makeDirectory(directory) }
+        return directory
+    }
+
+    public func packPath(_ id: ChunkID) -> String { "\(path)/packs/\(id.hex.prefix(2))/\(id.hex)" }
+
+    /// Writes the blobs recorded since the last segment as a new index segment.
+    func writeIndexSegment() throws -> String? {
+        let locations = index.addedLocations()
+        guard !locations.isEmpty else { return nil }
+        let (name, bytes) = IndexSegment.encode(locations)
+        try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
+        index.appendSegment(try IndexSegment(path: "\(path)/index/\(name)", name: name))
+        return name
+    }
+
+    /// Writes a snapshot record: the commit point of a backup.
+    public func saveSnapshot(_ record: SnapshotRecord) throws -> String {
+        let bytes = Array(try JSONEncoder.store.encode(record))
+        let id = ChunkID(hashing: bytes).hex
+        try FileIO.writeAtomically(directory: "\(path)/snapshots", name: id, bytes: bytes)
+        return id
+    }
+
+    // MARK: Reading
+
+    /// Reads, decompresses and verifies a blob into `destination` (exactly `location.entry.rawLength` bytes).
+    /// `scratch` holds the stored bytes; it is grown as needed and may be reused across calls.
+    public func readBlob(
+        _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, scratch: inout [UInt8],
+        compressor: Compressor
+    ) throws {
+        let e = location.entry
+        let packName = location.pack.hex
+        let stored = Int(e.storedLength)
+        if scratch.count < stored { scratch = [UInt8](repeating: 0, count: stored) }
+        let fd = try packFiles.descriptor(for: packPath(location.pack))
+        let got = try scratch.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws -> Int in
+            try FileIO.preadFully(
+                fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: b[..<stored]), at: Int(e.offset), path: packPath(location.pack))
+        }
+        guard got == stored else {
+            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "pack is truncated")
+        }
+        do {
+            try scratch.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
+                try compressor.decompress(UnsafeRawBufferPointer(rebasing: b[..<stored]), kind: e.codec, into: destination)
+            }
+        } catch {
+            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "\(error)")
+        }
+        guard ChunkID(hashing: UnsafeRawBufferPointer(destination)) == e.id else {
+            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "content does not match its SHA-256")
+        }
+    }
+
+    /// Reads and verifies a whole blob (trees, tools). Data restore uses the buffer-reusing variant.
+    public func loadBlob(_ id: ChunkID) throws -> [UInt8] {
+        guard let location = index.lookup(id) else { throw StoreError.missingBlob(id) }
+        var out = [UInt8](repeating: 0, count: Int(location.entry.rawLength))
+        var scratch: [UInt8] = []
+        let compressor = Compressor(codec: .none)
+        try out.withUnsafeMutableBytes { (d: UnsafeMutableRawBufferPointer) throws in
+            try readBlob(location, into: d, scratch: &scratch, compressor: compressor)
+        }
+        return out
+    }
+
+    /// Loads and decodes a tree.
+    public func loadTree(_ id: ChunkID) throws -> Tree {
+        let bytes: [UInt8]
+        do {
+            bytes = try loadBlob(id)
+        } catch StoreError.damagedBlob(_, _, let reason) {
+            throw StoreError.damagedTree(id: id, reason: reason)
+        } catch StoreError.missingBlob {
+            throw StoreError.damagedTree(id: id, reason: "it is not in the index")
+        }
+        do {
+            return try Tree.decode(bytes)
+        } catch {
+            throw StoreError.damagedTree(id: id, reason: "not a valid tree: \(error)")
+        }
+    }
+
+    // MARK: Snapshots
+
+    public func snapshotIDs() throws -> [String] { try FileIO.list("\(path)/snapshots") }
+
+    /// Loads a snapshot record and checks that its bytes match its id.
+    public func loadSnapshot(id: String) throws -> SnapshotRecord {
+        let bytes = try FileIO.readFile("\(path)/snapshots/\(id)")
+        guard ChunkID(hashing: bytes).hex == id else { throw StoreError.damagedSnapshot(id: id, reason: "checksum mismatch") }
+        do {
+            return try JSONDecoder.store.decode(SnapshotRecord.self, from: Data(bytes))
+        } catch {
+            throw StoreError.damagedSnapshot(id: id, reason: "not a valid record: \(error)")
+        }
+    }
+
+    /// Every snapshot, oldest first, and the records that could not be read.
+    public func snapshots() throws -> (records: [(id: String, record: SnapshotRecord)], damaged: [StoreError]) {
+        var records: [(id: String, record: SnapshotRecord)] = []
+        var damaged: [StoreError] = []
+        for id in try snapshotIDs() {
+            do { records.append((id, try loadSnapshot(id: id))) } catch { damaged.append(error as? StoreError ?? .damagedSnapshot(id: id, reason: "\(error)")) }
+        }
+        records.sort { $0.record.time < $1.record.time }
+        return (records, damaged)
+    }
+
+    /// Finds a snapshot by id prefix, or `latest`.
+    public func resolveSnapshot(_ text: String) throws -> (id: String, record: SnapshotRecord) {
+        if text == "latest" {
+            guard let last = try snapshots().records.last else { throw StoreError.snapshotNotFound(text) }
+            return last
+        }
+        let matches = try snapshotIDs().filter { $0.hasPrefix(text.lowercased()) }
+        guard !text.isEmpty, !matches.isEmpty else { throw StoreError.snapshotNotFound(text) }
+        guard matches.count == 1 else { throw StoreError.snapshotAmbiguous(text, matches) }
+        return (matches[0], try loadSnapshot(id: matches[0]))
+    }
+}
+
+/// Open pack files, shared by readers (pread needs no per-reader position).
+final class PackFileCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var descriptors: [String: Int32] = [:]
+
+    func descriptor(for path: String) throws -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        if let fd = descriptors[path] { return fd }
+        if descriptors.count >= 256 {
+            for fd in descriptors.values { close(fd) }
+            descriptors.removeAll()
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT { throw StoreError.damagedPack(pack: (path as NSString).lastPathComponent, reason: "the pack file is missing") }
+            throw StoreError.io(path: path, operation: "open", errno: code)
+        }
+        descriptors[path] = fd
+        return fd
+    }
+
+    deinit { for fd in descriptors.values { close(fd) } }
+}

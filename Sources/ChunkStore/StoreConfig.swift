@@ -1,0 +1,162 @@
+import Chunking
+import Compression
+import Foundation
+
+/// The store's `config` object: written once by `init`, read by every command.
+public struct StoreConfig: Codable, Sendable, Equatable {
+    /// Version of the on-disk format this program writes and reads (docs/FORMAT.md).
+    public static let currentVersion = 1
+
+    public var version: Int
+    /// Random id of the store (64 hex digits), to tell stores apart.
+    public var id: String
+    public var created: Date
+    public var chunker: ChunkerConfig
+    /// Always "sha256" in version 1.
+    public var hash: String
+    /// The default codec for new blobs, in `Codec.description` form.
+    public var codec: String
+
+    public struct ChunkerConfig: Codable, Sendable, Equatable {
+        /// Always "fastcdc2020" in version 1.
+        public var algorithm: String
+        public var minSize: Int
+        public var averageSize: Int
+        public var maxSize: Int
+        public var normalization: Int
+        /// Hex gear seed; absent for an unkeyed (reference-table) store.
+        public var gearSeed: String?
+
+        public var parameters: ChunkerParameters {
+            ChunkerParameters(minSize: minSize, averageSize: averageSize, maxSize: maxSize, normalization: normalization)
+        }
+    }
+
+    public static func new(parameters: ChunkerParameters, codec: Codec, keyed: Bool) -> StoreConfig {
+        var seed: String?
+        if keyed {
+            seed = ChunkID.random().hex
+        }
+        return StoreConfig(
+            version: currentVersion, id: ChunkID.random().hex, created: Date(),
+            chunker: ChunkerConfig(
+                algorithm: "fastcdc2020", minSize: parameters.minSize, averageSize: parameters.averageSize,
+                maxSize: parameters.maxSize, normalization: parameters.normalization, gearSeed: seed),
+            hash: "sha256", codec: codec.description)
+    }
+
+    /// The gear table the store's chunker uses.
+    public var gearTable: GearTable {
+        guard let seed = chunker.gearSeed, let id = ChunkID(hex: seed) else { return .reference }
+        return GearTable(seed: id.bytes)
+    }
+}
+
+extension JSONEncoder {
+    /// Deterministic JSON (sorted keys, nanosecond ISO-8601 dates) so identical content hashes identically.
+    static var store: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp(date).iso8601)
+        }
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var store: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let t = Timestamp(iso8601: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad time '\(text)'"))
+            }
+            return t.date
+        }
+        return d
+    }
+}
+
+/// A point in time to the nanosecond, as stat(2) gives it.
+public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
+    public var seconds: Int64
+    public var nanoseconds: Int32
+
+    public init(seconds: Int64, nanoseconds: Int32) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public init(_ date: Date) {
+        let t = date.timeIntervalSince1970
+        var s = Int64(t.rounded(.down))
+        var ns = Int32(((t - Double(s)) * 1e9).rounded())
+        if ns >= 1_000_000_000 {
+            s += 1
+            ns -= 1_000_000_000
+        }
+        self.init(seconds: s, nanoseconds: ns)
+    }
+
+    public var date: Date { Date(timeIntervalSince1970: Double(seconds) + Double(nanoseconds) / 1e9) }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool { (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds) }
+
+    /// `2026-11-24T19:22:31.123456789Z`
+    public var iso8601: String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+            parts.tm_hour, parts.tm_min, parts.tm_sec, nanoseconds)
+    }
+
+    public init?(iso8601 text: String) {
+        // YYYY-MM-DDTHH:MM:SS[.fraction]Z
+        let scalars = Array(text.utf8)
+        guard scalars.count >= 20, scalars.last == UInt8(ascii: "Z") else { return nil }
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= scalars.count else { return nil }
+            return Int(String(decoding: scalars[from..<from + count], as: UTF8.self))
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+            let minute = number(14, 2), let second = number(17, 2)
+        else { return nil }
+        var nanos = 0
+        if scalars[19] == UInt8(ascii: ".") {
+            let digits = scalars[20..<(scalars.count - 1)]
+            guard !digits.isEmpty, digits.count <= 9, let value = Int(String(decoding: digits, as: UTF8.self)) else { return nil }
+            nanos = value * Int(pow(10.0, Double(9 - digits.count)))
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let seconds = timegm(&parts)
+        self.init(seconds: Int64(seconds), nanoseconds: Int32(nanos))
+    }
+
+    // Encoded as [seconds, nanoseconds] to keep trees compact and exact.
+    public init(from decoder: Decoder) throws {
+        var c = try decoder.unkeyedContainer()
+        self.init(seconds: try c.decode(Int64.self), nanoseconds: try c.decode(Int32.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        try c.encode(seconds)
+        try c.encode(nanoseconds)
+    }
+
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+
+/// A directory listing, stored as a JSON blob of type `tree` (docs/FORMAT.md, "Trees"). Trees are
+/// content-addressed like data, so an unchanged directory is stored once across snapshots.
+public struct Tree: Codable, Sendable, Equatable {
+    /// Sorted by name bytes, so identical directories encode identically.
+    public var nodes: [Node]
+
+    public init(nodes: [Node]) {
+        self.nodes = nodes.sorted { $0.nameBytes.lexicographicallyPrecedes($1.nameBytes) }
+    }
+
+    public func encoded() throws -> [UInt8] { Array(try JSONEncoder.store.encode(self)) }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Tree { try JSONDecoder.store.decode(Tree.self, from: Data(bytes)) }
+}
+
+/// One entry of a directory with everything needed to restore it.
+public struct Node: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case file, directory, symlink, fifo, socket, characterDevice, blockDevice
+    }
+
+    /// The name as the filesystem has it (Linux names are bytes, not necessarily UTF-8).
+    public var nameBytes: [UInt8]
+    public var kind: Kind
+    /// Permission bits including setuid, setgid and sticky (st_mode & 0o7777).
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mtime: Timestamp
+    public var atime: Timestamp
+    public var ctime: Timestamp
+    /// Content size in bytes (files).
+    public var size: UInt64
+    /// Data chunk ids in order (files).
+    public var content: [ChunkID]?
+    /// True when the file had holes; restore leaves all-zero chunks as holes.
+    public var sparse: Bool?
+    /// Tree id (directories).
+    public var subtree: ChunkID?
+    /// Symlink target bytes (symlinks).
+    public var linkTarget: [UInt8]?
+    /// Device number (character and block devices).
+    public var rdev: UInt64?
+    /// Identity for hard links: nodes with links > 1 and the same (device, inode) are restored as links.
+    public var device: UInt64
+    public var inode: UInt64
+    public var links: UInt64
+    /// Extended attributes, sorted by name.
+    public var xattrs: [ExtendedAttribute]?
+
+    public var name: String { String(decoding: nameBytes, as: UTF8.self) }
+
+    public init(
+        nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, atime: Timestamp,
+        ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64, links: UInt64
+    ) {
+        self.nameBytes = nameBytes
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.atime = atime
+        self.ctime = ctime
+        self.size = size
+        self.device = device
+        self.inode = inode
+        self.links = links
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, nameBase64, type, mode, uid, gid, mtime, atime, ctime, size, content, sparse, subtree
+        case linkTarget, linkTargetBase64, rdev, device, inode, links, xattrs
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nameBytes = try Self.decodeBytes(c, .name, .nameBase64) ?? []
+        kind = try c.decode(Kind.self, forKey: .type)
+        mode = try c.decode(UInt32.self, forKey: .mode)
+        uid = try c.decode(UInt32.self, forKey: .uid)
+        gid = try c.decode(UInt32.self, forKey: .gid)
+        mtime = try c.decode(Timestamp.self, forKey: .mtime)
+        atime = try c.decode(Timestamp.self, forKey: .atime)
+        ctime = try c.decode(Timestamp.self, forKey: .ctime)
+        size = try c.decodeIfPresent(UInt64.self, forKey: .size) ?? 0
+        content = try c.decodeIfPresent([ChunkID].self, forKey: .content)
+        sparse = try c.decodeIfPresent(Bool.self, forKey: .sparse)
+        subtree = try c.decodeIfPresent(ChunkID.self, forKey: .subtree)
+        linkTarget = try Self.decodeBytes(c, .linkTarget, .linkTargetBase64)
+        rdev = try c.decodeIfPresent(UInt64.self, forKey: .rdev)
+        device = try c.decode(UInt64.self, forKey: .device)
+        inode = try c.decode(UInt64.self, forKey: .inode)
+        links = try c.decode(UInt64.self, forKey: .links)
+        xattrs = try c.decodeIfPresent([ExtendedAttribute].self, forKey: .xattrs)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try Self.encodeBytes(nameBytes, &c, .name, .nameBase64)
+        try c.encode(kind, forKey: .type)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(uid, forKey: .uid)
+        try c.encode(gid, forKey: .gid)
+        try c.encode(mtime, forKey: .mtime)
+        try c.encode(atime, forKey: .atime)
+        try c.encode(ctime, forKey: .ctime)
+        if kind == .file { try c.encode(size, forKey: .size) }
+        try c.encodeIfPresent(content, forKey: .content)
+        try c.encodeIfPresent(sparse, forKey: .sparse)
+        try c.encodeIfPresent(subtree, forKey: .subtree)
+        if let linkTarget { try Self.encodeBytes(linkTarget, &c, .linkTarget, .linkTargetBase64) }
+        try c.encodeIfPresent(rdev, forKey: .rdev)
+        try c.encode(device, forKey: .device)
+        try c.encode(inode, forKey: .inode)
+        try c.encode(links, forKey: .links)
+        try c.encodeIfPresent(xattrs, forKey: .xattrs)
+    }
+
+    /// Bytes that are valid UTF-8 are stored as a JSON string, others in base64 under a second key.
+    static func encodeBytes(
+        _ bytes: [UInt8], _ c: inout KeyedEncodingContainer<CodingKeys>, _ text: CodingKeys, _ base64: CodingKeys
+    ) throws {
+        if let s = String(validating: bytes, as: UTF8.self) {
+            try c.encode(s, forKey: text)
+        } else {
+            try c.encode(Data(bytes).base64EncodedString(), forKey: base64)
+        }
+    }
+
+    static func decodeBytes(_ c: KeyedDecodingContainer<CodingKeys>, _ text: CodingKeys, _ base64: CodingKeys) throws -> [UInt8]? {
+        if let s = try c.decodeIfPresent(String.self, forKey: text) { return Array(s.utf8) }
+        if let b = try c.decodeIfPresent(String.self, forKey: base64) {
+            guard let data = Data(base64Encoded: b) else {
+                throw DecodingError.dataCorruptedError(forKey: base64, in: c, debugDescription: "bad base64")
+            }
+            return Array(data)
+        }
+        return nil
+    }
+}
+
+/// One extended attribute; the value is base64 in JSON.
+public struct ExtendedAttribute: Codable, Sendable, Equatable {
+    public var name: String
+    public var value: [UInt8]
+
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+
+    enum CodingKeys: String, CodingKey { case name, value }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        guard let data = Data(base64Encoded: try c.decode(String.self, forKey: .value)) else {
+            throw DecodingError.dataCorruptedError(forKey: .value, in: c, debugDescription: "bad base64")
+        }
+        value = Array(data)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(Data(value).base64EncodedString(), forKey: .value)
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+
+/// FastCDC 2020 (Xia et al., TPDS 2020): Gear rolling hash, cut-point skipping below the minimum size,
+/// normalized chunking (a stricter mask before the average size, a looser one after), and rolling two
+/// bytes per step.
+///
+/// Cut points are exactly those of the reference implementation (fastcdc-rs `v2020::cut`) when the
+/// reference `GearTable` is used. One quirk is part of that contract: when the test fires on the first
+/// byte of a pair, the chunk ends *before* that byte.
+public struct FastCDC: Sendable {
+    public let parameters: ChunkerParameters
+    let gear: [UInt64]
+    let gearShifted: [UInt64]
+    let maskS: UInt64
+    let maskL: UInt64
+
+    /// Masks indexed by log2 of the average size; from the C reference (64 B–128 KiB) and restic-FastCDC
+    /// (larger sizes), as tabulated by fastcdc-rs. Spreading the bits widens the effective hash window.
+    static let masks: [UInt64] = [
+        0, 0, 0, 0, 0,
+        0x0000_0000_0180_4110,  // only used with level 3
+        0x0000_0000_0180_3110,  // 64 B
+        0x0000_0000_1803_5100,  // 128 B
+        0x0000_0018_0003_5300,  // 256 B
+        0x0000_0190_0035_3000,  // 512 B
+        0x0000_5900_0353_0000,  // 1 KiB
+        0x0000_d900_0353_0000,  // 2 KiB
+        0x0000_d901_0353_0000,  // 4 KiB
+        0x0000_d903_0353_0000,  // 8 KiB
+        0x0000_d903_1353_0000,  // 16 KiB
+        0x0000_d90f_0353_0000,  // 32 KiB
+        0x0000_d903_0353_7000,  // 64 KiB
+        0x0000_d907_0353_7000,  // 128 KiB
+        0x0000_d907_0753_7000,  // 256 KiB
+        0x0000_d917_0753_7000,  // 512 KiB
+        0x0000_d917_4753_7000,  // 1 MiB
+        0x0000_d917_6753_7000,  // 2 MiB
+        0x0000_d937_6753_7000,  // 4 MiB
+        0x0000_d937_7753_7000,  // 8 MiB
+        0x0000_d937_7757_7000,  // 16 MiB
+        0x0000_db37_7757_7000,  // only used with level 3
+    ]
+
+    /// - Precondition: `parameters.validate()` succeeds (call it first on user input).
+    public init(parameters: ChunkerParameters, table: GearTable = .reference) {
+        precondition((try? parameters.validate()) != nil, "invalid chunker parameters \(parameters)")
+        self.parameters = parameters
+        self.gear = table.entries
+        self.gearShifted = table.shifted
+        // log2 rounded to nearest, as the reference computes it with floating point.
+        let bits = Int(log2(Double(parameters.averageSize)).rounded(.toNearestOrAwayFromZero))
+        self.maskS = Self.masks[bits + parameters.normalization]
+        self.maskL = Self.masks[bits - parameters.normalization]
+    }
+
+    /// Length of the chunk that starts at the beginning of `buffer`.
+    ///
+    /// `buffer` must hold at least `maxSize` bytes, or every byte left in the stream; the result is then
+    /// independent of how much more the caller could have passed.
+    @inline(__always)
+    public func cut(_ buffer: UnsafeRawBufferPointer) -> Int {
+        var remaining = buffer.count
+        let minSize = parameters.minSize
+        if remaining <= minSize { return remaining }
+        var center = parameters.averageSize
+        if remaining > parameters.maxSize {
+            remaining = parameters.maxSize
+        } else if remaining < center {
+            center = remaining
+        }
+        let bytes = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        return gear.withUnsafeBufferPointer { g in
+            gearShifted.withUnsafeBufferPointer { gs in
+                let g = g.baseAddress!, gs = gs.baseAddress!
+                var hash: UInt64 = 0
+                var index = minSize / 2
+                let maskS = self.maskS, maskSls = self.maskS << 1
+                let maskL = self.maskL, maskLls = self.maskL << 1
+                let centerPairs = center / 2
+                while index < centerPairs {
+                    let a = index &* 2
+                    hash = (hash << 2) &+ gs[Int(bytes[a])]
+                    if hash & maskSls == 0 { return a }
+                    hash = hash &+ g[Int(bytes[a &+ 1])]
+                    if hash & maskS == 0 { return a &+ 1 }
+                    index &+= 1
+                }
+                let lastPairs = remaining / 2
+                while index < lastPairs {
+                    let a = index &* 2
+                    hash = (hash << 2) &+ gs[Int(bytes[a])]
+                    if hash & maskLls == 0 { return a }
+                    hash = hash &+ g[Int(bytes[a &+ 1])]
+                    if hash & maskL == 0 { return a &+ 1 }
+                    index &+= 1
+                }
+                return remaining
+            }
+        }
+    }
+
+    /// Every chunk of a complete in-memory buffer, as (offset, length) pairs.
+    public func chunks(of buffer: UnsafeRawBufferPointer) -> [(offset: Int, length: Int)] {
+        var result: [(offset: Int, length: Int)] = []
+        var offset = 0
+        while offset < buffer.count {
+            let length = cut(UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+            result.append((offset, length))
+            offset += length
+        }
+        return result
+    }
+}

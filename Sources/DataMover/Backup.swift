@@ -1,0 +1,319 @@
+import ChunkStore
+import Compression
+import Foundation
+
+/// What to back up and how.
+public struct BackupOptions: Sendable {
+    public var paths: [String]
+    /// Do not descend into directories on another filesystem than the path they were found under.
+    public var oneFileSystem = false
+    /// Chunk/hash/compress workers; one per core by default.
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Codec for new blobs; the store's default when nil.
+    public var codec: Codec?
+    public var tags: [String] = []
+    public var hostname = ProcessInfo.processInfo.hostName
+
+    public init(paths: [String]) { self.paths = paths }
+}
+
+/// The outcome of a backup that committed a snapshot.
+public struct BackupResult: Sendable {
+    public var snapshotID: String
+    public var record: SnapshotRecord
+    /// Files and directories that could not be read (exit code 3).
+    public var errors: [String] { record.summary.errors }
+}
+
+public enum BackupError: Error, CustomStringConvertible {
+    case pathMissing(String, String)
+    case noPaths
+
+    public var description: String {
+        switch self {
+        case .pathMissing(let path, let reason):
+            "cannot back up \(path): \(reason) — check the path"
+        case .noPaths: "no paths to back up: name at least one file or directory"
+        }
+    }
+}
+
+/// Backs up paths into a store: the scanner walks the tree on the calling thread and hands files to
+/// `workers` threads, each with its own `ChunkSaver`; trees are stored as their directories complete;
+/// the snapshot record is written last, after the packs and the index segment (the commit point).
+public final class Backup: @unchecked Sendable {
+    public let store: Store
+    public let options: BackupOptions
+    private let errorsLock = NSLock()
+    private var errors: [String] = []
+
+    public init(store: Store, options: BackupOptions) {
+        self.store = store
+        self.options = options
+    }
+
+    public func run() throws -> BackupResult {
+        let started = Date()
+        let clock = ContinuousClock.now
+        let paths = try Self.normalize(options.paths)
+        let packs = store.makePackWriter()
+        let codec = options.codec ?? store.codec
+        let savers = (0...max(1, options.workers)).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }
+        let scannerSaver = savers[0]
+        let queue = BoundedQueue<FileJob>(capacity: 4 * max(1, options.workers))
+        let failure = FirstFailure()
+        let rootTree = RootTreeBox()
+
+        let workers = WorkerThreads(count: max(1, options.workers), name: "backup") { [self] i in
+            let saver = savers[i + 1]
+            while let job = queue.pop() {
+                if failure.isSet { continue }
+                do {
+                    try process(job, saver: saver)
+                } catch {
+                    failure.set(error)
+                }
+            }
+        }
+
+        var stats = BackupSummary()
+        do {
+            let root = DirectoryBuilder(node: nil, parent: nil, slot: 0) { rootTree.set($0) }
+            let trie = PathTrie(paths: paths)
+            try scan(trie: trie, at: PathBytes("/"), into: root, saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
+            try root.sealed(saver: scannerSaver)
+        } catch {
+            failure.set(error)
+        }
+        queue.close()
+        workers.join()
+        if let error = failure.error { throw error }
+
+        guard let tree = rootTree.value else { throw BackupError.noPaths }
+        try packs.commit()
+
+        var total = ChunkSaver.SaverStats()
+        for s in savers { total.merge(s.stats) }
+        stats.bytesRead = total.bytesRead
+        stats.chunks = total.chunks
+        stats.chunksNew = total.chunksNew
+        stats.bytesAdded = total.bytesAdded
+        stats.bytesStored = total.bytesStored
+        stats.treeBytesStored = total.treeBytesStored
+        stats.errors = errorsLock.withLock { errors }
+        let elapsed = ContinuousClock.now - clock
+        stats.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+
+        let record = SnapshotRecord(
+            time: started, hostname: options.hostname, username: NSUserName(), paths: paths.map(\.description),
+            tree: tree, tags: options.tags, programVersion: ShadowMoverVersion.current, summary: stats)
+        let id = try store.saveSnapshot(record)
+        return BackupResult(snapshotID: id, record: record)
+    }
+
+    // MARK: Scanner
+
+    struct FileJob {
+        var path: PathBytes
+        var node: Node
+        var directory: DirectoryBuilder
+        var slot: Int
+    }
+
+    private func process(_ job: FileJob, saver: ChunkSaver) throws {
+        var node = job.node
+        do {
+            let (content, size) = try saver.saveFile(job.path)
+            node.content = content
+            node.size = size
+            try job.directory.complete(slot: job.slot, with: node, saver: saver)
+        } catch let failure as FileSystem.Failure {
+            report(failure.description)
+            try job.directory.complete(slot: job.slot, with: nil, saver: saver)
+        }
+    }
+
+    private func report(_ message: String) {
+        errorsLock.withLock { errors.append(message) }
+    }
+
+    /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
+    private func scan(
+        trie: PathTrie, at path: PathBytes, into builder: DirectoryBuilder, saver: ChunkSaver,
+        queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+    ) throws {
+        if trie.isTarget {  // backing up "/" itself
+            let rootStat = try FileSystem.lstat(path)
+            let names = try FileSystem.list(path)
+            builder.expect(names.count)
+            for (slot, name) in names.enumerated() {
+                let childPath = path.appending(name)
+                let st = try FileSystem.lstat(childPath)
+                try scanEntry(
+                    name: name, path: childPath, stat: st, device: rootStat.st_dev, into: builder, slot: slot, saver: saver,
+                    queue: queue, stats: &stats, failure: failure)
+            }
+            return
+        }
+        let names = trie.children.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        builder.expect(names.count)
+        for (slot, name) in names.enumerated() {
+            let child = trie.children[name]!
+            let childPath = path.appending(name)
+            if child.isTarget {
+                let st = try FileSystem.lstat(childPath)
+                try scanEntry(
+                    name: name, path: childPath, stat: st, device: st.st_dev, into: builder, slot: slot, saver: saver,
+                    queue: queue, stats: &stats, failure: failure)
+            } else {
+                let st = try FileSystem.lstat(childPath)
+                guard var node = FileSystem.node(name: name, stat: st), node.kind == .directory else {
+                    throw BackupError.pathMissing(childPath.description, "not a directory")
+                }
+                node.xattrs = try? nonEmpty(FileSystem.readXattrs(childPath))
+                stats.directories += 1
+                let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
+                try scan(trie: child, at: childPath, into: sub, saver: saver, queue: queue, stats: &stats, failure: failure)
+                try sub.sealed(saver: saver)
+            }
+        }
+    }
+
+    private func scanEntry(
+        name: [UInt8], path: PathBytes, stat st: stat, device: dev_t, into builder: DirectoryBuilder, slot: Int,
+        saver: ChunkSaver, queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+    ) throws {
+        if failure.isSet { return }
+        guard var node = FileSystem.node(name: name, stat: st) else {
+            report("skipped \(path): unknown file type")
+            try builder.complete(slot: slot, with: nil, saver: saver)
+            return
+        }
+        do {
+            node.xattrs = try nonEmpty(FileSystem.readXattrs(path))
+        } catch let e as FileSystem.Failure {
+            report(e.description)
+        }
+        switch node.kind {
+        case .file:
+            stats.files += 1
+            queue.push(FileJob(path: path, node: node, directory: builder, slot: slot))
+        case .directory:
+            stats.directories += 1
+            let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
+            if options.oneFileSystem && st.st_dev != device {
+                sub.expect(0)  // a mount point: kept as an empty directory, like restic
+            } else {
+                do {
+                    let names = try FileSystem.list(path)
+                    sub.expect(names.count)
+                    for (i, childName) in names.enumerated() {
+                        let childPath = path.appending(childName)
+                        do {
+                            let cst = try FileSystem.lstat(childPath)
+                            try scanEntry(
+                                name: childName, path: childPath, stat: cst, device: device, into: sub, slot: i, saver: saver,
+                                queue: queue, stats: &stats, failure: failure)
+                        } catch let e as FileSystem.Failure {
+                            report(e.description)
+                            try sub.complete(slot: i, with: nil, saver: saver)
+                        }
+                    }
+                } catch let e as FileSystem.Failure {
+                    report(e.description)  // unreadable directory: kept, empty
+                }
+            }
+            try sub.sealed(saver: saver)
+        case .symlink:
+            stats.otherEntries += 1
+            do {
+                node.linkTarget = try FileSystem.readLink(path)
+                try builder.complete(slot: slot, with: node, saver: saver)
+            } catch let e as FileSystem.Failure {
+                report(e.description)
+                try builder.complete(slot: slot, with: nil, saver: saver)
+            }
+        default:
+            stats.otherEntries += 1
+            try builder.complete(slot: slot, with: node, saver: saver)
+        }
+    }
+
+    private func nonEmpty(_ x: [ExtendedAttribute]) -> [ExtendedAttribute]? { x.isEmpty ? nil : x }
+
+    /// Absolute, lexically cleaned paths (symlinks are not resolved: a symlink given is backed up as one),
+    /// each checked to exist, with paths inside another given path dropped.
+    static func normalize(_ paths: [String]) throws -> [PathBytes] {
+        guard !paths.isEmpty else { throw BackupError.noPaths }
+        let cwd = FileManager.default.currentDirectoryPath
+        var cleaned: [[[UInt8]]] = []
+        for p in paths {
+            let absolute = p.hasPrefix("/") ? p : cwd + "/" + p
+            var parts: [[UInt8]] = []
+            for c in PathBytes(absolute).components {
+                if c == [46] { continue }
+                if c == [46, 46] { _ = parts.popLast(); continue }
+                parts.append(c)
+            }
+            let path = PathBytes("/" + parts.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"))
+            var st = stat()
+            if path.withCString({ lstat($0, &st) }) != 0 {
+                throw BackupError.pathMissing(p, String(cString: strerror(errno)))
+            }
+            cleaned.append(parts)
+        }
+        // Drop duplicates and paths below another path.
+        cleaned.sort { $0.count < $1.count }
+        var kept: [[[UInt8]]] = []
+        for c in cleaned where !kept.contains(where: { k in c.count >= k.count && Array(c.prefix(k.count)) == k }) {
+            kept.append(c)
+        }
+        return kept.map { parts in
+            var bytes: [UInt8] = []
+            for part in parts { bytes.append(UInt8(ascii: "/")); bytes.append(contentsOf: part) }
+            return PathBytes(bytes.isEmpty ? [UInt8(ascii: "/")] : bytes)
+        }
+    }
+}
+
+/// The backup paths as a trie of path components from `/`.
+struct PathTrie {
+    var children: [[UInt8]: PathTrie] = [:]
+    var isTarget = false
+
+    init() {}
+
+    init(paths: [PathBytes]) {
+        for p in paths { insert(p.components[...]) }
+    }
+
+    private mutating func insert(_ parts: ArraySlice<[UInt8]>) {
+        guard let first = parts.first else {
+            isTarget = true
+            return
+        }
+        var child = children[first] ?? PathTrie()
+        child.insert(parts.dropFirst())
+        children[first] = child
+    }
+}
+
+/// The first error any thread hit; once set, everyone stops.
+final class FirstFailure: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    var isSet: Bool { lock.withLock { stored != nil } }
+    var error: Error? { lock.withLock { stored } }
+    func set(_ e: Error) { lock.withLock { if stored == nil { stored = e } } }
+}
+
+final class RootTreeBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var id: ChunkID?
+    var value: ChunkID? { lock.withLock { id } }
+    func set(_ v: ChunkID) { lock.withLock { id = v } }
+}
+
+public enum ShadowMoverVersion {
+    public static let current = "0.1.0"
+}

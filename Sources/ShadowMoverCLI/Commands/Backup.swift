@@ -1,0 +1,58 @@
+import ArgumentParser
+import ChunkStore
+import Compression
+import DataMover
+import Foundation
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up files and directories into the store.",
+        discussion: """
+            Reads the live files. Unreadable files are reported and skipped; the backup of the rest still
+            commits and the exit code is 3.
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: "Files and directories to back up.") var paths: [String]
+    @Flag(name: [.customShort("x"), .long], help: "Do not cross into other filesystems.") var oneFileSystem = false
+    @Option(help: "Codec for new chunks (default: the store's).") var codec: String?
+    @Option(help: "Chunk, hash and compress workers (default: one per core).") var workers: Int?
+    @Option(name: .customLong("tag"), help: "Tag the snapshot (repeatable).") var tags: [String] = []
+
+    func run() throws {
+        let store = try storeOptions.open()
+        var options = BackupOptions(paths: paths)
+        options.oneFileSystem = oneFileSystem
+        options.tags = tags
+        if let codec { options.codec = try Codec(parsing: codec) }
+        if let workers {
+            guard workers > 0 else { throw ValidationError("--workers must be at least 1") }
+            options.workers = workers
+        }
+        let result = try Backup(store: store, options: options).run()
+        let s = result.record.summary
+        for e in s.errors { Output.warn("warning: \(e)") }
+        if output.json {
+            struct Report: Encodable {
+                var snapshot: String
+                var summary: BackupSummary
+                var dedupRatio: Double
+                var compressionRatio: Double
+                var throughputBytesPerSecond: Double
+            }
+            try Output.json(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput))
+        } else {
+            Output.line("snapshot \(result.snapshotID.prefix(8)) saved")
+            Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")
+            Output.line("  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks")
+            Output.line("  bytes added:  \(Output.bytes(s.bytesAdded)) in \(s.chunksNew) new chunks, \(Output.bytes(s.bytesStored)) stored")
+            Output.line(String(format: "  dedup ratio:  %.2f×   compression ratio: %.2f×", s.dedupRatio, s.compressionRatio))
+            Output.line(String(format: "  duration:     %.2f s   throughput: %@", s.durationSeconds, Output.rate(s.throughput)))
+            if !s.errors.isEmpty { Output.line("  \(s.errors.count) file(s) could not be read (see warnings above)") }
+        }
+        if !s.errors.isEmpty { throw ExitCode(3) }
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import ChunkStore
+import DataMover
+import Foundation
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a snapshot (or one path of it) into a target directory.",
+        discussion: """
+            Every chunk is verified against its SHA-256 before it is written. The target must be empty
+            unless --overwrite is given. With --path, that path of the snapshot is restored into the
+            target under its own name. Damaged data stops the restore and names the damaged objects and
+            the files they affect; --skip-damaged restores everything else and exits with code 3.
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: "Snapshot id (a unique prefix) or 'latest'.") var snapshot: String
+    @Option(name: [.short, .long], help: "Directory to restore into.") var target: String
+    @Option(help: "Restore only this path of the snapshot (as it was backed up, e.g. /home/me/docs).") var path: String?
+    @Flag(help: "Allow a non-empty target and replace files in the way.") var overwrite = false
+    @Flag(help: "Restore every file not affected by damaged data, and report the rest.") var skipDamaged = false
+    @Option(help: "Restore workers (default: one per core).") var workers: Int?
+
+    func run() throws {
+        let store = try storeOptions.open()
+        let (id, record) = try store.resolveSnapshot(snapshot)
+        var options = RestoreOptions(target: target)
+        options.subPath = path
+        options.overwrite = overwrite
+        options.skipDamaged = skipDamaged
+        if let workers { options.workers = Swift.max(1, workers) }
+        let summary = try Restorer(store: store, options: options).run(snapshot: record)
+        for w in summary.warnings { Output.warn("warning: \(w)") }
+        for d in summary.damage { Output.warn("damaged: \(d)") }
+        let rate = summary.durationSeconds > 0 ? Double(summary.bytesWritten) / summary.durationSeconds : 0
+        if output.json {
+            struct Report: Encodable { var snapshot: String; var summary: RestoreSummary; var throughputBytesPerSecond: Double }
+            try Output.json(Report(snapshot: id, summary: summary, throughputBytesPerSecond: rate))
+        } else {
+            Output.line("restored snapshot \(id.prefix(8)) to \(target)")
+            Output.line("  files: \(summary.files) (\(summary.directories) directories, \(summary.otherEntries) other), \(Output.bytes(summary.bytesWritten))")
+            Output.line(String(format: "  duration: %.2f s   throughput: %@", summary.durationSeconds, Output.rate(rate)))
+        }
+        if !summary.damage.isEmpty { throw ExitCode(3) }
+    }
+}

@@ -1,0 +1,57 @@
+import ChunkStore
+import Foundation
+
+enum Output {
+    /// Prints `value` as pretty, key-sorted JSON on stdout.
+    static func json<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, e in
+            var c = e.singleValueContainer()
+            try c.encode(Timestamp(date).iso8601)
+        }
+        let data = try encoder.encode(value)
+        FileHandle.standardOutput.write(data)
+        FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+
+    static func line(_ text: String) { print(text) }
+
+    static func warn(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+    /// 1536 → "1.5 KiB"
+    static func bytes<I: BinaryInteger>(_ n: I) -> String {
+        var value = Double(n)
+        for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+            if value < 1024 || unit == "TiB" {
+                return unit == "B" ? "\(Int(value)) B" : String(format: "%.1f %@", value, unit)
+            }
+            value /= 1024
+        }
+        return "\(n) B"
+    }
+
+    /// Bytes per second as MB/s (10^6), the unit peers and benchmarks quote.
+    static func rate(_ bytesPerSecond: Double) -> String { String(format: "%.1f MB/s", bytesPerSecond / 1e6) }
+
+    static func time(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        f.timeZone = TimeZone.current
+        return f.string(from: date)
+    }
+
+    /// Left-aligned columns.
+    static func table(_ header: [String], _ rows: [[String]]) {
+        let all = [header] + rows
+        var widths = Array(repeating: 0, count: header.count)
+        for r in all { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        func fmt(_ r: [String]) -> String {
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }
+        print(fmt(header))
+        print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "))
+        for r in rows { print(fmt(r)) }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import ChunkStore
+import DataMover
+import Foundation
+
+/// The `shadowmover` command: restic-style verbs over a local chunk store.
+public struct ShadowMover: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "shadowmover",
+        abstract: "Application-consistent, deduplicated, compressed backups of live Linux volumes.",
+        discussion: """
+            Choose the store with --store PATH or the SHADOWMOVER_STORE environment variable.
+            Exit codes: 0 success, 1 failure, 3 backup completed but some files could not be read
+            (or, for restore --skip-damaged, some files could not be restored).
+            """,
+        version: ShadowMoverVersion.current,
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Debug.self]
+    )
+
+    public init() {}
+
+    /// Parses the arguments, runs the command, and exits with its code.
+    public static func runMain() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Where the store is.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Path of the chunk store (default: $SHADOWMOVER_STORE).", valueName: "path"))
+    var store: String?
+
+    func resolvedPath() throws -> String {
+        if let store, !store.isEmpty { return store }
+        if let env = ProcessInfo.processInfo.environment["SHADOWMOVER_STORE"], !env.isEmpty { return env }
+        throw ValidationError("no store given: pass --store PATH or set SHADOWMOVER_STORE")
+    }
+
+    func open() throws -> Store { try Store(path: try resolvedPath()) }
+}
+
+/// Output format.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+}

@@ -1,0 +1,3 @@
+import ShadowMoverCLI
+
+ShadowMover.runMain()

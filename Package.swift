@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "ChunkingTests", dependencies: ["Chunking"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
-            name: "ChunkStoreTests",
+            name: "BackupTests",
             dependencies: ["ChunkStore", "DataMover", "Compression", "Chunking", "shadowmover"]
         ),
     ],

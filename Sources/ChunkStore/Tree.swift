@@ -29,7 +29,8 @@ public struct Node: Codable, Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var mtime: Timestamp
-    public var atime: Timestamp
+    /// Status change time, kept for change detection; restore cannot set it. Access times are not
+    /// stored: reading a tree for backup changes them, and an unchanged directory must encode the same.
     public var ctime: Timestamp
     /// Content size in bytes (files).
     public var size: UInt64
@@ -53,8 +54,7 @@ public struct Node: Codable, Sendable, Equatable {
     public var name: String { String(decoding: nameBytes, as: UTF8.self) }
 
     public init(
-        nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, atime: Timestamp,
-        ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64, links: UInt64
+        nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64, links: UInt64
     ) {
         self.nameBytes = nameBytes
         self.kind = kind
@@ -62,7 +62,6 @@ public struct Node: Codable, Sendable, Equatable {
         self.uid = uid
         self.gid = gid
         self.mtime = mtime
-        self.atime = atime
         self.ctime = ctime
         self.size = size
         self.device = device
@@ -71,7 +70,7 @@ public struct Node: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, nameBase64, type, mode, uid, gid, mtime, atime, ctime, size, content, sparse, subtree
+        case name, nameBase64, type, mode, uid, gid, mtime, ctime, size, content, sparse, subtree
         case linkTarget, linkTargetBase64, rdev, device, inode, links, xattrs
     }
 
@@ -83,7 +82,6 @@ public struct Node: Codable, Sendable, Equatable {
         uid = try c.decode(UInt32.self, forKey: .uid)
         gid = try c.decode(UInt32.self, forKey: .gid)
         mtime = try c.decode(Timestamp.self, forKey: .mtime)
-        atime = try c.decode(Timestamp.self, forKey: .atime)
         ctime = try c.decode(Timestamp.self, forKey: .ctime)
         size = try c.decodeIfPresent(UInt64.self, forKey: .size) ?? 0
         content = try c.decodeIfPresent([ChunkID].self, forKey: .content)
@@ -105,7 +103,6 @@ public struct Node: Codable, Sendable, Equatable {
         try c.encode(uid, forKey: .uid)
         try c.encode(gid, forKey: .gid)
         try c.encode(mtime, forKey: .mtime)
-        try c.encode(atime, forKey: .atime)
         try c.encode(ctime, forKey: .ctime)
         if kind == .file { try c.encode(size, forKey: .size) }
         try c.encodeIfPresent(content, forKey: .content)

@@ -57,7 +57,6 @@ enum FileSystem {
         var node = Node(
             nameBytes: name, kind: kind, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
             mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)),
-            atime: Timestamp(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int32(st.st_atim.tv_nsec)),
             ctime: Timestamp(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: Int32(st.st_ctim.tv_nsec)),
             size: kind == .file ? UInt64(st.st_size) : 0, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
             links: UInt64(st.st_nlink))
@@ -118,8 +117,9 @@ enum FileSystem {
             let rc = path.withCString { chmod($0, mode_t(node.mode)) }
             if rc != 0 { throw Failure(path: path, operation: "change mode of", code: errno) }
         }
+        // Access time is not stored; it is left at the restore's time (UTIME_OMIT).
         var times = [
-            timespec(tv_sec: Int(node.atime.seconds), tv_nsec: Int(node.atime.nanoseconds)),
+            timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2),  // UTIME_OMIT
             timespec(tv_sec: Int(node.mtime.seconds), tv_nsec: Int(node.mtime.nanoseconds)),
         ]
         let rc = path.withCString { utimensat(AT_FDCWD, $0, &times, AT_SYMLINK_NOFOLLOW) }

@@ -1,0 +1,213 @@
+import ChunkStore
+import Chunking
+import DataMover
+import Foundation
+import Testing
+
+/// Builds a tree with every entry kind a backup must carry.
+func makeEveryKindTree(at root: String) {
+    mkdirs(root + "/dir/nested/deeper")
+    mkdirs(root + "/empty-dir")
+    write(root + "/small.txt", Array("hello, shadow copy\n".utf8))
+    write(root + "/empty", [])
+    write(root + "/big.bin", randomBytes(3_000_000, seed: 1))
+    write(root + "/dir/text.txt", Array(String(repeating: "freeze thaw ", count: 50_000).utf8))
+    write(root + "/dir/nested/deeper/leaf", randomBytes(70_000, seed: 2))
+    // Name bytes that are not UTF-8.
+    var raw = Array((root + "/dir/").utf8) + [0x6E, 0x6F, 0xE9, 0xFF] + [0]
+    raw.withUnsafeMutableBufferPointer { b in
+        b.withMemoryRebound(to: CChar.self) { p in
+            let fd = open(p.baseAddress!, O_CREAT | O_WRONLY, 0o640)
+            _ = "latin".withCString { write(fd, $0, 5) }
+            close(fd)
+        }
+    }
+    // Sparse: 8 MiB with data only at 1 MiB and at the end.
+    let sparse = root + "/sparse.img"
+    let fd = open(sparse, O_CREAT | O_WRONLY, 0o600)
+    let block = randomBytes(65536, seed: 3)
+    _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 1 << 20) }
+    _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, (8 << 20) - 65536) }
+    close(fd)
+    // Links.
+    symlink("small.txt", root + "/link-to-small")
+    symlink("/nonexistent/target", root + "/dangling")
+    link(root + "/big.bin", root + "/dir/hardlink-to-big")
+    link(root + "/small.txt", root + "/dir/nested/hardlink-to-small")
+    mkfifo(root + "/fifo", 0o640)
+    // Modes, owners, xattrs, nanosecond times.
+    chmod(root + "/small.txt", 0o4755)
+    chmod(root + "/dir/nested", 0o750)
+    chmod(root + "/empty-dir", 0o1777)
+    setXattr(root + "/small.txt", "user.shadowmover.note", "writer=sqlite")
+    setXattr(root + "/dir", "user.component", "database")
+    if isRoot {
+        chown(root + "/dir/text.txt", 1234, 5678)
+        lchown(root + "/link-to-small", 4321, 8765)
+        mknod(root + "/dir/null-device", S_IFCHR | 0o600, makedev(1, 3))
+    }
+    for (i, p) in ["small.txt", "big.bin", "dir/text.txt", "sparse.img", "empty", "dir", "dir/nested", "link-to-small", "fifo", "empty-dir"].enumerated() {
+        setTimes(root + "/" + p, sec: 1_600_000_000 + i * 1000, nsec: 123_456_789 - i)
+    }
+}
+
+func makedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
+    dev_t((UInt64(major & 0xfff) << 8) | UInt64(minor & 0xff) | (UInt64(minor & ~0xff) << 12) | (UInt64(major & ~0xfff) << 32))
+}
+
+func backup(_ store: Store, _ paths: [String], workers: Int = 2) throws -> BackupResult {
+    var o = BackupOptions(paths: paths)
+    o.workers = workers
+    return try Backup(store: store, options: o).run()
+}
+
+func restore(_ store: Store, _ snapshot: String, to target: String, subPath: String? = nil, skipDamaged: Bool = false) throws -> RestoreSummary {
+    var o = RestoreOptions(target: target)
+    o.subPath = subPath
+    o.skipDamaged = skipDamaged
+    let (_, record) = try store.resolveSnapshot(snapshot)
+    return try Restorer(store: store, options: o).run(snapshot: record)
+}
+
+/// The tree id of the directory at `path` in a snapshot's root tree.
+func subtree(_ store: Store, _ root: ChunkID, _ path: String) throws -> ChunkID? {
+    var id = root
+    for part in path.split(separator: "/") {
+        guard let node = try store.loadTree(id).nodes.first(where: { $0.name == part }), let sub = node.subtree else { return nil }
+        id = sub
+    }
+    return id
+}
+
+@Suite("Backup and restore")
+struct RoundTripTests {
+    @Test("a tree with every entry kind restores identical in content and metadata")
+    func everyEntryKind() throws {
+        let s = Scratch("roundtrip")
+        let source = s.sub("source")
+        makeEveryKindTree(at: source)
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        let result = try backup(store, [source])
+        #expect(result.errors.isEmpty)
+        let target = s.sub("restore")
+        let summary = try restore(store, result.snapshotID, to: target)
+        #expect(summary.damage.isEmpty)
+        let restoredRoot = target + source
+        let before = TreeSnapshot(source), after = TreeSnapshot(restoredRoot)
+        #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
+        for (path, entry) in before.entries {
+            #expect(after.entries[path] == entry, "\(path)")
+        }
+        #expect(before.linkGroups == after.linkGroups)
+        #expect(before.linkGroups.count == 2)
+        // Holes stay holes.
+        #expect(allocatedBytes(restoredRoot + "/sparse.img") < 1 << 20)
+        // The directories above the backup path are in the snapshot too, with their metadata.
+        var st = stat()
+        #expect(lstat(target + s.path, &st) == 0)
+    }
+
+    @Test("a concurrent backup stores exactly what a single worker stores")
+    func concurrentEqualsSingle() throws {
+        let s = Scratch("workers")
+        let source = s.sub("source")
+        makeEveryKindTree(at: source)
+        for i in 0..<40 { write(source + "/many-\(i)", randomBytes(1000 + i * 3000, seed: UInt64(100 + i))) }
+        let one = try Store.initialize(at: s.sub("one"), parameters: smallChunks, keyed: false)
+        let four = try Store.initialize(at: s.sub("four"), parameters: smallChunks, keyed: false)
+        let a = try backup(one, [source], workers: 1)
+        let b = try backup(four, [source], workers: 4)
+        // The trees above the source hold /tmp, which other tests change; compare the source's own tree.
+        #expect(try subtree(one, a.record.tree, source) == subtree(four, b.record.tree, source))
+        #expect(a.record.summary.bytesAdded == b.record.summary.bytesAdded)
+        #expect(a.record.summary.chunksNew == b.record.summary.chunksNew)
+    }
+
+    @Test("backing up the same tree twice adds nothing the second time")
+    func secondBackupAddsNothing() throws {
+        let s = Scratch("dedup")
+        let source = s.sub("source")
+        makeEveryKindTree(at: source)
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        let first = try backup(store, [source])
+        #expect(first.record.summary.bytesAdded > 3_000_000)
+        let second = try backup(store, [source])
+        #expect(second.record.summary.bytesAdded == 0)
+        #expect(second.record.summary.chunksNew == 0)
+        #expect(second.record.summary.bytesRead == first.record.summary.bytesRead)
+        #expect(try subtree(store, second.record.tree, source) == subtree(store, first.record.tree, source))
+    }
+
+    @Test("bytes inserted in the middle of a file re-use every chunk but those around the insertion")
+    func insertionReusesChunks() throws {
+        let s = Scratch("insert")
+        let source = s.sub("source")
+        mkdirs(source)
+        let original = randomBytes(4 << 20, seed: 42)
+        write(source + "/data", original)
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        let first = try backup(store, [source])
+        var edited = original
+        edited.insert(contentsOf: Array("INSERTED IN THE MIDDLE".utf8), at: 2 << 20)
+        write(source + "/data", edited)
+        let second = try backup(store, [source])
+        // ~256 chunks of ~16 KiB; an insertion changes the chunk it lands in, rarely its neighbour.
+        #expect(first.record.summary.chunks > 150)
+        #expect(second.record.summary.chunksNew >= 1 && second.record.summary.chunksNew <= 3)
+        #expect(second.record.summary.bytesAdded < 3 * UInt64(smallChunks.maxSize))
+        let target = s.sub("restore")
+        _ = try restore(store, second.snapshotID, to: target)
+        #expect(FileManager.default.contents(atPath: target + source + "/data") == Data(edited))
+    }
+
+    @Test("restore of a sub-path places it in the target under its own name")
+    func subPathRestore() throws {
+        let s = Scratch("subpath")
+        let source = s.sub("source")
+        makeEveryKindTree(at: source)
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        let result = try backup(store, [source])
+        let target = s.sub("restore")
+        _ = try restore(store, result.snapshotID, to: target, subPath: source + "/dir/nested")
+        #expect(FileManager.default.contents(atPath: target + "/nested/deeper/leaf") == Data(randomBytes(70_000, seed: 2)))
+        #expect(throws: RestoreError.self) { try restore(store, result.snapshotID, to: s.sub("other"), subPath: source + "/nope") }
+    }
+
+    @Test("several paths share one snapshot; a path inside another is backed up once")
+    func severalPaths() throws {
+        let s = Scratch("paths")
+        mkdirs(s.sub("a/inner"))
+        mkdirs(s.sub("b"))
+        write(s.sub("a/inner/x"), [1, 2, 3])
+        write(s.sub("b/y"), [4, 5])
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        let result = try backup(store, [s.sub("a"), s.sub("b"), s.sub("a/inner")])
+        #expect(result.record.paths == [s.sub("a"), s.sub("b")])
+        #expect(result.record.summary.files == 2)
+        _ = try restore(store, "latest", to: s.sub("r"))
+        #expect(FileManager.default.contents(atPath: s.sub("r") + s.sub("a/inner/x")) == Data([1, 2, 3]))
+        #expect(FileManager.default.contents(atPath: s.sub("r") + s.sub("b/y")) == Data([4, 5]))
+    }
+
+    @Test("--one-file-system keeps a mount point as an empty directory; without it the mount is backed up")
+    func oneFileSystem() throws {
+        guard try requireRoot("the --one-file-system test (mounts a tmpfs)") else { return }
+        let s = Scratch("onefs")
+        let source = s.sub("source")
+        mkdirs(source + "/mnt")
+        write(source + "/local", [1])
+        #expect(mount("none", source + "/mnt", "tmpfs", 0, nil) == 0)
+        defer { umount(source + "/mnt") }
+        write(source + "/mnt/on-tmpfs", [2])
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        var o = BackupOptions(paths: [source])
+        o.oneFileSystem = true
+        let crossed = try backup(store, [source])
+        let stayed = try Backup(store: store, options: o).run()
+        #expect(crossed.record.summary.files == 2)
+        #expect(stayed.record.summary.files == 1)
+        _ = try restore(store, stayed.snapshotID, to: s.sub("r"))
+        #expect(FileManager.default.fileExists(atPath: s.sub("r") + source + "/mnt"))
+        #expect(!FileManager.default.fileExists(atPath: s.sub("r") + source + "/mnt/on-tmpfs"))
+    }
+}

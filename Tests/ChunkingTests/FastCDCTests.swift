@@ -1,0 +1,117 @@
+import Chunking
+import Testing
+
+func lengths(_ chunker: FastCDC, _ data: [UInt8]) -> [Int] {
+    data.withUnsafeBytes { chunker.chunks(of: $0).map(\.length) }
+}
+
+/// Feeds `data` through a ChunkStream in pieces of the sizes `nextSize` picks.
+func streamedLengths(_ chunker: FastCDC, _ data: [UInt8], capacity: Int? = nil, nextSize: () -> Int) -> [Int] {
+    let stream = ChunkStream(chunker: chunker, capacity: capacity)
+    var result: [Int] = []
+    var position = 0
+    data.withUnsafeBytes { all in
+        while true {
+            while position < all.count && !stream.canCut {
+                let piece = min(nextSize(), all.count - position)
+                let taken = stream.append(UnsafeRawBufferPointer(rebasing: all[position..<(position + piece)]))
+                position += taken
+            }
+            if position == all.count { stream.finish() }
+            guard let chunk = stream.nextChunk() else { break }
+            result.append(chunk.count)
+        }
+    }
+    return result
+}
+
+@Suite("FastCDC 2020")
+struct FastCDCTests {
+    @Test("reference gear table is MD5 of 64 bytes of each value, as published")
+    func referenceGearTable() {
+        let t = GearTable.reference
+        #expect(t.entries[0] == 0x3b5d_3c7d_207e_37dc)
+        #expect(t.entries[1] == 0x784d_68ba_9112_3086)
+        #expect(t.entries[255] == 0xaabd_2b2a_4515_04e1)
+        #expect(t.shifted[0] == 0x76ba_78fa_40fc_6fb8)
+    }
+
+    @Test("unkeyed cut points equal the reference implementation's", arguments: referenceVectors)
+    func referenceCutPoints(_ v: Vector) throws {
+        let p = ChunkerParameters(minSize: v.min, averageSize: v.avg, maxSize: v.max, normalization: v.level)
+        try p.validate()
+        let data = v.corpus.bytes(seed: v.seed, count: v.size)
+        #expect(lengths(FastCDC(parameters: p), data) == v.lengths)
+    }
+
+    @Test("cut points do not depend on how the input is split into buffers", arguments: [false, true])
+    func bufferSplitInvariance(keyed: Bool) {
+        let p = ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: 32768, normalization: 2)
+        let table = keyed ? GearTable(seed: Array(repeating: 7, count: 32)) : .reference
+        let chunker = FastCDC(parameters: p, table: table)
+        let data = Corpus.random.bytes(seed: 99, count: 3 << 20) + Corpus.text.bytes(seed: 5, count: 1 << 20)
+        let whole = lengths(chunker, data)
+        var rng = SplitMix(seed: keyed ? 1 : 2)
+        for round in 0..<6 {
+            let maxPiece = [1, 7, 100, 4096, 65536, 1 << 20][round]
+            let streamed = streamedLengths(chunker, data) { Int(rng.next() % UInt64(maxPiece)) + 1 }
+            #expect(streamed == whole, "pieces of up to \(maxPiece) bytes")
+        }
+        #expect(whole.reduce(0, +) == data.count)
+    }
+
+    @Test("every chunk but the last is at least min; every chunk is at most max", arguments: [0, 1, 2, 3])
+    func boundsRespected(level: Int) {
+        let p = ChunkerParameters(minSize: 1024, averageSize: 4096, maxSize: 8192, normalization: level)
+        let chunker = FastCDC(parameters: p)
+        for data in [Corpus.random.bytes(seed: 11, count: 1 << 20), Corpus.text.bytes(seed: 12, count: 1 << 20),
+                     [UInt8](repeating: 0, count: 300_000)] {
+            let l = lengths(chunker, data)
+            #expect(l.reduce(0, +) == data.count)
+            #expect(l.dropLast().allSatisfy { $0 >= p.minSize })
+            #expect(l.allSatisfy { $0 <= p.maxSize })
+        }
+        // All-zero input never matches a mask: every chunk is max-sized.
+        let zeros = lengths(chunker, [UInt8](repeating: 0, count: 8192 * 10))
+        #expect(zeros == Array(repeating: 8192, count: 10))
+    }
+
+    @Test("a keyed table changes the cut points; the same seed gives the same table")
+    func keyedTables() {
+        let a = GearTable(seed: Array(repeating: 1, count: 32))
+        #expect(a == GearTable(seed: Array(repeating: 1, count: 32)))
+        #expect(a != GearTable(seed: Array(repeating: 2, count: 32)))
+        #expect(a != .reference)
+        let p = ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: 32768, normalization: 2)
+        let data = Corpus.random.bytes(seed: 3, count: 1 << 20)
+        #expect(lengths(FastCDC(parameters: p, table: a), data) != lengths(FastCDC(parameters: p), data))
+    }
+
+    @Test("invalid parameters are refused with a message naming the setting")
+    func invalidParameters() {
+        #expect(throws: ChunkerParameterError.self) {
+            try ChunkerParameters(minSize: 10, averageSize: 1024, maxSize: 4096, normalization: 1).validate()
+        }
+        #expect(throws: ChunkerParameterError.self) {
+            try ChunkerParameters(minSize: 8192, averageSize: 4096, maxSize: 16384, normalization: 1).validate()
+        }
+        do {
+            try ChunkerParameters(minSize: 1024, averageSize: 4096, maxSize: 16384, normalization: 5).validate()
+            Issue.record("level 5 accepted")
+        } catch {
+            #expect("\(error)".contains("normalization level 5"))
+        }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}

@@ -244,3 +244,65 @@ final class PackFileCache: @unchecked Sendable {
 
     deinit { for fd in descriptors.values { close(fd) } }
 }
+
+// MARK: Packs and index repair
+
+extension Store {
+    /// Every pack id in the store.
+    public func packIDs() throws -> [ChunkID] {
+        var ids: [ChunkID] = []
+        for sub in try FileIO.list("\(path)/packs") {
+            for name in try FileIO.list("\(path)/packs/\(sub)") {
+                if let id = ChunkID(hex: name) { ids.append(id) }
+            }
+        }
+        return ids
+    }
+
+    /// Reads and checks a pack's trailer: the list of its blobs.
+    public func readPackTrailer(_ id: ChunkID) throws -> [BlobEntry] {
+        let packPath = packPath(id)
+        let fd = open(packPath, O_RDONLY | O_CLOEXEC)
+        try FileIO.check(fd, packPath, "open")
+        defer { close(fd) }
+        var st = stat()
+        try FileIO.check(fstat(fd, &st), packPath, "stat")
+        let size = Int(st.st_size)
+        var footer = [UInt8](repeating: 0, count: min(size, PackFormat.footerSize))
+        _ = try footer.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: size - $0.count, path: packPath) }
+        let count = try footer.withUnsafeBytes { try PackFormat.entryCount(footer: $0, pack: id.hex) }
+        let tailLength = count * PackFormat.entrySize + PackFormat.footerSize
+        guard tailLength <= size else { throw StoreError.damagedPack(pack: id.hex, reason: "trailer longer than the pack") }
+        var tail = [UInt8](repeating: 0, count: tailLength)
+        _ = try tail.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: size - tailLength, path: packPath) }
+        return try tail.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size, pack: id.hex) }
+    }
+
+    /// Rebuilds the index from the packs' trailers: writes one new segment listing every blob of every
+    /// readable pack, then removes the old segments (damaged ones included). Safe to interrupt: until
+    /// the old segments are gone, both describe the same blobs.
+    /// - Returns: the number of packs and blobs indexed and the packs whose trailers are damaged.
+    public func rebuildIndex() throws -> (packs: Int, blobs: Int, damagedPacks: [String]) {
+        var locations: [BlobLocation] = []
+        var damaged: [String] = []
+        var packs = 0
+        for id in try packIDs() {
+            do {
+                for e in try readPackTrailer(id) { locations.append(BlobLocation(pack: id, entry: e)) }
+                packs += 1
+            } catch {
+                damaged.append("\(error)")
+            }
+        }
+        let old = try FileIO.list("\(path)/index")
+        var newName: String?
+        if !locations.isEmpty {
+            let (name, bytes) = IndexSegment.encode(locations)
+            try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
+            newName = name
+        }
+        for name in old where name != newName { unlink("\(path)/index/\(name)") }
+        try FileIO.fsyncDirectory("\(path)/index")
+        return (packs, locations.count, damaged)
+    }
+}

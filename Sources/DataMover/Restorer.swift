@@ -46,6 +46,7 @@ public enum RestoreError: Error, CustomStringConvertible {
     case unsafeName(entry: String, directory: String)
     case pathNotInSnapshot(String)
     case damaged([DamageReport])
+    case damagedIndex([DamageReport])
     case target(String)
 
     public var description: String {
@@ -57,6 +58,9 @@ public enum RestoreError: Error, CustomStringConvertible {
         case .damaged(let reports):
             "the snapshot refers to damaged data:\n" + reports.map { "  " + $0.description }.joined(separator: "\n")
                 + "\nrestore the other files with --skip-damaged"
+        case .damagedIndex(let reports):
+            reports.map(\.description).joined(separator: "\n")
+                + "\nrebuild the index from the packs with `shadowmover repair index`, or restore what can be found with --skip-damaged"
         case .target(let m): m
         }
     }
@@ -88,6 +92,10 @@ public final class Restorer: @unchecked Sendable {
     public func run(snapshot record: SnapshotRecord) throws -> RestoreSummary {
         let clock = ContinuousClock.now
         let target = PathBytes(options.target)
+        let damagedIndex = store.index.damagedSegments.map {
+            DamageReport(object: "index segment \($0.name)", reason: "\($0.error)", affectedFiles: ["any file whose chunks it lists"])
+        }
+        if !damagedIndex.isEmpty && !options.skipDamaged { throw RestoreError.damagedIndex(damagedIndex) }
         try prepareTarget(target)
         var plan: [Entry] = []
         var treeDamage: [DamageReport] = []
@@ -177,7 +185,7 @@ public final class Restorer: @unchecked Sendable {
 
         let damage = lock.withLock {
             damagedObjects.keys.sorted().map { DamageReport(object: $0, reason: damagedObjects[$0]!, affectedFiles: (damagedFiles[$0] ?? []).sorted()) }
-        } + treeDamage
+        } + treeDamage + damagedIndex
         if !damage.isEmpty && !options.skipDamaged {
             // Name every file the damaged chunks affect, not only the ones a worker happened to reach.
             throw RestoreError.damaged(completeReports(damage, plan: plan))

@@ -14,7 +14,7 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Debug.self]
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Repair.self, Debug.self]
     )
 
     public init() {}

@@ -52,8 +52,8 @@ public struct BackupSummary: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// Logical bytes per byte added to the store (∞ shown as the bytes read when nothing was added).
-    public var dedupRatio: Double { bytesAdded == 0 ? Double(bytesRead) : Double(bytesRead) / Double(bytesAdded) }
+    /// Logical bytes per byte of new data; nil when nothing new was added (everything deduplicated).
+    public var dedupRatio: Double? { bytesAdded == 0 ? nil : Double(bytesRead) / Double(bytesAdded) }
     /// Raw bytes added per stored byte.
     public var compressionRatio: Double { bytesStored == 0 ? 1 : Double(bytesAdded) / Double(bytesStored) }
     public var throughput: Double { durationSeconds > 0 ? Double(bytesRead) / durationSeconds : 0 }

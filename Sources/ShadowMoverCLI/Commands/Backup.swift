@@ -39,7 +39,7 @@ struct BackupCommand: ParsableCommand {
             struct Report: Encodable {
                 var snapshot: String
                 var summary: BackupSummary
-                var dedupRatio: Double
+                var dedupRatio: Double?
                 var compressionRatio: Double
                 var throughputBytesPerSecond: Double
             }
@@ -49,7 +49,8 @@ struct BackupCommand: ParsableCommand {
             Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")
             Output.line("  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks")
             Output.line("  bytes added:  \(Output.bytes(s.bytesAdded)) in \(s.chunksNew) new chunks, \(Output.bytes(s.bytesStored)) stored")
-            Output.line(String(format: "  dedup ratio:  %.2f×   compression ratio: %.2f×", s.dedupRatio, s.compressionRatio))
+            let dedup = s.dedupRatio.map { String(format: "%.2f×", $0) } ?? "all data already in the store"
+            Output.line(String(format: "  dedup ratio:  %@   compression ratio: %.2f×", dedup, s.compressionRatio))
             Output.line(String(format: "  duration:     %.2f s   throughput: %@", s.durationSeconds, Output.rate(s.throughput)))
             if !s.errors.isEmpty { Output.line("  \(s.errors.count) file(s) could not be read (see warnings above)") }
         }

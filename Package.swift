@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Linux headers Glibc's module leaves out (xattrs, ioctls).
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
@@ -31,10 +32,12 @@ let package = Package(
             dependencies: ["Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
+        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "DataMover", "ChunkStore", "Chunking", "Compression",
+                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "Chunking", "Compression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

@@ -14,6 +14,9 @@ public struct SnapshotRecord: Codable, Sendable {
     public var tags: [String]
     public var programVersion: String
     public var summary: BackupSummary
+    /// The shadow copy session that produced the data (writers, backup components document, provider,
+    /// freeze window); nil for a backup of live files. Opaque to the store.
+    public var shadowCopy: JSONValue?
 
     public init(
         time: Date, hostname: String, username: String, paths: [String], tree: ChunkID, tags: [String],

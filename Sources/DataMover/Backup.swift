@@ -13,8 +13,69 @@ public struct BackupOptions: Sendable {
     public var codec: Codec?
     public var tags: [String] = []
     public var hostname = ProcessInfo.processInfo.hostName
+    /// Where to read the data from when it is not the live filesystem (a shadow copy).
+    public var source = BackupSource()
+    /// Paths never backed up (e.g. the shadow copies' own directories).
+    public var excludedPaths: Set<String> = []
+    /// Name patterns excluded below a directory (a writer's exclude list).
+    public var excludeRules: [ExcludeRule] = []
+    /// Called once the data is stored, before the snapshot record is written: the shadow copy session's
+    /// document to keep in the record (writers, components and their results, freeze window).
+    public var shadowCopy: (@Sendable (BackupSummary) -> JSONValue?)?
 
     public init(paths: [String]) { self.paths = paths }
+}
+
+/// Where a backup reads each path from. The snapshot records the original paths; the bytes and
+/// metadata come from the shadow copy.
+public struct BackupSource: Sendable {
+    /// Subtrees read from elsewhere (a btrfs snapshot): original path → path to read.
+    public var subtrees: [(original: String, read: String)] = []
+    /// Single files read from elsewhere (reflink clones, copies), with their metadata at freeze time.
+    public var files: [String: CapturedMetadata] = [:]
+
+    public init() {}
+
+    public struct CapturedMetadata: @unchecked Sendable {  // `stat` is a plain C struct
+        public var read: String
+        public var stat: stat
+        public init(read: String, stat: stat) {
+            self.read = read
+            self.stat = stat
+        }
+    }
+
+    /// The path to read for an original path.
+    func readPath(_ original: PathBytes) -> PathBytes {
+        guard !subtrees.isEmpty else { return original }
+        let text = original.description
+        var best: (original: String, read: String)?
+        for s in subtrees where text == s.original || text.hasPrefix(s.original == "/" ? "/" : s.original + "/") {
+            if best == nil || s.original.count > best!.original.count { best = s }
+        }
+        guard let best else { return original }
+        return PathBytes(best.read + String(text.dropFirst(best.original == "/" ? 0 : best.original.count)))
+    }
+}
+
+/// Excludes names matching `pattern` (fnmatch) in `directory`, and below it when `recursive`.
+public struct ExcludeRule: Sendable {
+    public var directory: String
+    public var pattern: String
+    public var recursive: Bool
+    public init(directory: String, pattern: String, recursive: Bool) {
+        self.directory = directory
+        self.pattern = pattern
+        self.recursive = recursive
+    }
+
+    func matches(_ path: String) -> Bool {
+        let slash = path.lastIndex(of: "/") ?? path.startIndex
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        let inside = recursive ? (dir == directory || dir.hasPrefix(directory + "/")) : dir == directory
+        return inside && fnmatch(pattern, name, 0) == 0
+    }
 }
 
 /// The outcome of a backup that committed a snapshot.
@@ -104,9 +165,10 @@ public final class Backup: @unchecked Sendable {
         let elapsed = ContinuousClock.now - clock
         stats.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 
-        let record = SnapshotRecord(
+        var record = SnapshotRecord(
             time: started, hostname: options.hostname, username: NSUserName(), paths: paths.map(\.description),
             tree: tree, tags: options.tags, programVersion: ShadowMoverVersion.current, summary: stats)
+        record.shadowCopy = options.shadowCopy?(stats)
         let id = try store.saveSnapshot(record)
         return BackupResult(snapshotID: id, record: record)
     }
@@ -115,6 +177,7 @@ public final class Backup: @unchecked Sendable {
 
     struct FileJob {
         var path: PathBytes
+        var readPath: PathBytes
         var node: Node
         var directory: DirectoryBuilder
         var slot: Int
@@ -123,7 +186,7 @@ public final class Backup: @unchecked Sendable {
     private func process(_ job: FileJob, saver: ChunkSaver) throws {
         var node = job.node
         do {
-            let (content, size) = try saver.saveFile(job.path)
+            let (content, size) = try saver.saveFile(job.readPath)
             node.content = content
             node.size = size
             try job.directory.complete(slot: job.slot, with: node, saver: saver)
@@ -137,22 +200,30 @@ public final class Backup: @unchecked Sendable {
         errorsLock.withLock { errors.append(message) }
     }
 
+    /// Where to read an original path from, and its metadata: a captured file's freeze-time stat, or the
+    /// lstat of the path in the shadow copy (or the live path).
+    private func locate(_ original: PathBytes) throws -> (read: PathBytes, stat: stat) {
+        if let captured = options.source.files[original.description] {
+            return (PathBytes(captured.read), captured.stat)
+        }
+        let read = options.source.readPath(original)
+        return (read, try FileSystem.lstat(read))
+    }
+
+    private func isExcluded(_ path: PathBytes) -> Bool {
+        guard !options.excludedPaths.isEmpty || !options.excludeRules.isEmpty else { return false }
+        let text = path.description
+        return options.excludedPaths.contains(text) || options.excludeRules.contains { $0.matches(text) }
+    }
+
     /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
     private func scan(
         trie: PathTrie, at path: PathBytes, into builder: DirectoryBuilder, saver: ChunkSaver,
         queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if trie.isTarget {  // backing up "/" itself
-            let rootStat = try FileSystem.lstat(path)
-            let names = try FileSystem.list(path)
-            builder.expect(names.count)
-            for (slot, name) in names.enumerated() {
-                let childPath = path.appending(name)
-                let st = try FileSystem.lstat(childPath)
-                try scanEntry(
-                    name: name, path: childPath, stat: st, device: rootStat.st_dev, into: builder, slot: slot, saver: saver,
-                    queue: queue, stats: &stats, failure: failure)
-            }
+            let root = try locate(path)
+            try scanChildren(of: path, read: root.read, device: root.stat.st_dev, into: builder, saver: saver, queue: queue, stats: &stats, failure: failure)
             return
         }
         let names = trie.children.keys.sorted { $0.lexicographicallyPrecedes($1) }
@@ -160,17 +231,16 @@ public final class Backup: @unchecked Sendable {
         for (slot, name) in names.enumerated() {
             let child = trie.children[name]!
             let childPath = path.appending(name)
+            let located = try locate(childPath)
             if child.isTarget {
-                let st = try FileSystem.lstat(childPath)
                 try scanEntry(
-                    name: name, path: childPath, stat: st, device: st.st_dev, into: builder, slot: slot, saver: saver,
-                    queue: queue, stats: &stats, failure: failure)
+                    name: name, path: childPath, located: located, device: located.stat.st_dev, into: builder, slot: slot,
+                    saver: saver, queue: queue, stats: &stats, failure: failure)
             } else {
-                let st = try FileSystem.lstat(childPath)
-                guard var node = FileSystem.node(name: name, stat: st), node.kind == .directory else {
+                guard var node = FileSystem.node(name: name, stat: located.stat), node.kind == .directory else {
                     throw BackupError.pathMissing(childPath.description, "not a directory")
                 }
-                node.xattrs = try? nonEmpty(FileSystem.readXattrs(childPath))
+                node.xattrs = try? nonEmpty(FileSystem.readXattrs(located.read))
                 stats.directories += 1
                 let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
                 try scan(trie: child, at: childPath, into: sub, saver: saver, queue: queue, stats: &stats, failure: failure)
@@ -179,25 +249,52 @@ public final class Backup: @unchecked Sendable {
         }
     }
 
+    private func scanChildren(
+        of path: PathBytes, read: PathBytes, device: dev_t, into builder: DirectoryBuilder, saver: ChunkSaver,
+        queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+    ) throws {
+        let names = try FileSystem.list(read)
+        builder.expect(names.count)
+        for (i, childName) in names.enumerated() {
+            let childPath = path.appending(childName)
+            do {
+                if isExcluded(childPath) {
+                    try builder.complete(slot: i, with: nil, saver: saver)
+                    continue
+                }
+                let located = try locate(childPath)
+                try scanEntry(
+                    name: childName, path: childPath, located: located, device: device, into: builder, slot: i, saver: saver,
+                    queue: queue, stats: &stats, failure: failure)
+            } catch let e as FileSystem.Failure {
+                report(e.description)
+                try builder.complete(slot: i, with: nil, saver: saver)
+            }
+        }
+    }
+
     private func scanEntry(
-        name: [UInt8], path: PathBytes, stat st: stat, device: dev_t, into builder: DirectoryBuilder, slot: Int,
-        saver: ChunkSaver, queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+        name: [UInt8], path: PathBytes, located: (read: PathBytes, stat: stat), device: dev_t, into builder: DirectoryBuilder,
+        slot: Int, saver: ChunkSaver, queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if failure.isSet { return }
+        let st = located.stat
         guard var node = FileSystem.node(name: name, stat: st) else {
             report("skipped \(path): unknown file type")
             try builder.complete(slot: slot, with: nil, saver: saver)
             return
         }
+        // A captured file's clone carries no xattrs; the original's are read instead.
+        let captured = options.source.files[path.description] != nil
         do {
-            node.xattrs = try nonEmpty(FileSystem.readXattrs(path))
+            node.xattrs = try nonEmpty(FileSystem.readXattrs(captured ? path : located.read))
         } catch let e as FileSystem.Failure {
             report(e.description)
         }
         switch node.kind {
         case .file:
             stats.files += 1
-            queue.push(FileJob(path: path, node: node, directory: builder, slot: slot))
+            queue.push(FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
         case .directory:
             stats.directories += 1
             let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
@@ -205,20 +302,7 @@ public final class Backup: @unchecked Sendable {
                 sub.expect(0)  // a mount point: kept as an empty directory, like restic
             } else {
                 do {
-                    let names = try FileSystem.list(path)
-                    sub.expect(names.count)
-                    for (i, childName) in names.enumerated() {
-                        let childPath = path.appending(childName)
-                        do {
-                            let cst = try FileSystem.lstat(childPath)
-                            try scanEntry(
-                                name: childName, path: childPath, stat: cst, device: device, into: sub, slot: i, saver: saver,
-                                queue: queue, stats: &stats, failure: failure)
-                        } catch let e as FileSystem.Failure {
-                            report(e.description)
-                            try sub.complete(slot: i, with: nil, saver: saver)
-                        }
-                    }
+                    try scanChildren(of: path, read: located.read, device: device, into: sub, saver: saver, queue: queue, stats: &stats, failure: failure)
                 } catch let e as FileSystem.Failure {
                     report(e.description)  // unreadable directory: kept, empty
                 }
@@ -227,7 +311,7 @@ public final class Backup: @unchecked Sendable {
         case .symlink:
             stats.otherEntries += 1
             do {
-                node.linkTarget = try FileSystem.readLink(path)
+                node.linkTarget = try FileSystem.readLink(located.read)
                 try builder.complete(slot: slot, with: node, saver: saver)
             } catch let e as FileSystem.Failure {
                 report(e.description)

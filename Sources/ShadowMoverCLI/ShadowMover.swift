@@ -14,7 +14,7 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Repair.self, Debug.self]
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Debug.self]
     )
 
     public init() {}
@@ -22,7 +22,13 @@ public struct ShadowMover: ParsableCommand {
     /// Parses the arguments, runs the command, and exits with its code.
     public static func runMain() {
         do {
-            var command = try parseAsRoot()
+            // `--wait` without a value means: wait as long as it takes.
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            for (i, a) in arguments.enumerated() where a == "--wait" {
+                let next = i + 1 < arguments.count ? arguments[i + 1] : ""
+                if Double(next) == nil { arguments[i] = "--wait=forever" }
+            }
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             exit(withError: error)

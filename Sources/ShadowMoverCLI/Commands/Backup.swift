@@ -3,18 +3,24 @@ import ChunkStore
 import Compression
 import DataMover
 import Foundation
+import Jobs
+import ShadowCopy
 
 struct BackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "Back up files and directories into the store.",
         discussion: """
-            Reads the live files. Unreadable files are reported and skipped; the backup of the rest still
-            commits and the exit code is 3.
+            Runs a shadow copy session when writers take part or the paths lie on a snapshot-capable
+            volume (btrfs, XFS with reflink): writers are frozen for the shadow copy only, and the data
+            is read from it. --no-shadow-copy reads the live files. Unreadable files are reported and
+            skipped; the backup of the rest still commits and the exit code is 3.
             """)
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup(title: "Writers") var writerOptions: WriterOptions
+    @OptionGroup(title: "Shadow copy") var session: SessionOptions
 
     @Argument(help: "Files and directories to back up.") var paths: [String]
     @Flag(name: [.customShort("x"), .long], help: "Do not cross into other filesystems.") var oneFileSystem = false
@@ -32,8 +38,14 @@ struct BackupCommand: ParsableCommand {
             guard workers > 0 else { throw ValidationError("--workers must be at least 1") }
             options.workers = workers
         }
-        let result = try Backup(store: store, options: options).run()
+        var job = BackupJob(backup: options)
+        job.useShadowCopy = !session.noShadowCopy
+        job.coordinator = try session.coordinatorOptions()
+        job.discovery = writerOptions.discovery
+        let outcome = try job.run(store: store)
+        let result = outcome.result
         let s = result.record.summary
+        for n in outcome.notes { Output.warn("note: \(n)") }
         for e in s.errors { Output.warn("warning: \(e)") }
         if output.json {
             struct Report: Encodable {
@@ -42,8 +54,10 @@ struct BackupCommand: ParsableCommand {
                 var dedupRatio: Double?
                 var compressionRatio: Double
                 var throughputBytesPerSecond: Double
+                var shadowCopy: SessionReport?
+                var notes: [String]
             }
-            try Output.json(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput))
+            try Output.json(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput, shadowCopy: outcome.session, notes: outcome.notes))
         } else {
             Output.line("snapshot \(result.snapshotID.prefix(8)) saved")
             Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")
@@ -53,6 +67,7 @@ struct BackupCommand: ParsableCommand {
             Output.line(String(format: "  dedup ratio:  %@   compression ratio: %.2f×", dedup, s.compressionRatio))
             Output.line(String(format: "  duration:     %.2f s   throughput: %@", s.durationSeconds, Output.rate(s.throughput)))
             if !s.errors.isEmpty { Output.line("  \(s.errors.count) file(s) could not be read (see warnings above)") }
+            if let report = outcome.session { SessionText.print(report) }
         }
         if !s.errors.isEmpty { throw ExitCode(3) }
     }

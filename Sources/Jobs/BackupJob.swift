@@ -1,0 +1,64 @@
+import ChunkStore
+import DataMover
+import Foundation
+import ShadowCopy
+
+/// One backup run end to end: the coordinator's shadow copy set feeds the data mover, and the session
+/// report (writers, components, provider, freeze window) goes into the snapshot record.
+public struct BackupJob: Sendable {
+    public var backup: BackupOptions
+    /// false: read the live files (`--no-shadow-copy`).
+    public var useShadowCopy = true
+    public var coordinator = CoordinatorOptions()
+    public var discovery = WriterDiscovery()
+
+    public init(backup: BackupOptions) { self.backup = backup }
+
+    public struct Outcome: Sendable {
+        public var result: BackupResult
+        public var session: SessionReport?
+        /// Things the user should know (live reads, nested subvolumes, orphans cleaned).
+        public var notes: [String]
+    }
+
+    public func run(store: Store) throws -> Outcome {
+        guard useShadowCopy else {
+            return Outcome(result: try Backup(store: store, options: backup).run(), session: nil, notes: ["--no-shadow-copy: files are read live"])
+        }
+        let writers = try discovery.writers()
+        guard Coordinator.needsShadowCopy(paths: backup.paths, writers: writers, options: coordinator) else {
+            let result = try Backup(store: store, options: backup).run()
+            return Outcome(result: result, session: nil, notes: ["no writers and no snapshot-capable filesystem: files are read live, not from a shadow copy"])
+        }
+        // Every path must exist before writers are disturbed.
+        for p in backup.paths where !FileManager.default.fileExists(atPath: p) {
+            var st = stat()
+            if lstat(p, &st) != 0 { throw BackupError.pathMissing(p, String(cString: strerror(errno))) }
+        }
+        let session = try Coordinator(writers: writers, options: coordinator).createShadowCopySet(paths: backup.paths)
+        var succeeded = false
+        defer { session.complete(succeeded: succeeded) }
+        session.annotateFreezeInfo()
+
+        var options = backup
+        options.paths = Array(Set(backup.paths + session.componentFiles)).sorted()
+        options.source.subtrees = session.subtreeMappings.map { (original: $0.original, read: $0.shadow) }
+        for (path, captured) in session.capturedFiles {
+            options.source.files[path] = BackupSource.CapturedMetadata(read: captured.shadowPath, stat: captured.stat)
+        }
+        options.excludedPaths.formUnion(session.shadowDirectories)
+        options.excludeRules += session.excludes.map { ExcludeRule(directory: $0.path, pattern: $0.filespec, recursive: $0.recursive) }
+        var report = session.report
+        for w in report.components.writers.indices {
+            for c in report.components.writers[w].components.indices where report.components.writers[w].components[c].selected {
+                report.components.writers[w].components[c].backupSucceeded = true
+            }
+        }
+        let final = report
+        options.shadowCopy = { _ in try? JSONValue(encoding: final) }
+        let result = try Backup(store: store, options: options).run()
+        succeeded = true
+        session.complete(succeeded: true)
+        return Outcome(result: result, session: session.report, notes: session.report.warnings)
+    }
+}

@@ -1,0 +1,142 @@
+import CLinux
+import Foundation
+
+/// Captures individual files into `<mount>/.shadowmover-shadows/<snapshot id>/<path from the mount>`:
+/// - `reflink`: FICLONE, which shares extents (XFS with reflink=1, btrfs) — O(files) in the freeze window;
+/// - `copy`: a full copy (copy_file_range) of only the selected writers' files — O(bytes), any filesystem.
+///
+/// Each file is point-in-time on its own; the set is consistent because the writers are frozen.
+/// Directories are created before the freeze, so the window only clones or copies.
+struct CloneProvider: Provider {
+    let kind: ProviderKind
+
+    func prepare(_ plan: VolumePlan, setID: String, snapshotID: String) throws {
+        if plan.volume.readOnly { throw ShadowCopyError.readOnly(plan.volume, kind.rawValue) }
+        let directory = plan.shadowDirectory + "/" + snapshotID
+        do { try mkdirs(directory) } catch {
+            throw ShadowCopyError.unsupported(plan.volume, "cannot create \(directory): \(error.localizedDescription)")
+        }
+        if kind == .reflink {
+            guard Self.supportsReflink(in: directory) else {
+                try? removeTree(directory)
+                throw ShadowCopyError.unsupported(plan.volume, "\(plan.volume.fsType) does not support FICLONE here: choose --provider copy (or btrfs)")
+            }
+        }
+        // reflink captures every file under the backup paths (cheap); copy only the writers' files.
+        var files = plan.componentFiles
+        if kind == .reflink {
+            for path in plan.paths { files.append(contentsOf: Self.regularFiles(under: path, skipping: plan.shadowDirectory)) }
+        }
+        var seen = Set<String>()
+        plan.filesToCapture = files.filter { seen.insert($0).inserted }
+        var warnings: [String] = []
+        if kind == .copy {
+            warnings.append("\(plan.volume.mountPoint): copy provider — the freeze window grows with the size of the \(plan.filesToCapture.count) writer file(s) copied")
+            if !plan.paths.isEmpty {
+                warnings.append("\(plan.volume.mountPoint): files outside the writers' components are read live (not point-in-time)")
+            }
+        }
+        for file in plan.filesToCapture {
+            try mkdirs(directory + Self.relative(file, to: plan.volume.mountPoint).deletingLastPathComponentString)
+        }
+        plan.properties = ShadowCopyProperties(
+            snapshotID: snapshotID, setID: setID, volume: plan.volume, snapshotPath: directory, provider: kind, created: Date(),
+            host: ProcessInfo.processInfo.hostName, subvolumes: [:], warnings: warnings)
+    }
+
+    func commit(_ plan: VolumePlan, deadline: ContinuousClock.Instant) throws {
+        guard let properties = plan.properties else { return }
+        for (i, file) in plan.filesToCapture.enumerated() {
+            if i % 64 == 63 && ContinuousClock.now > deadline { return }  // the coordinator reports the overrun
+            let destination = properties.snapshotPath + Self.relative(file, to: plan.volume.mountPoint)
+            let source = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            if source < 0 {
+                if errno == ENOENT || errno == ELOOP { continue }  // gone since prepare, or not a file now
+                throw ShadowCopyError.provider(plan.volume, "cannot open \(file): \(String(cString: strerror(errno)))")
+            }
+            defer { close(source) }
+            var st = stat()
+            fstat(source, &st)
+            guard st.st_mode & S_IFMT == S_IFREG else { continue }
+            let target = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard target >= 0 else {
+                throw ShadowCopyError.provider(plan.volume, "cannot create \(destination): \(String(cString: strerror(errno)))")
+            }
+            defer { close(target) }
+            if kind == .reflink {
+                guard shadowmover_ficlone(target, source) == 0 else {
+                    throw ShadowCopyError.provider(plan.volume, "FICLONE \(file) failed: \(String(cString: strerror(errno)))")
+                }
+            } else {
+                try Self.copyContent(from: source, to: target, size: Int(st.st_size), file: file, volume: plan.volume)
+            }
+            plan.captured[file] = CapturedFile(shadowPath: destination, stat: st)
+        }
+    }
+
+    func delete(_ properties: ShadowCopyProperties) throws { try removeTree(properties.snapshotPath) }
+
+    static func copyContent(from source: Int32, to target: Int32, size: Int, file: String, volume: Volume) throws {
+        var remaining = size
+        while remaining > 0 {
+            let n = shadowmover_copy_file_range(source, target, UInt(remaining))
+            if n > 0 {
+                remaining -= n
+                continue
+            }
+            if n == 0 { break }  // the file shrank
+            if errno == EINTR { continue }
+            if errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL {
+                // Fall back to read/write.
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                while true {
+                    let r = read(source, &buffer, buffer.count)
+                    if r == 0 { return }
+                    if r < 0 { if errno == EINTR { continue }; break }
+                    if write(target, buffer, r) != r { break }
+                }
+                return
+            }
+            throw ShadowCopyError.provider(volume, "copying \(file) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func supportsReflink(in directory: String) -> Bool {
+        let a = directory + "/.reflink-probe-a", b = directory + "/.reflink-probe-b"
+        defer {
+            unlink(a)
+            unlink(b)
+        }
+        let fa = open(a, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fa >= 0 else { return false }
+        defer { close(fa) }
+        let block = [UInt8](repeating: 0x5a, count: 4096)
+        guard write(fa, block, block.count) == block.count else { return false }
+        let fb = open(b, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fb >= 0 else { return false }
+        defer { close(fb) }
+        return shadowmover_ficlone(fb, fa) == 0
+    }
+
+    static func regularFiles(under path: String, skipping hidden: String) -> [String] {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return [] }
+        if st.st_mode & S_IFMT == S_IFREG { return [path] }
+        guard st.st_mode & S_IFMT == S_IFDIR, let e = FileManager.default.enumerator(atPath: path) else { return [] }
+        var files: [String] = []
+        while let rel = e.nextObject() as? String {
+            let full = path == "/" ? "/" + rel : path + "/" + rel
+            if full == hidden { e.skipDescendants(); continue }
+            if (e.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { files.append(full) }
+        }
+        return files
+    }
+
+    static func relative(_ path: String, to mountPoint: String) -> String {
+        mountPoint == "/" ? path : String(path.dropFirst(mountPoint.count))
+    }
+}
+
+extension String {
+    var deletingLastPathComponentString: String { (self as NSString).deletingLastPathComponent }
+}

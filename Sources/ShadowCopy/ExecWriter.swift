@@ -1,0 +1,150 @@
+import Foundation
+
+/// A writer that is a separate program, speaking newline-delimited JSON over stdin/stdout
+/// (docs/WRITERS.md). It is started once per session; closing its stdin (EOF) tells it the coordinator
+/// is gone, so it must thaw and exit — which is what keeps a killed agent from leaving it frozen.
+public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a time (coordinator's rule)
+    public let executable: String
+    public let arguments: [String]
+    public var label: String { "exec:\((executable as NSString).lastPathComponent)" }
+    private var process: Process?
+    private var input: FileHandle?
+    private var outputFD: Int32 = -1
+    private var pending = [UInt8]()
+    private let lock = NSLock()
+
+    public init(executable: String, arguments: [String] = []) {
+        self.executable = executable
+        self.arguments = arguments
+    }
+
+    deinit { shutdown() }
+
+    public func identify(_ context: WriterContext) throws -> WriterMetadata {
+        let answer = try request(["event": "identify", "set": context.setID], deadline: context.deadline)
+        guard let metadata = answer["metadata"] else {
+            throw WriterError(.nonRetryable, "\(label) answered identify without \"metadata\"")
+        }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: metadata)
+            return try JSONDecoder().decode(WriterMetadata.self, from: data)
+        } catch {
+            throw WriterError(.nonRetryable, "\(label) sent a Writer Metadata Document that does not parse: \(error)")
+        }
+    }
+
+    public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
+        var message: [String: Any] = ["event": event.rawValue, "set": context.setID]
+        switch event {
+        case .prepareBackup: message["components"] = context.selectedComponents
+        case .prepareSnapshot: message["volumes"] = context.volumes
+        case .freeze:
+            message["timeoutMs"] = Int((context.deadline - .now).milliseconds)
+        case .postSnapshot: message["snapshots"] = context.shadowCopies
+        case .backupComplete: message["results"] = context.results
+        default: break
+        }
+        let answer = try request(message, deadline: context.deadline)
+        var info: [String: String] = [:]
+        if let extra = answer["info"] as? [String: Any] {
+            for (k, v) in extra { info[k] = "\(v)" }
+        }
+        return info
+    }
+
+    public func shutdown() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let process else { return }
+        try? input?.close()
+        input = nil
+        // Give it a moment to thaw and exit on EOF, then make sure.
+        let until = ContinuousClock.now + .milliseconds(500)
+        while process.isRunning && ContinuousClock.now < until { usleep(5_000) }
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        if outputFD >= 0 { close(outputFD) }
+        outputFD = -1
+        self.process = nil
+    }
+
+    /// Kills the writer at once (after a timeout: it did not answer, so it cannot be trusted to).
+    func kill() {
+        lock.withLock {
+            if let p = process, p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
+        }
+        shutdown()
+    }
+
+    private func start() throws {
+        guard process == nil else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        let stdin = Pipe(), stdout = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = stdout
+        do {
+            try p.run()
+        } catch {
+            throw WriterError(.nonRetryable, "cannot start writer \(executable): \(error.localizedDescription) — check that it exists and is executable")
+        }
+        process = p
+        input = stdin.fileHandleForWriting
+        outputFD = dup(stdout.fileHandleForReading.fileDescriptor)
+        try? stdout.fileHandleForReading.close()
+    }
+
+    private func request(_ message: [String: Any], deadline: ContinuousClock.Instant) throws -> [String: Any] {
+        lock.lock()
+        defer { lock.unlock() }
+        try start()
+        var line = try JSONSerialization.data(withJSONObject: message, options: [.sortedKeys])
+        line.append(0x0A)
+        let written = line.withUnsafeBytes { b -> Bool in
+            guard let fd = input?.fileDescriptor else { return false }
+            var done = 0
+            while done < b.count {
+                let n = write(fd, b.baseAddress! + done, b.count - done)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                done += n
+            }
+            return true
+        }
+        guard written else { throw WriterError(.notResponding, "\(label) is not running (its stdin is closed)") }
+        let answer = try readLine(deadline: deadline, event: message["event"] as? String ?? "?")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any], let ok = object["ok"] as? Bool else {
+            let text = String(decoding: answer.prefix(200), as: UTF8.self)
+            throw WriterError(.nonRetryable, "\(label) answered \(message["event"]!) with something that is not {\"ok\": …}: \(text.debugDescription)")
+        }
+        if !ok {
+            let failure = (object["failure"] as? String).flatMap(WriterFailure.init(rawValue:)) ?? .nonRetryable
+            let text = object["message"] as? String ?? "no message"
+            throw WriterError(failure, "\(label) vetoed \(message["event"]!): \(text)")
+        }
+        return object
+    }
+
+    private func readLine(deadline: ContinuousClock.Instant, event: String) throws -> [UInt8] {
+        while true {
+            if let newline = pending.firstIndex(of: 0x0A) {
+                let line = Array(pending[..<newline])
+                pending.removeFirst(newline + 1)
+                return line
+            }
+            let remaining = deadline - .now
+            if remaining <= .zero { throw WriterError(.timeout, "\(label) did not answer \(event) in time") }
+            var pfd = pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(min(Int64(remaining.components.seconds) * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1, 60_000))
+            let rc = poll(&pfd, 1, ms)
+            if rc < 0 && errno != EINTR { throw WriterError(.notResponding, "\(label): poll failed") }
+            if rc <= 0 { continue }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = read(outputFD, &buffer, buffer.count)
+            if n == 0 { throw WriterError(.notResponding, "\(label) exited during \(event)") }
+            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; throw WriterError(.notResponding, "\(label): read failed") }
+            pending.append(contentsOf: buffer[..<n])
+            if pending.count > 1 << 20 { throw WriterError(.nonRetryable, "\(label) sent more than 1 MiB without a newline") }
+        }
+    }
+}

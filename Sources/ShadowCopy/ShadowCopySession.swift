@@ -1,0 +1,109 @@
+import Foundation
+
+/// A created shadow copy set, held until `complete`: the paths to read, where to read them from, and
+/// the report for the snapshot record. Volume marks are held until release.
+public final class ShadowCopySession: @unchecked Sendable {  // used from one thread
+    public private(set) var report: SessionReport
+    public let plans: [VolumePlan]
+    /// Files of the selected components (to back up alongside the user's paths).
+    public let componentFiles: [String]
+    /// The writers' exclude lists.
+    public let excludes: [FileDescriptor]
+    let coordinator: Coordinator
+    let involved: [WriterSlot]
+    var marks: [PidLock]
+    let registry: ShadowRegistry
+    private var finished = false
+
+    init(
+        coordinator: Coordinator, plans: [VolumePlan], involved: [WriterSlot], marks: [PidLock], registry: ShadowRegistry,
+        report: SessionReport, componentFiles: [String], excludes: [FileDescriptor]
+    ) {
+        self.coordinator = coordinator
+        self.plans = plans
+        self.involved = involved
+        self.marks = marks
+        self.registry = registry
+        self.report = report
+        self.componentFiles = componentFiles
+        self.excludes = excludes
+    }
+
+    /// Subtrees to read from a snapshot instead of the live filesystem: original path → snapshot path.
+    public var subtreeMappings: [(original: String, shadow: String)] {
+        plans.flatMap { p in (p.properties?.subvolumes ?? [:]).map { (original: $0.key, shadow: $0.value) } }
+    }
+
+    /// Files captured by reflink or copy providers.
+    public var capturedFiles: [String: CapturedFile] {
+        var all: [String: CapturedFile] = [:]
+        for p in plans { all.merge(p.captured) { a, _ in a } }
+        return all
+    }
+
+    /// Hidden shadow directories, never to be backed up.
+    public var shadowDirectories: [String] { plans.map(\.shadowDirectory) }
+
+    /// Sends backup-complete with each component's result and releases the set (unless kept).
+    public func complete(succeeded: Bool) {
+        guard !finished else { return }
+        finished = true
+        var results: [String: Bool] = [:]
+        for slot in involved { for c in slot.selectedComponents { results[c] = succeeded } }
+        for w in report.components.writers.indices {
+            for c in report.components.writers[w].components.indices where report.components.writers[w].components[c].selected {
+                report.components.writers[w].components[c].backupSucceeded = succeeded
+            }
+        }
+        let deadline = ContinuousClock.now + coordinator.options.eventTimeout
+        let outcomes = WriterDispatch.send(.backupComplete, to: involved.filter { $0.state == .waitingForBackupComplete }, deadline: deadline) { slot in
+            var c = self.coordinator.context(slot, deadline: deadline)
+            c.results = results
+            return c
+        }
+        for o in outcomes {
+            if case .failure(let e) = o.result {
+                o.slot.state = .failedAtBackupComplete
+                o.slot.lastError = e
+                report.warnings.append("writer \(o.slot.writer.label) failed at backup-complete: \(e)")
+            } else {
+                o.slot.state = .stable
+            }
+        }
+        release()
+    }
+
+    /// Stamps the components with what the writers reported at freeze (e.g. a row count).
+    public func annotateFreezeInfo() {
+        for slot in involved where !slot.freezeInfo.isEmpty {
+            guard let w = report.components.writers.firstIndex(where: { $0.instanceID == slot.metadata?.instanceID }) else { continue }
+            for c in report.components.writers[w].components.indices where report.components.writers[w].components[c].selected {
+                report.components.writers[w].components[c].freezeInfo = slot.freezeInfo
+            }
+        }
+        report.components.backupStamp = ISO8601DateFormatter().string(from: Date())
+        report.writers = coordinator.slots.map(\.report)
+    }
+
+    /// Deletes the shadow copies (unless kept), frees the volume marks and ends the writers.
+    public func release() {
+        finished = true
+        if !coordinator.options.keep {
+            for plan in plans {
+                guard let p = plan.properties else { continue }
+                do {
+                    try Providers.make(plan.provider).delete(p)
+                    registry.remove(p.snapshotID)
+                } catch {
+                    report.warnings.append("cannot delete shadow copy \(p.snapshotPath): \(error); remove it with `shadowmover shadows delete \(p.snapshotID.prefix(8))`")
+                }
+                rmdir(plan.shadowDirectory)  // only if empty
+            }
+        }
+        for m in marks { m.release() }
+        marks = []
+        for slot in coordinator.slots { slot.writer.shutdown() }
+    }
+
+    deinit { if !finished { release() } }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// Records of the shadow copies that exist on this host (one JSON file each under
+/// `<state dir>/shadows/`), written *before* a shadow copy is created and removed after it is deleted.
+/// A record whose owner process is gone and that was not kept marks an orphan left by a killed agent.
+public struct ShadowRegistry: Sendable {
+    public let directory: String
+
+    public struct Record: Codable, Sendable {
+        public var properties: ShadowCopyProperties
+        public var ownerPID: Int32
+        public var keep: Bool
+        /// `creating` until the commit returned, then `created`.
+        public var state: String
+
+        /// Not kept, and its agent is no longer running.
+        public var isOrphan: Bool { !keep && kill(ownerPID, 0) != 0 && errno == ESRCH }
+    }
+
+    public init(paths: CoordinatorPaths) { directory = paths.shadowRecords }
+
+    func save(_ record: Record) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = try encoder.encode(record)
+        let path = "\(directory)/\(record.properties.snapshotID).json"
+        let temp = path + ".tmp"
+        try data.write(to: URL(fileURLWithPath: temp))
+        let fd = open(temp, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+        rename(temp, path)
+    }
+
+    func remove(_ snapshotID: String) { unlink("\(directory)/\(snapshotID).json") }
+
+    public func list() -> [Record] {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { return nil }
+            return try? decoder.decode(Record.self, from: data)
+        }
+    }
+
+    /// Deletes a shadow copy and its record.
+    public func delete(_ record: Record) throws {
+        try Providers.make(record.properties.provider).delete(record.properties)
+        remove(record.properties.snapshotID)
+    }
+
+    /// Finds a record by snapshot id prefix.
+    public func find(_ prefix: String) throws -> Record {
+        let matches = list().filter { $0.properties.snapshotID.hasPrefix(prefix) }
+        guard matches.count == 1 else { throw ShadowCopyError.noSuchShadow(prefix) }
+        return matches[0]
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Creates and removes loop-mounted test volumes (needs root; no device-mapper required).
+#
+#   tools/test-volume.sh create btrfs|xfs MOUNTPOINT [SIZE_MB]   # default 512 MB; XFS gets reflink=1
+#   tools/test-volume.sh remove MOUNTPOINT
+#
+# The image lives next to the mount point as MOUNTPOINT.img and is deleted by `remove`.
+set -euo pipefail
+command=${1:-}
+case "$command" in
+create)
+    fs=${2:?filesystem: btrfs or xfs}; mnt=${3:?mount point}; size=${4:-512}
+    img="$mnt.img"
+    mkdir -p "$mnt"
+    truncate -s "${size}M" "$img"
+    dev=$(losetup --find --show "$img")
+    case "$fs" in
+    btrfs) mkfs.btrfs -q -f "$dev" ;;
+    xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;
+    *) losetup -d "$dev"; rm -f "$img"; echo "unknown filesystem $fs: use btrfs or xfs" >&2; exit 1 ;;
+    esac
+    mount "$dev" "$mnt"
+    echo "$dev"
+    ;;
+remove)
+    mnt=${2:?mount point}
+    dev=$(findmnt -n -o SOURCE --target "$mnt" 2>/dev/null || true)
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+    if [ -n "$dev" ] && [[ "$dev" == /dev/loop* ]]; then losetup -d "$dev" 2>/dev/null || true; fi
+    rm -f "$mnt.img"
+    rmdir "$mnt" 2>/dev/null || true
+    ;;
+*)
+    sed -n '2,7p' "$0" >&2
+    exit 1
+    ;;
+esac

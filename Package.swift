@@ -48,7 +48,8 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackupTests",
-            dependencies: ["ChunkStore", "DataMover", "Compression", "Chunking", "shadowmover"]
+            dependencies: ["ChunkStore", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover"],
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

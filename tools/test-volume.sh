@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates and removes loop-mounted test volumes (needs root; no device-mapper required).
 #
-#   tools/test-volume.sh create btrfs|xfs MOUNTPOINT [SIZE_MB]   # default 512 MB; XFS gets reflink=1
+#   tools/test-volume.sh create btrfs|xfs|ext4 MOUNTPOINT [SIZE_MB]   # default 512 MB; XFS gets reflink=1
 #   tools/test-volume.sh remove MOUNTPOINT
 #
 # The image lives next to the mount point as MOUNTPOINT.img and is deleted by `remove`.
@@ -17,7 +17,8 @@ create)
     case "$fs" in
     btrfs) mkfs.btrfs -q -f "$dev" ;;
     xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;
-    *) losetup -d "$dev"; rm -f "$img"; echo "unknown filesystem $fs: use btrfs or xfs" >&2; exit 1 ;;
+    ext4) mkfs.ext4 -q -F "$dev" ;;
+    *) losetup -d "$dev"; rm -f "$img"; echo "unknown filesystem $fs: use btrfs, xfs or ext4" >&2; exit 1 ;;
     esac
     mount "$dev" "$mnt"
     echo "$dev"

@@ -85,7 +85,7 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         p.standardInput = stdin
         p.standardOutput = stdout
         do {
-            try p.run()
+            try runWithDefaultSignalMask(p)
         } catch {
             throw WriterError(.nonRetryable, "cannot start writer \(executable): \(error.localizedDescription) — check that it exists and is executable")
         }

@@ -55,7 +55,7 @@ public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one eve
         p.arguments = [argument]
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
-        do { try p.run() } catch {
+        do { try runWithDefaultSignalMask(p) } catch {
             throw WriterError(.nonRetryable, "cannot run fsfreeze hook \(script): \(error.localizedDescription)")
         }
         while p.isRunning {
@@ -80,7 +80,7 @@ public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one eve
         let pipe = Pipe()
         p.standardInput = pipe
         p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        try runWithDefaultSignalMask(p)
         guardProcess = p
         guardInput = pipe.fileHandleForWriting
     }

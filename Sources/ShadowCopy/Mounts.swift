@@ -34,7 +34,7 @@ public enum Mounts {
     }
 
     /// Parses one mountinfo line: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTIONS`.
-    static func parse(_ line: Substring) -> Volume? {
+    public static func parse(_ line: Substring) -> Volume? {
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
         guard fields.count >= 10, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { return nil }
         let options = fields[5].split(separator: ",")

@@ -41,12 +41,10 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         switch event {
         case .prepareSnapshot:
             try open()
-            setBusyTimeout(context.deadline)
-            try execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpoint(until: min(context.deadline, .now + Self.checkpointPatience))
         case .freeze:
             try open()
-            setBusyTimeout(context.deadline)
-            let rc = sqlite3_exec(connection, "BEGIN IMMEDIATE", nil, nil, nil)
+            let rc = retryWhileBusy(until: context.deadline) { sqlite3_exec(connection, "BEGIN IMMEDIATE", nil, nil, nil) }
             if rc == SQLITE_BUSY || rc == SQLITE_LOCKED {
                 throw WriterError(.retryable, "\(label): the database stayed locked by another writer until the freeze deadline")
             }
@@ -87,16 +85,34 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         connection = db
     }
 
-    private func setBusyTimeout(_ deadline: ContinuousClock.Instant) {
-        let remaining = deadline - .now
-        let ms = max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
-        sqlite3_busy_timeout(connection, Int32(min(ms, Int64(Int32.max))))
+    /// How long prepare-snapshot tries for a TRUNCATE checkpoint before settling for a PASSIVE one.
+    static let checkpointPatience = Duration.seconds(2)
+    /// Pause between attempts to get a lock another connection holds.
+    static let busyPause: useconds_t = 50
+
+    /// Tries `call` until it stops answering SQLITE_BUSY or the deadline passes. SQLite's own busy
+    /// handler sleeps up to 100 ms between tries, so a steady stream of writers starves it; retrying
+    /// every 50 µs takes the lock within one of their transactions, which keeps the freeze window short.
+    private func retryWhileBusy(until deadline: ContinuousClock.Instant, _ call: () -> Int32) -> Int32 {
+        sqlite3_busy_timeout(connection, 0)
+        while true {
+            let rc = call()
+            guard rc == SQLITE_BUSY || rc == SQLITE_LOCKED, ContinuousClock.now < deadline else { return rc }
+            usleep(Self.busyPause)
+        }
     }
 
-    private func execute(_ sql: String) throws {
-        let rc = sqlite3_exec(connection, sql, nil, nil, nil)
-        if rc == SQLITE_BUSY { throw WriterError(.retryable, "\(label): \(sql) found the database busy") }
-        guard rc == SQLITE_OK else { throw WriterError(.nonRetryable, "\(label): \(sql) failed: \(errorMessage)") }
+    /// Checkpoints the WAL into the main file. A TRUNCATE checkpoint needs a moment without writers;
+    /// under constant load it may not get one, and waiting for it with the checkpoint lock held would
+    /// stop the application's own checkpoints and let the WAL grow without bound. So: try TRUNCATE
+    /// briefly, then run a PASSIVE one. The snapshot holds the -wal file either way.
+    private func checkpoint(until deadline: ContinuousClock.Instant) {
+        let rc = retryWhileBusy(until: deadline) {
+            sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil)
+        }
+        if rc != SQLITE_OK {
+            sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        }
     }
 
     private func firstValue(_ sql: String) throws -> String {

@@ -92,7 +92,7 @@ struct CLI {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
-        try p.run()
+        try runUnblocked(p)
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
@@ -196,4 +196,14 @@ func setXattr(_ path: String, _ name: String, _ value: String) {
     try! p.run()
     p.waitUntilExit()
     precondition(p.terminationStatus == 0, "setfattr failed on \(path)")
+}
+
+/// Test threads block most signals and children inherit the mask; start helpers with none blocked so
+/// SIGTERM stops them.
+func runUnblocked(_ p: Process) throws {
+    var empty = sigset_t(), saved = sigset_t()
+    sigemptyset(&empty)
+    pthread_sigmask(SIG_SETMASK, &empty, &saved)
+    defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+    try p.run()
 }

@@ -17,6 +17,7 @@ p.add_argument("log")
 p.add_argument("--name", default="fault")
 p.add_argument("--files")
 p.add_argument("--hang")
+p.add_argument("--sleep", help="EVENT:SECONDS, sleep before answering EVENT")
 p.add_argument("--crash")
 p.add_argument("--garbage")
 p.add_argument("--veto")
@@ -44,6 +45,8 @@ for line in sys.stdin:
         os._exit(7)
     if event == a.hang:
         time.sleep(3600)
+    if a.sleep and event == a.sleep.split(":")[0]:
+        time.sleep(float(a.sleep.split(":")[1]))
     if event == a.garbage:
         sys.stdout.write("this is not json\n")
         sys.stdout.flush()

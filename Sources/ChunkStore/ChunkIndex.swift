@@ -1,65 +1,88 @@
 import Foundation
 
-/// The store's dedup index: the immutable segments on disk plus the blobs written since they were loaded.
+/// The store's dedup index: the immutable segments on disk (memory-mapped) plus the blobs written
+/// since they were loaded.
 ///
-/// Thread-safe: lookups and inserts may come from every worker. Segment lookups take no lock.
+/// Thread-safe. The in-memory part is split into shards by the id's first bits, each with its own
+/// lock, so workers claiming different chunks almost never wait for each other.
 public final class ChunkIndex: @unchecked Sendable {
-    public private(set) var segments: [IndexSegment]
+    private let segmentsLock = NSLock()
+    private var segmentList: [IndexSegment]
     /// Segments that failed their check; their blobs are unknown (reported by restore and check).
     public let damagedSegments: [(name: String, error: StoreError)]
-    private let lock = NSLock()
-    private var added: [ChunkID: BlobLocation] = [:]
-    /// Blobs a worker has claimed but not yet written (so two workers never store the same chunk).
-    private var claimed: Set<ChunkID> = []
+    private let shards: [Shard]
+    static let shardBits = 6
 
-    init(segments: [IndexSegment], damaged: [(name: String, error: StoreError)]) {
-        self.segments = segments
-        self.damagedSegments = damaged
+    final class Shard: @unchecked Sendable {  // guarded by `lock`
+        let lock = NSLock()
+        var added: [ChunkID: BlobLocation] = [:]
+        /// Claimed by a worker, not yet in a written pack (so two workers never store the same chunk).
+        var claimed: Set<ChunkID> = []
     }
 
-    private var currentSegments: [IndexSegment] { lock.withLock { segments } }
+    init(segments: [IndexSegment], damaged: [(name: String, error: StoreError)]) {
+        self.segmentList = segments
+        self.damagedSegments = damaged
+        self.shards = (0..<(1 << Self.shardBits)).map { _ in Shard() }
+    }
+
+    public var segments: [IndexSegment] { segmentsLock.withLock { segmentList } }
+
+    @inline(__always) private func shard(_ id: ChunkID) -> Shard { shards[Int(id.w0 >> UInt64(64 - Self.shardBits))] }
 
     public func lookup(_ id: ChunkID) -> BlobLocation? {
-        for segment in currentSegments.reversed() {
+        for segment in segments.reversed() {
             if let found = segment.lookup(id) { return found }
         }
-        lock.lock()
-        defer { lock.unlock() }
-        return added[id]
+        let s = shard(id)
+        return s.lock.withLock { s.added[id] }
+    }
+
+    /// Whether the store has (or is about to have) this blob.
+    public func contains(_ id: ChunkID) -> Bool {
+        for segment in segments where segment.lookup(id) != nil { return true }
+        let s = shard(id)
+        return s.lock.withLock { s.added[id] != nil || s.claimed.contains(id) }
     }
 
     /// Claims `id` for writing: true when no segment, earlier write or other worker has it.
     public func claim(_ id: ChunkID) -> Bool {
-        for segment in currentSegments where segment.lookup(id) != nil { return false }
-        lock.lock()
-        defer { lock.unlock() }
-        if added[id] != nil || claimed.contains(id) { return false }
-        claimed.insert(id)
-        return true
+        for segment in segments where segment.lookup(id) != nil { return false }
+        let s = shard(id)
+        return s.lock.withLock { s.added[id] == nil && s.claimed.insert(id).inserted }
     }
 
     /// Records blobs that are now durable in `pack`.
     func record(_ entries: [BlobEntry], pack: ChunkID) {
-        lock.lock()
-        defer { lock.unlock() }
         for e in entries {
-            added[e.id] = BlobLocation(pack: pack, entry: e)
-            claimed.remove(e.id)
+            let s = shard(e.id)
+            s.lock.withLock {
+                s.added[e.id] = BlobLocation(pack: pack, entry: e)
+                s.claimed.remove(e.id)
+            }
         }
     }
 
     /// Every entry added since the segments were loaded.
     func addedLocations() -> [BlobLocation] {
-        lock.lock()
-        defer { lock.unlock() }
-        return Array(added.values)
+        shards.flatMap { s in s.lock.withLock { Array(s.added.values) } }
     }
 
-    func appendSegment(_ segment: IndexSegment) {
-        lock.lock()
-        defer { lock.unlock() }
-        segments.append(segment)
-        added.removeAll()
+    /// Makes `segment` part of the index and forgets the in-memory entries it now holds.
+    func appendSegment(_ segment: IndexSegment, covering locations: [BlobLocation]) {
+        segmentsLock.withLock { segmentList.append(segment) }
+        for l in locations {
+            let s = shard(l.entry.id)
+            s.lock.withLock { _ = s.added.removeValue(forKey: l.entry.id) }
+        }
+    }
+
+    func replaceSegments(_ old: [IndexSegment], with new: IndexSegment) {
+        segmentsLock.withLock {
+            let names = Set(old.map(\.name))
+            segmentList.removeAll { names.contains($0.name) }
+            segmentList.append(new)
+        }
     }
 
     /// Total number of indexed blobs (segments may overlap after a crash; this counts entries).

@@ -17,8 +17,8 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
     public let name: String
     public let packs: [ChunkID]
     public let count: Int
-    private let mapping: UnsafeRawBufferPointer
-    private let entriesStart: Int
+    let mapping: UnsafeRawBufferPointer
+    let entriesStart: Int
 
     /// Maps and checks the segment at `path`: its bytes must hash to its name and its layout must be sound.
     public init(path: String, name: String) throws {
@@ -122,6 +122,60 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
             out.append(e.codec.rawValue)
             out.append(0)
             out.append(0)
+        }
+        return (ChunkID(hashing: out).hex, out)
+    }
+}
+
+extension IndexSegment {
+    /// Merges sorted segments into one (duplicate ids kept once), streaming: memory is the output's size.
+    static func merge(_ segments: [IndexSegment]) -> (name: String, bytes: [UInt8]) {
+        var packNumbers: [ChunkID: UInt32] = [:]
+        var packs: [ChunkID] = []
+        var remap: [[UInt32]] = []
+        for s in segments {
+            remap.append(s.packs.map { p in
+                if let n = packNumbers[p] { return n }
+                packNumbers[p] = UInt32(packs.count)
+                packs.append(p)
+                return UInt32(packs.count - 1)
+            })
+        }
+        let total = segments.reduce(0) { $0 + $1.count }
+        var out = [UInt8]()
+        out.reserveCapacity(headerSize + packs.count * 32 + total * entrySize)
+        out.append(contentsOf: magic)
+        out.appendLE32(UInt32(packs.count))
+        let countOffset = out.count
+        out.appendLE32(0)
+        for p in packs { out.append(p) }
+        var cursors = Array(repeating: 0, count: segments.count)
+        var written = 0
+        var last: ChunkID?
+        while true {
+            var best = -1
+            var bestID = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+            for (i, s) in segments.enumerated() where cursors[i] < s.count {
+                let id = s.idAt(cursors[i])
+                if best < 0 || id < bestID {
+                    best = i
+                    bestID = id
+                }
+            }
+            if best < 0 { break }
+            let s = segments[best]
+            let at = s.entriesStart + cursors[best] * entrySize
+            cursors[best] += 1
+            if bestID == last { continue }
+            last = bestID
+            let raw = UnsafeRawBufferPointer(rebasing: s.mapping[at..<at + entrySize])
+            out.append(contentsOf: raw[0..<32])
+            out.appendLE32(remap[best][Int(raw.le32(32))])
+            out.append(contentsOf: raw[36..<entrySize])
+            written += 1
+        }
+        withUnsafeBytes(of: UInt32(written).littleEndian) { b in
+            for k in 0..<4 { out[countOffset + k] = b[k] }
         }
         return (ChunkID(hashing: out).hex, out)
     }

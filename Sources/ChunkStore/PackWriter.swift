@@ -1,77 +1,155 @@
 import Compression
 import Foundation
 
-/// Collects blobs into packs of about `PackFormat.targetSize` bytes and writes each full pack durably.
-/// One `PackWriter` serves one backup; every worker may call `add` concurrently.
+/// A pack being filled: blobs are compressed straight into its tail, so a chunk's bytes are copied
+/// only by the read and the compressor. Owned by one worker between `checkout` and `checkin`.
+public final class PackBuffer: @unchecked Sendable {  // owned by one thread at a time
+    let storage: UnsafeMutableRawBufferPointer
+    public private(set) var count = 0
+    var entries: [BlobEntry] = []
+
+    init(capacity: Int) {
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Free space at the tail.
+    public var free: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: storage[count...]) }
+
+    /// Appends a blob whose stored bytes the caller wrote at the start of `free`.
+    public func append(id: ChunkID, type: BlobType, codec: Codec.Kind, storedLength: Int, rawLength: Int) {
+        precondition(storedLength <= storage.count - count)
+        entries.append(
+            BlobEntry(id: id, type: type, codec: codec, offset: UInt32(count), storedLength: UInt32(storedLength), rawLength: UInt32(rawLength)))
+        count += storedLength
+    }
+
+    var isFull: Bool { count >= PackFormat.targetSize }
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[..<count]) }
+
+    func reset() {
+        count = 0
+        entries.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Collects blobs into packs of about `PackFormat.targetSize` bytes and writes full packs on a thread
+/// of its own, so no worker waits for a write or an fsync. One `PackWriter` serves one backup.
 ///
-/// Ordering is what makes a crash harmless: packs are written first, then (by `commit`) the index segment
-/// that lists them, and only then does the caller write the snapshot record. Anything written before a
-/// crash is at worst unreferenced, for prune to remove.
-public final class PackWriter: @unchecked Sendable {  // state guarded by `lock`
+/// Workers `checkout` a partly filled buffer, add blobs, and `checkin` it; a full buffer goes to the
+/// writer thread through a queue of two (memory stays bounded: at most workers + 3 buffers).
+///
+/// Ordering makes a crash harmless: packs are written first, then (by `commit`) the index segment that
+/// lists them, and only then does the caller write the snapshot record.
+public final class PackWriter: @unchecked Sendable {  // shared state guarded by `condition`
     let store: Store
-    private let lock = NSLock()
-    private var buffer: [UInt8] = []
-    private var entries: [BlobEntry] = []
-    /// Statistics of what this writer stored.
-    public private(set) var blobsAdded = 0
-    public private(set) var rawBytesAdded: UInt64 = 0
-    public private(set) var storedBytesAdded: UInt64 = 0
+    /// Room for the target size plus the largest blob's worst-case compressed size.
+    let capacity: Int
+    private let condition = NSCondition()
+    private var partial: [PackBuffer] = []
+    private var spare: [PackBuffer] = []
+    private var full: [PackBuffer] = []
+    private var writing = false
+    private var closed = false
+    private var failure: Error?
+    private var thread: Thread?
     public private(set) var packsWritten = 0
 
     init(store: Store) {
         self.store = store
-        buffer.reserveCapacity(PackFormat.targetSize + (4 << 20))
+        capacity = PackFormat.targetSize + 2 * store.config.chunker.maxSize + (1 << 20)
+        let t = Thread { [unowned self] in writerLoop() }
+        t.name = "pack-writer"
+        thread = t
+        t.start()
     }
 
-    /// Appends a blob the caller has claimed (`ChunkIndex.claim`). When the pack is full it is written
-    /// before `add` returns, by the calling thread.
-    public func add(id: ChunkID, type: BlobType, codec: Codec.Kind, stored: UnsafeRawBufferPointer, rawLength: Int) throws {
-        var full: (bytes: [UInt8], entries: [BlobEntry])?
-        lock.lock()
-        entries.append(
-            BlobEntry(
-                id: id, type: type, codec: codec, offset: UInt32(buffer.count), storedLength: UInt32(stored.count),
-                rawLength: UInt32(rawLength)))
-        buffer.append(contentsOf: stored)
-        blobsAdded += 1
-        rawBytesAdded += UInt64(rawLength)
-        storedBytesAdded += UInt64(stored.count)
-        if buffer.count >= PackFormat.targetSize {
-            full = takePack()
+    /// A buffer with room for at least `room` more bytes.
+    public func checkout(room: Int = 0) throws -> PackBuffer {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw failure }
+        if let i = partial.firstIndex(where: { capacity - $0.count >= room }) { return partial.remove(at: i) }
+        return spare.popLast() ?? PackBuffer(capacity: capacity)
+    }
+
+    /// Returns a buffer; a full one is queued for writing (waiting while two are already queued).
+    public func checkin(_ buffer: PackBuffer) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if buffer.isFull {
+            while full.count >= 2 && failure == nil { condition.wait() }
+            full.append(buffer)
+            condition.broadcast()
+        } else {
+            partial.append(buffer)
         }
-        lock.unlock()
-        if let full { try write(full.bytes, full.entries) }
+        if let failure { throw failure }
     }
 
-    /// Writes the last, partly filled pack and an index segment listing every blob this writer added.
-    /// - Returns: the segment's name, or nil when nothing was added.
+    /// Writes the partly filled packs, waits for every write, and writes an index segment listing every
+    /// blob this writer added. - Returns: the segment's name, or nil when nothing was added.
     @discardableResult
     public func commit() throws -> String? {
-        lock.lock()
-        let last = entries.isEmpty ? nil : takePack()
-        lock.unlock()
-        if let last { try write(last.bytes, last.entries) }
+        condition.lock()
+        for b in partial where b.count > 0 { full.append(b) }
+        partial.removeAll()
+        closed = true
+        condition.broadcast()
+        while (!full.isEmpty || writing) && failure == nil { condition.wait() }
+        let error = failure
+        condition.unlock()
+        if let error { throw error }
         return try store.writeIndexSegment()
     }
 
-    private func takePack() -> (bytes: [UInt8], entries: [BlobEntry]) {
-        let taken = (buffer, entries)
-        buffer = []
-        buffer.reserveCapacity(PackFormat.targetSize + (4 << 20))
-        entries = []
-        return taken
+    /// Stops the writer thread without writing an index (a failed backup: packs already written stay
+    /// unreferenced, for prune).
+    public func cancel() {
+        condition.lock()
+        full.removeAll()
+        partial.removeAll()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
     }
 
-    private func write(_ bytes: [UInt8], _ entries: [BlobEntry]) throws {
-        let id = ChunkID.random()
-        let trailer = PackFormat.encodeTrailer(entries)
-        let directory = try store.packDirectory(for: id, create: true)
-        try bytes.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
-            try trailer.withUnsafeBytes { (t: UnsafeRawBufferPointer) throws in
-                try FileIO.writeAtomically(directory: directory, name: id.hex, parts: [b, t])
+    private func writerLoop() {
+        while true {
+            condition.lock()
+            while full.isEmpty && !closed { condition.wait() }
+            if full.isEmpty && closed {
+                condition.unlock()
+                return
             }
+            let buffer = full.removeFirst()
+            writing = true
+            condition.broadcast()
+            condition.unlock()
+            do {
+                try write(buffer)
+                condition.lock()
+                buffer.reset()
+                spare.append(buffer)
+                packsWritten += 1
+            } catch {
+                condition.lock()
+                failure = failure ?? error
+            }
+            writing = false
+            condition.broadcast()
+            condition.unlock()
         }
-        store.index.record(entries, pack: id)
-        lock.withLock { packsWritten += 1 }
+    }
+
+    private func write(_ buffer: PackBuffer) throws {
+        let id = ChunkID.random()
+        let trailer = PackFormat.encodeTrailer(buffer.entries)
+        let directory = try store.packDirectory(for: id, create: true)
+        try trailer.withUnsafeBytes { t in
+            try FileIO.writeAtomically(directory: directory, name: id.hex, parts: [buffer.bytes, t])
+        }
+        store.index.record(buffer.entries, pack: id)
     }
 }

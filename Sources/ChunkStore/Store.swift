@@ -107,7 +107,8 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         guard !locations.isEmpty else { return nil }
         let (name, bytes) = IndexSegment.encode(locations)
         try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
-        index.appendSegment(try IndexSegment(path: "\(path)/index/\(name)", name: name))
+        index.appendSegment(try IndexSegment(path: "\(path)/index/\(name)", name: name), covering: locations)
+        try compactIndexIfNeeded()
         return name
     }
 
@@ -304,5 +305,25 @@ extension Store {
         for name in old where name != newName { unlink("\(path)/index/\(name)") }
         try FileIO.fsyncDirectory("\(path)/index")
         return (packs, locations.count, damaged)
+    }
+}
+
+// MARK: Index compaction
+
+extension Store {
+    /// More segments than this are merged into one after a backup: every lookup searches each segment.
+    public static let maximumIndexSegments = 8
+
+    /// Merges the index segments into one when there are too many. The merged segment is written
+    /// before the old ones are removed, so an interruption leaves a valid (if redundant) index.
+    func compactIndexIfNeeded() throws {
+        let segments = index.segments
+        guard segments.count > Self.maximumIndexSegments else { return }
+        let (name, bytes) = IndexSegment.merge(segments)
+        try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
+        let merged = try IndexSegment(path: "\(path)/index/\(name)", name: name)
+        index.replaceSegments(segments, with: merged)
+        for s in segments where s.name != name { unlink("\(path)/index/\(s.name)") }
+        try FileIO.fsyncDirectory("\(path)/index")
     }
 }

@@ -49,6 +49,42 @@ public final class Compressor {
         return (codec.kind, UnsafeRawBufferPointer(rebasing: output[..<produced]))
     }
 
+    /// The largest output `compress(_:into:)` can produce for `rawLength` bytes, whatever the codec.
+    public static func bound(_ rawLength: Int) -> Int {
+        max(ZSTD_compressBound(rawLength), Int(LZ4_compressBound(Int32(clamping: rawLength))), Int(compressBound(uLong(rawLength))), rawLength) + 64
+    }
+
+    /// Compresses `raw` straight into `destination` (at least `bound(raw.count)` bytes), storing it raw
+    /// when compression saves less than 3%. - Returns: the codec used and the bytes written.
+    public func compress(_ raw: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) -> (kind: Codec.Kind, count: Int) {
+        precondition(destination.count >= raw.count)
+        let limit = Int(Double(raw.count) * Self.autoRawThreshold)
+        var produced: Int?
+        if !raw.isEmpty {
+            switch codec {
+            case .none: produced = nil
+            case .lz4:
+                let n = LZ4_compress_default(
+                    raw.baseAddress!.assumingMemoryBound(to: CChar.self), destination.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    Int32(raw.count), Int32(clamping: min(destination.count, limit)))
+                produced = n > 0 ? Int(n) : nil
+            case .zstd(let level):
+                if zstdC == nil { zstdC = ZSTD_createCCtx() }
+                let n = ZSTD_compressCCtx(zstdC, destination.baseAddress, destination.count, raw.baseAddress, raw.count, level)
+                produced = ZSTD_isError(n) == 0 ? n : nil
+            case .zlib(let level):
+                var length = uLongf(destination.count)
+                let rc = compress2(
+                    destination.baseAddress!.assumingMemoryBound(to: Bytef.self), &length,
+                    raw.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(raw.count), level)
+                produced = rc == Z_OK ? Int(length) : nil
+            }
+        }
+        if let produced, produced < limit { return (codec.kind, produced) }
+        if !raw.isEmpty { destination.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+        return (.none, raw.count)
+    }
+
     /// Decompresses `stored` (written with `kind`) into `destination`, which must be exactly the raw size.
     public func decompress(
         _ stored: UnsafeRawBufferPointer, kind: Codec.Kind, into destination: UnsafeMutableRawBufferPointer

@@ -119,22 +119,31 @@ public final class Backup: @unchecked Sendable {
         let paths = try Self.normalize(options.paths)
         let packs = store.makePackWriter()
         let codec = options.codec ?? store.codec
-        let savers = (0...max(1, options.workers)).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }
+        let workerCount = max(1, options.workers)
+        let savers = (0...workerCount).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }
         let scannerSaver = savers[0]
-        let queue = BoundedQueue<FileJob>(capacity: 4 * max(1, options.workers))
+        let queue = BackupLanes(workers: workerCount)
         let failure = FirstFailure()
         let rootTree = RootTreeBox()
 
-        let workers = WorkerThreads(count: max(1, options.workers), name: "backup") { [self] i in
+        let workers = WorkerThreads(count: workerCount, name: "backup") { [self] i in
             let saver = savers[i + 1]
-            while let job = queue.pop() {
-                if failure.isSet { continue }
+            let reader = FileReader(saver: saver, lanes: queue)
+            while let work = queue.lanes.pop() {
+                if failure.isSet {
+                    if case .batch(let b) = work { b.job.fail(CancellationError()); b.job.release(b.buffer, batch: true) }
+                    continue
+                }
                 do {
-                    try process(job, saver: saver)
+                    switch work {
+                    case .file(let job): try process(job, reader: reader)
+                    case .batch(let batch): try batch.job.run(batch, saver)
+                    }
                 } catch {
                     failure.set(error)
                 }
             }
+            do { try saver.finish() } catch { failure.set(error) }
         }
 
         var stats = BackupSummary()
@@ -146,9 +155,13 @@ public final class Backup: @unchecked Sendable {
         } catch {
             failure.set(error)
         }
-        queue.close()
+        do { try scannerSaver.finish() } catch { failure.set(error) }
+        queue.lanes.close()
         workers.join()
-        if let error = failure.error { throw error }
+        if let error = failure.error {
+            packs.cancel()
+            throw error
+        }
 
         guard let tree = rootTree.value else { throw BackupError.noPaths }
         try packs.commit()
@@ -183,16 +196,20 @@ public final class Backup: @unchecked Sendable {
         var slot: Int
     }
 
-    private func process(_ job: FileJob, saver: ChunkSaver) throws {
+    private func process(_ job: FileJob, reader: FileReader) throws {
         var node = job.node
         do {
-            let (content, size) = try saver.saveFile(job.readPath)
+            let (content, size) = try reader.saveFile(job.readPath, expectedSize: Int64(job.node.size))
+            if size != job.node.size {
+                // Recorded as read; the user learns that this file is not a consistent copy.
+                report("\(job.path) changed size while being read (\(job.node.size) → \(size) bytes); the snapshot holds what was read")
+            }
             node.content = content
             node.size = size
-            try job.directory.complete(slot: job.slot, with: node, saver: saver)
+            try job.directory.complete(slot: job.slot, with: node, saver: reader.saver)
         } catch let failure as FileSystem.Failure {
-            report(failure.description)
-            try job.directory.complete(slot: job.slot, with: nil, saver: saver)
+            report(failure.code == ENOENT ? "\(job.path) disappeared before it could be read" : failure.description)
+            try job.directory.complete(slot: job.slot, with: nil, saver: reader.saver)
         }
     }
 
@@ -219,7 +236,7 @@ public final class Backup: @unchecked Sendable {
     /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
     private func scan(
         trie: PathTrie, at path: PathBytes, into builder: DirectoryBuilder, saver: ChunkSaver,
-        queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+        queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if trie.isTarget {  // backing up "/" itself
             let root = try locate(path)
@@ -251,7 +268,7 @@ public final class Backup: @unchecked Sendable {
 
     private func scanChildren(
         of path: PathBytes, read: PathBytes, device: dev_t, into builder: DirectoryBuilder, saver: ChunkSaver,
-        queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+        queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         let names = try FileSystem.list(read)
         builder.expect(names.count)
@@ -275,7 +292,7 @@ public final class Backup: @unchecked Sendable {
 
     private func scanEntry(
         name: [UInt8], path: PathBytes, located: (read: PathBytes, stat: stat), device: dev_t, into builder: DirectoryBuilder,
-        slot: Int, saver: ChunkSaver, queue: BoundedQueue<FileJob>, stats: inout BackupSummary, failure: FirstFailure
+        slot: Int, saver: ChunkSaver, queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if failure.isSet { return }
         let st = located.stat
@@ -294,7 +311,7 @@ public final class Backup: @unchecked Sendable {
         switch node.kind {
         case .file:
             stats.files += 1
-            queue.push(FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
+            queue.lanes.push(file: FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
         case .directory:
             stats.directories += 1
             let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)

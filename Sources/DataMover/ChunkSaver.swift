@@ -3,16 +3,16 @@ import Chunking
 import Compression
 import Foundation
 
-/// One worker's stage for new content: cut → hash → dedup → compress → pack (DESIGN.md §1). It owns its
-/// read buffer and compressor, so nothing is allocated per chunk; a chunk the index already knows is
-/// not compressed or written.
+/// One worker's hash → dedup → compress → pack stage (DESIGN.md §1). It owns a compressor and a pack
+/// buffer it compresses straight into, so nothing is allocated or copied per chunk; a chunk the index
+/// already knows is neither compressed nor written.
 ///
 /// Not thread-safe: one per worker thread (`@unchecked Sendable` only to hand it to that thread).
 final class ChunkSaver: @unchecked Sendable {
     let store: Store
     let packs: PackWriter
-    let stream: ChunkStream
     let compressor: Compressor
+    private var buffer: PackBuffer?
     var stats = SaverStats()
 
     struct SaverStats {
@@ -33,53 +33,10 @@ final class ChunkSaver: @unchecked Sendable {
         }
     }
 
-    /// Linux's O_NOATIME (the same value on every architecture Swift supports); Glibc's module hides it
-    /// behind _GNU_SOURCE. Reading with it keeps a backup from touching every file's atime.
-    static let openNoAtime: Int32 = 0o1000000
-
-    /// Size of each read(2): large enough that syscalls cost nothing next to hashing.
-    static let readSize = 4 << 20
-
     init(store: Store, packs: PackWriter, codec: Codec) {
         self.store = store
         self.packs = packs
-        self.stream = ChunkStream(chunker: store.chunker, capacity: 2 * store.chunker.parameters.maxSize + Self.readSize)
         self.compressor = Compressor(codec: codec)
-    }
-
-    /// Reads the file at `path` to its end and stores its chunks.
-    /// - Returns: the chunk ids in order and the number of bytes read.
-    func saveFile(_ path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
-        var fd = path.withCString { open($0, O_RDONLY | O_CLOEXEC | Self.openNoAtime | O_NOFOLLOW) }
-        if fd < 0 && errno == EPERM {  // O_NOATIME needs ownership; fall back without it
-            fd = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
-        }
-        if fd < 0 { throw FileSystem.Failure(path: path, operation: "open", code: errno) }
-        defer { close(fd) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-
-        stream.reset()
-        var content: [ChunkID] = []
-        var ended = false
-        var size: UInt64 = 0
-        while true {
-            while !ended && !stream.canCut {
-                let n = try stream.fill { free in
-                    let want = min(free.count, Self.readSize)
-                    while true {
-                        let n = read(fd, free.baseAddress!, want)
-                        if n >= 0 { return n }
-                        if errno != EINTR { throw FileSystem.Failure(path: path, operation: "read", code: errno) }
-                    }
-                }
-                if n == 0 { ended = true }
-                size += UInt64(n)
-            }
-            guard let chunk = stream.nextChunk() else { break }
-            content.append(try save(chunk, type: .data))
-        }
-        stats.bytesRead += size
-        return (content, size)
     }
 
     /// Stores one blob unless the store already has it, and returns its id.
@@ -87,14 +44,21 @@ final class ChunkSaver: @unchecked Sendable {
         let id = ChunkID(hashing: raw)
         if type == .data { stats.chunks += 1 }
         guard store.index.claim(id) else { return id }
-        let (kind, bytes) = compressor.compress(raw)
-        try packs.add(id: id, type: type, codec: kind, stored: bytes, rawLength: raw.count)
+        let bound = Compressor.bound(raw.count)
+        if let b = buffer, b.free.count < bound {
+            buffer = nil
+            try packs.checkin(b)
+        }
+        let target = try buffer ?? packs.checkout(room: bound)
+        buffer = target
+        let (kind, count) = compressor.compress(raw, into: target.free)
+        target.append(id: id, type: type, codec: kind, storedLength: count, rawLength: raw.count)
         if type == .data {
             stats.chunksNew += 1
             stats.bytesAdded += UInt64(raw.count)
-            stats.bytesStored += UInt64(bytes.count)
+            stats.bytesStored += UInt64(count)
         } else {
-            stats.treeBytesStored += UInt64(bytes.count)
+            stats.treeBytesStored += UInt64(count)
         }
         return id
     }
@@ -104,4 +68,263 @@ final class ChunkSaver: @unchecked Sendable {
         let bytes = try tree.encoded()
         return try bytes.withUnsafeBytes { try save($0, type: .tree) }
     }
+
+    /// Hands the pack buffer back (at the end of the worker's work).
+    func finish() throws {
+        if let b = buffer {
+            buffer = nil
+            try packs.checkin(b)
+        }
+    }
+}
+
+/// Reads files and cuts them into chunks. Small and medium files are read and cut by the worker that
+/// took them, chunk by chunk into its `ChunkSaver`. A large file is cut by that worker alone (so its
+/// cut points are exactly those of sequential chunking), but its chunks are handed in batches to every
+/// worker for hashing and compression, so one huge file still keeps all cores busy.
+final class FileReader: @unchecked Sendable {  // one per worker thread
+    let stream: ChunkStream
+    let saver: ChunkSaver
+    let lanes: BackupLanes
+    /// Files at least this large are split into batches for all workers.
+    static let largeFileThreshold: Int64 = 32 << 20
+    /// Bytes per read(2) and per batch for large files.
+    static let readSize = 8 << 20
+    /// Linux's O_NOATIME (the same value on every architecture Swift supports); Glibc's module hides
+    /// it behind _GNU_SOURCE. Reading with it keeps a backup from touching every file's atime.
+    static let openNoAtime: Int32 = 0o1000000
+
+    init(saver: ChunkSaver, lanes: BackupLanes) {
+        self.saver = saver
+        self.lanes = lanes
+        self.stream = ChunkStream(chunker: saver.store.chunker, capacity: 2 * saver.store.chunker.parameters.maxSize + Self.readSize)
+    }
+
+    static func open(_ path: PathBytes) throws -> Int32 {
+        var fd = path.withCString { Glibc.open($0, O_RDONLY | O_CLOEXEC | openNoAtime | O_NOFOLLOW) }
+        if fd < 0 && errno == EPERM {  // O_NOATIME needs ownership; fall back without it
+            fd = path.withCString { Glibc.open($0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        }
+        if fd < 0 { throw FileSystem.Failure(path: path, operation: "open", code: errno) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        return fd
+    }
+
+    /// Reads the file at `path` to its end and stores its chunks.
+    /// - Returns: the chunk ids in order and the number of bytes read.
+    func saveFile(_ path: PathBytes, expectedSize: Int64) throws -> (content: [ChunkID], size: UInt64) {
+        let fd = try Self.open(path)
+        defer { close(fd) }
+        if expectedSize >= Self.largeFileThreshold && lanes.workers > 1 {
+            return try saveLarge(fd: fd, path: path)
+        }
+        stream.reset()
+        var content: [ChunkID] = []
+        var ended = false
+        var size: UInt64 = 0
+        while true {
+            while !ended && !stream.canCut {
+                let n = try stream.fill { free in try Self.read(fd, into: free, path: path) }
+                if n == 0 { ended = true }
+                size += UInt64(n)
+            }
+            guard let chunk = stream.nextChunk() else { break }
+            content.append(try saver.save(chunk, type: .data))
+        }
+        saver.stats.bytesRead += size
+        return (content, size)
+    }
+
+    static func read(_ fd: Int32, into free: UnsafeMutableRawBufferPointer, path: PathBytes) throws -> Int {
+        let want = min(free.count, readSize)
+        while true {
+            let n = Glibc.read(fd, free.baseAddress!, want)
+            if n >= 0 { return n }
+            if errno != EINTR { throw FileSystem.Failure(path: path, operation: "read", code: errno) }
+        }
+    }
+
+    /// A large file: this thread reads and cuts; batches of chunks go to all workers.
+    private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
+        let maxSize = saver.store.chunker.parameters.maxSize
+        let job = LargeFile(workers: lanes.workers, bufferBytes: 2 * maxSize + Self.readSize)
+        defer { job.abandon() }
+        var size: UInt64 = 0
+        var ended = false
+        var previous: (buffer: UnsafeMutableRawBufferPointer, tail: Range<Int>)?
+        while !ended {
+            let buffer = try job.takeBuffer(helping: lanes, saver: saver)
+            var filled = 0
+            if let p = previous {
+                // The uncut tail of the last buffer starts this one (at most maxSize bytes).
+                buffer.baseAddress!.copyMemory(from: p.buffer.baseAddress! + p.tail.lowerBound, byteCount: p.tail.count)
+                filled = p.tail.count
+                job.release(p.buffer, batch: false)
+                previous = nil
+            }
+            while !ended && filled < Self.readSize + maxSize {
+                let n = try Self.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), path: path)
+                if n == 0 { ended = true }
+                filled += n
+                size += UInt64(n)
+            }
+            // Cut every chunk that has maxSize bytes after its start (or all, at the end): the cut
+            // points are exactly those of sequential chunking.
+            var position = 0
+            var chunks: [(offset: Int, length: Int)] = []
+            while position < filled && (ended || filled - position >= maxSize) {
+                let length = saver.store.chunker.cut(UnsafeRawBufferPointer(rebasing: buffer[position..<filled]))
+                chunks.append((position, length))
+                position += length
+            }
+            let batch = ChunkBatch(job: job, buffer: buffer, chunks: chunks, firstIndex: job.reserve(chunks.count, in: buffer))
+            if !lanes.lanes.tryPush(batch: batch) { try job.run(batch, saver) }
+            if position < filled {
+                previous = (buffer, position..<filled)
+            } else {
+                job.release(buffer, batch: false)
+            }
+        }
+        if let p = previous { job.release(p.buffer, batch: false) }
+        try job.waitForBatches(helping: lanes, saver: saver)
+        saver.stats.bytesRead += size
+        return (job.content(), size)
+    }
+}
+
+/// The queues of one backup and its worker count.
+final class BackupLanes: @unchecked Sendable {
+    let lanes: WorkLanes<Backup.FileJob, ChunkBatch>
+    let workers: Int
+    init(workers: Int) {
+        self.workers = workers
+        lanes = WorkLanes(fileCapacity: 4 * workers, batchCapacity: 2 * workers)
+    }
+}
+
+/// A run of chunks of a large file, in one of its read buffers, for any worker to hash and store.
+struct ChunkBatch: @unchecked Sendable {
+    let job: LargeFile
+    let buffer: UnsafeMutableRawBufferPointer
+    let chunks: [(offset: Int, length: Int)]
+    let firstIndex: Int
+
+    fileprivate func process(with saver: ChunkSaver) throws {
+        var ids: [ChunkID] = []
+        ids.reserveCapacity(chunks.count)
+        for c in chunks {
+            ids.append(try saver.save(UnsafeRawBufferPointer(rebasing: buffer[c.offset..<(c.offset + c.length)]), type: .data))
+        }
+        job.set(firstIndex, ids)
+    }
+}
+
+/// One large file in flight: a few read buffers (reused, counted: the reader holds one until the next
+/// has copied its tail; a batch holds one until hashed), the chunk ids as they arrive, and the first
+/// error any worker hit.
+final class LargeFile: @unchecked Sendable {  // guarded by `condition`
+    private let condition = NSCondition()
+    private var free: [UnsafeMutableRawBufferPointer] = []
+    private var all: [UnsafeMutableRawBufferPointer] = []
+    private var users: [UnsafeMutableRawPointer: Int] = [:]
+    private var ids: [ChunkID] = []
+    private var outstanding = 0
+    private var error: Error?
+    private var abandoned = false
+    let limit: Int
+    let bufferBytes: Int
+
+    init(workers: Int, bufferBytes: Int) {
+        limit = workers + 2
+        self.bufferBytes = bufferBytes
+    }
+
+    deinit { for b in all { b.deallocate() } }
+
+    /// A free buffer (held once, by the reader); while none is free, this thread hashes waiting batches.
+    func takeBuffer(helping lanes: BackupLanes, saver: ChunkSaver) throws -> UnsafeMutableRawBufferPointer {
+        while true {
+            condition.lock()
+            if let e = error {
+                condition.unlock()
+                throw e
+            }
+            var buffer = free.popLast()
+            if buffer == nil && all.count < limit {
+                buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferBytes, alignment: 64)
+                all.append(buffer!)
+            }
+            if let buffer {
+                users[buffer.baseAddress!] = 1
+                condition.unlock()
+                return buffer
+            }
+            condition.unlock()
+            if let batch = lanes.lanes.popBatch(timeout: .milliseconds(2)) { try batch.job.run(batch, saver) }
+        }
+    }
+
+    /// Adds a batch's claim on its buffer and room for its ids. - Returns: the index of its first chunk.
+    func reserve(_ count: Int, in buffer: UnsafeMutableRawBufferPointer) -> Int {
+        condition.withLock {
+            users[buffer.baseAddress!, default: 0] += 1
+            let first = ids.count
+            ids.append(contentsOf: repeatElement(ChunkID(hashing: [UInt8]()), count: count))
+            outstanding += 1
+            return first
+        }
+    }
+
+    /// Hashes and stores a batch, then lets go of its buffer (also on failure).
+    func run(_ batch: ChunkBatch, _ saver: ChunkSaver) throws {
+        do {
+            try batch.process(with: saver)
+            release(batch.buffer, batch: true)
+        } catch {
+            fail(error)
+            release(batch.buffer, batch: true)
+            throw error
+        }
+    }
+
+    func release(_ b: UnsafeMutableRawBufferPointer, batch: Bool) {
+        condition.lock()
+        let left = (users[b.baseAddress!] ?? 1) - 1
+        users[b.baseAddress!] = left
+        if left == 0 { free.append(b) }
+        if batch { outstanding -= 1 }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func set(_ first: Int, _ batchIDs: [ChunkID]) {
+        condition.withLock { ids.replaceSubrange(first..<(first + batchIDs.count), with: batchIDs) }
+    }
+
+    func fail(_ e: Error) { condition.withLock { if error == nil { error = e } } }
+
+    /// Waits for every batch, hashing waiting batches meanwhile.
+    func waitForBatches(helping lanes: BackupLanes, saver: ChunkSaver) throws {
+        while true {
+            condition.lock()
+            if outstanding == 0 {
+                let e = error
+                condition.unlock()
+                if let e { throw e }
+                return
+            }
+            condition.unlock()
+            if let batch = lanes.lanes.popBatch(timeout: .milliseconds(2)) { try? batch.job.run(batch, saver) }
+        }
+    }
+
+    /// On failure, waits until no worker still uses the buffers (they are freed with this object).
+    func abandon() {
+        condition.lock()
+        abandoned = true
+        while outstanding > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    func content() -> [ChunkID] { condition.withLock { ids } }
 }

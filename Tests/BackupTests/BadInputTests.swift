@@ -224,7 +224,10 @@ struct BadInputTests {
             let bytes = try tree.encoded()
             let id = ChunkID(hashing: bytes)
             _ = store.index.claim(id)
-            try bytes.withUnsafeBytes { try packs.add(id: id, type: .tree, codec: .none, stored: $0, rawLength: bytes.count) }
+            let buffer = try packs.checkout(room: bytes.count)
+            bytes.withUnsafeBytes { buffer.free.copyMemory(from: $0) }
+            buffer.append(id: id, type: .tree, codec: .none, storedLength: bytes.count, rawLength: bytes.count)
+            try packs.checkin(buffer)
             return id
         }
         let inner = try put(Tree(nodes: [evil]))

@@ -123,6 +123,31 @@ struct RoundTripTests {
         #expect(a.record.summary.chunksNew == b.record.summary.chunksNew)
     }
 
+    @Test("large files cut by one reader and hashed by all workers give exactly the single-worker store", arguments: [false, true])
+    func largeFilesEqualSingle(mixed: Bool) throws {
+        let s = Scratch("large")
+        let source = s.sub("source")
+        mkdirs(source)
+        // Above FileReader.largeFileThreshold (32 MiB): split into batches for every worker.
+        write(source + "/huge-1", randomBytes(40 << 20, seed: 77))
+        write(source + "/huge-2", randomBytes(33 << 20, seed: 78) + [UInt8](repeating: 0, count: 3 << 20))
+        if mixed {
+            for i in 0..<60 { write(source + "/small-\(i)", randomBytes(500 + i * 7000, seed: UInt64(900 + i))) }
+        }
+        let one = try Store.initialize(at: s.sub("one"), parameters: smallChunks, keyed: false)
+        let many = try Store.initialize(at: s.sub("many"), parameters: smallChunks, keyed: false)
+        let a = try backup(one, [source], workers: 1)
+        let b = try backup(many, [source], workers: 3)
+        #expect(try subtree(one, a.record.tree, source) == subtree(many, b.record.tree, source))
+        #expect(a.record.summary.chunks == b.record.summary.chunks)
+        #expect(a.record.summary.chunksNew == b.record.summary.chunksNew)
+        #expect(a.record.summary.bytesStored == b.record.summary.bytesStored)
+        let target = s.sub("restore")
+        _ = try restore(many, b.snapshotID, to: target)
+        #expect(FileManager.default.contents(atPath: target + source + "/huge-1") == FileManager.default.contents(atPath: source + "/huge-1"))
+        #expect(FileManager.default.contents(atPath: target + source + "/huge-2") == FileManager.default.contents(atPath: source + "/huge-2"))
+    }
+
     @Test("backing up the same tree twice adds nothing the second time")
     func secondBackupAddsNothing() throws {
         let s = Scratch("dedup")

@@ -34,6 +34,58 @@ enum FileIO {
         try fsyncDirectory(directory)
     }
 
+    /// Linux's O_DIRECT (x86-64 and arm64 value); Glibc's module hides it behind _GNU_SOURCE.
+    static let openDirect: Int32 = 0o40000
+    static let directAlignment = 4096
+
+    /// Like `writeAtomically`, for a pack: the page-aligned bulk of `aligned` (whose base address must be
+    /// 4096-aligned) is written with O_DIRECT, skipping the copy into the page cache — on these machines
+    /// buffered writeback runs at a seventh of the disk's direct-I/O speed and costs a core-copy per
+    /// byte. The unaligned rest and `tail` are written normally. Falls back to buffered I/O where the
+    /// filesystem refuses O_DIRECT (tmpfs).
+    static func writePackAtomically(directory: String, name: String, aligned: UnsafeRawBufferPointer, tail: UnsafeRawBufferPointer) throws {
+        let temp = "\(directory)/.tmp-\(name)-\(UInt32.random(in: 0...UInt32.max))"
+        var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | openDirect, 0o444)
+        var direct = true
+        if fd < 0 && errno == EINVAL {
+            direct = false
+            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        }
+        try check(fd, temp, "create")
+        do {
+            var done = 0
+            let bulk = aligned.count & ~(directAlignment - 1)
+            if direct && bulk > 0 && Int(bitPattern: aligned.baseAddress!) % directAlignment == 0 {
+                while done < bulk {
+                    let n = write(fd, aligned.baseAddress! + done, bulk - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        if errno == EINVAL && done == 0 { break }  // refused after all: buffered below
+                        throw StoreError.io(path: temp, operation: "write", errno: errno)
+                    }
+                    done += n
+                    if n % directAlignment != 0 { break }
+                }
+            }
+            if direct { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~openDirect) }
+            try writeAll(fd: fd, UnsafeRawBufferPointer(rebasing: aligned[done...]), path: temp)
+            try writeAll(fd: fd, tail, path: temp)
+            try check(fsync(fd), temp, "fsync")
+            try check(close(fd), temp, "close")
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        let final = "\(directory)/\(name)"
+        if rename(temp, final) != 0 {
+            let e = errno
+            unlink(temp)
+            throw StoreError.io(path: final, operation: "rename into place", errno: e)
+        }
+        try fsyncDirectory(directory)
+    }
+
     static func writeAtomically(directory: String, name: String, bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
             try writeAtomically(directory: directory, name: name, parts: [b])

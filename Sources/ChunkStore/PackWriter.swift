@@ -9,7 +9,7 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
     var entries: [BlobEntry] = []
 
     init(capacity: Int) {
-        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: FileIO.directAlignment)
     }
 
     deinit { storage.deallocate() }
@@ -79,7 +79,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         condition.lock()
         defer { condition.unlock() }
         if buffer.isFull {
-            while full.count >= 2 && failure == nil { condition.wait() }
+            while full.count >= 1 && failure == nil { condition.wait() }
             full.append(buffer)
             condition.broadcast()
         } else {
@@ -148,7 +148,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         let trailer = PackFormat.encodeTrailer(buffer.entries)
         let directory = try store.packDirectory(for: id, create: true)
         try trailer.withUnsafeBytes { t in
-            try FileIO.writeAtomically(directory: directory, name: id.hex, parts: [buffer.bytes, t])
+            try FileIO.writePackAtomically(directory: directory, name: id.hex, aligned: buffer.bytes, tail: t)
         }
         store.index.record(buffer.entries, pack: id)
     }

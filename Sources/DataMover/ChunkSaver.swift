@@ -147,7 +147,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     /// A large file: this thread reads and cuts; batches of chunks go to all workers.
     private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
         let maxSize = saver.store.chunker.parameters.maxSize
-        let job = LargeFile(workers: lanes.workers, bufferBytes: 2 * maxSize + Self.readSize)
+        let job = LargeFile(lanes: lanes, bufferBytes: 2 * maxSize + Self.readSize)
         defer { job.abandon() }
         var size: UInt64 = 0
         var ended = false
@@ -192,14 +192,37 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     }
 }
 
-/// The queues of one backup and its worker count.
+/// The queues of one backup, its worker count, and the read buffers large files share (kept for the
+/// whole backup: allocating and freeing 16 MiB blocks per file fragments the heap).
 final class BackupLanes: @unchecked Sendable {
     let lanes: WorkLanes<Backup.FileJob, ChunkBatch>
     let workers: Int
+    private let lock = NSLock()
+    private var pool: [UnsafeMutableRawBufferPointer] = []
+    private var allocated: [UnsafeMutableRawBufferPointer] = []
+
     init(workers: Int) {
         self.workers = workers
         lanes = WorkLanes(fileCapacity: 4 * workers, batchCapacity: 2 * workers)
     }
+
+    deinit { for b in allocated { b.deallocate() } }
+
+    /// At most this many large-file read buffers exist at once, whatever the number of large files:
+    /// memory stays flat. A reader that finds none free hashes batches until one is.
+    var bufferLimit: Int { workers + 3 }
+
+    func takeBuffer(bytes: Int) -> UnsafeMutableRawBufferPointer? {
+        lock.withLock {
+            if let i = pool.firstIndex(where: { $0.count == bytes }) { return pool.remove(at: i) }
+            guard allocated.count < bufferLimit else { return nil }
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 64)
+            allocated.append(b)
+            return b
+        }
+    }
+
+    func giveBack(_ buffers: [UnsafeMutableRawBufferPointer]) { lock.withLock { pool.append(contentsOf: buffers) } }
 }
 
 /// A run of chunks of a large file, in one of its read buffers, for any worker to hash and store.
@@ -233,13 +256,15 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     private var abandoned = false
     let limit: Int
     let bufferBytes: Int
+    let lanes: BackupLanes
 
-    init(workers: Int, bufferBytes: Int) {
-        limit = workers + 2
+    init(lanes: BackupLanes, bufferBytes: Int) {
+        limit = lanes.workers + 2
+        self.lanes = lanes
         self.bufferBytes = bufferBytes
     }
 
-    deinit { for b in all { b.deallocate() } }
+    deinit { lanes.giveBack(all) }
 
     /// A free buffer (held once, by the reader); while none is free, this thread hashes waiting batches.
     func takeBuffer(helping lanes: BackupLanes, saver: ChunkSaver) throws -> UnsafeMutableRawBufferPointer {
@@ -250,9 +275,9 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
                 throw e
             }
             var buffer = free.popLast()
-            if buffer == nil && all.count < limit {
-                buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferBytes, alignment: 64)
-                all.append(buffer!)
+            if buffer == nil && all.count < limit, let fresh = lanes.takeBuffer(bytes: bufferBytes) {
+                buffer = fresh
+                all.append(fresh)
             }
             if let buffer {
                 users[buffer.baseAddress!] = 1

@@ -47,6 +47,9 @@ public struct BackupSummary: Codable, Sendable, Equatable {
     public var bytesStored: UInt64 = 0
     /// Bytes of new tree blobs (directory metadata) in packs.
     public var treeBytesStored: UInt64 = 0
+    /// Files whose chunk lists were taken from the parent snapshot without reading them (files cache).
+    public var filesUnchanged = 0
+    public var bytesUnchanged: UInt64 = 0
     public var chunks = 0
     public var chunksNew = 0
     /// Files and directories that could not be read (the backup went on without them).
@@ -55,9 +58,11 @@ public struct BackupSummary: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// Logical size of the files backed up: read, or unchanged and taken from the parent.
+    public var bytesProcessed: UInt64 { bytesRead + bytesUnchanged }
     /// Logical bytes per byte of new data; nil when nothing new was added (everything deduplicated).
-    public var dedupRatio: Double? { bytesAdded == 0 ? nil : Double(bytesRead) / Double(bytesAdded) }
+    public var dedupRatio: Double? { bytesAdded == 0 ? nil : Double(bytesProcessed) / Double(bytesAdded) }
     /// Raw bytes added per stored byte.
     public var compressionRatio: Double { bytesStored == 0 ? 1 : Double(bytesAdded) / Double(bytesStored) }
-    public var throughput: Double { durationSeconds > 0 ? Double(bytesRead) / durationSeconds : 0 }
+    public var throughput: Double { durationSeconds > 0 ? Double(bytesProcessed) / durationSeconds : 0 }
 }

@@ -13,6 +13,10 @@ public struct BackupOptions: Sendable {
     public var codec: Codec?
     public var tags: [String] = []
     public var hostname = ProcessInfo.processInfo.hostName
+    /// Read every file, even those the parent snapshot shows unchanged.
+    public var force = false
+    /// The snapshot whose trees serve as the files cache (nil: the latest with the same paths and host).
+    public var parent: String?
     /// Where to read the data from when it is not the live filesystem (a shadow copy).
     public var source = BackupSource()
     /// Paths never backed up (e.g. the shadow copies' own directories).
@@ -45,16 +49,16 @@ public struct BackupSource: Sendable {
         }
     }
 
-    /// The path to read for an original path.
-    func readPath(_ original: PathBytes) -> PathBytes {
-        guard !subtrees.isEmpty else { return original }
+    /// The path to read for an original path, and the original root of the subtree it was mapped by.
+    func resolve(_ original: PathBytes) -> (read: PathBytes, mappedFrom: String?) {
+        guard !subtrees.isEmpty else { return (original, nil) }
         let text = original.description
         var best: (original: String, read: String)?
         for s in subtrees where text == s.original || text.hasPrefix(s.original == "/" ? "/" : s.original + "/") {
             if best == nil || s.original.count > best!.original.count { best = s }
         }
-        guard let best else { return original }
-        return PathBytes(best.read + String(text.dropFirst(best.original == "/" ? 0 : best.original.count)))
+        guard let best else { return (original, nil) }
+        return (PathBytes(best.read + String(text.dropFirst(best.original == "/" ? 0 : best.original.count))), best.original)
     }
 }
 
@@ -107,6 +111,7 @@ public final class Backup: @unchecked Sendable {
     public let options: BackupOptions
     private let errorsLock = NSLock()
     private var errors: [String] = []
+    private var originalDevices: [String: dev_t] = [:]
 
     public init(store: Store, options: BackupOptions) {
         self.store = store
@@ -150,7 +155,7 @@ public final class Backup: @unchecked Sendable {
         do {
             let root = DirectoryBuilder(node: nil, parent: nil, slot: 0) { rootTree.set($0) }
             let trie = PathTrie(paths: paths)
-            try scan(trie: trie, at: PathBytes("/"), into: root, saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
+            try scan(trie: trie, at: PathBytes("/"), into: root, parent: parentRoot(paths), saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
             try root.sealed(saver: scannerSaver)
         } catch {
             failure.set(error)
@@ -223,8 +228,24 @@ public final class Backup: @unchecked Sendable {
         if let captured = options.source.files[original.description] {
             return (PathBytes(captured.read), captured.stat)
         }
-        let read = options.source.readPath(original)
-        return (read, try FileSystem.lstat(read))
+        let (read, mappedFrom) = options.source.resolve(original)
+        var st = try FileSystem.lstat(read)
+        if let mappedFrom {
+            // A snapshot has a device number of its own, new each time; record the original's, so the
+            // files cache recognises unchanged files across backups.
+            st.st_dev = originalDevice(mappedFrom) ?? st.st_dev
+        }
+        return (read, st)
+    }
+
+    private func originalDevice(_ root: String) -> dev_t? {
+        errorsLock.withLock {
+            if let d = originalDevices[root] { return d }
+            var st = stat()
+            guard lstat(root, &st) == 0 else { return nil }
+            originalDevices[root] = st.st_dev
+            return st.st_dev
+        }
     }
 
     private func isExcluded(_ path: PathBytes) -> Bool {
@@ -235,12 +256,12 @@ public final class Backup: @unchecked Sendable {
 
     /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
     private func scan(
-        trie: PathTrie, at path: PathBytes, into builder: DirectoryBuilder, saver: ChunkSaver,
+        trie: PathTrie, at path: PathBytes, into builder: DirectoryBuilder, parent: ParentTree?, saver: ChunkSaver,
         queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if trie.isTarget {  // backing up "/" itself
             let root = try locate(path)
-            try scanChildren(of: path, read: root.read, device: root.stat.st_dev, into: builder, saver: saver, queue: queue, stats: &stats, failure: failure)
+            try scanChildren(of: path, read: root.read, device: root.stat.st_dev, into: builder, parent: parent, saver: saver, queue: queue, stats: &stats, failure: failure)
             return
         }
         let names = trie.children.keys.sorted { $0.lexicographicallyPrecedes($1) }
@@ -252,7 +273,7 @@ public final class Backup: @unchecked Sendable {
             if child.isTarget {
                 try scanEntry(
                     name: name, path: childPath, located: located, device: located.stat.st_dev, into: builder, slot: slot,
-                    saver: saver, queue: queue, stats: &stats, failure: failure)
+                    parent: parent?.node(name), saver: saver, queue: queue, stats: &stats, failure: failure)
             } else {
                 guard var node = FileSystem.node(name: name, stat: located.stat), node.kind == .directory else {
                     throw BackupError.pathMissing(childPath.description, "not a directory")
@@ -260,14 +281,14 @@ public final class Backup: @unchecked Sendable {
                 node.xattrs = try? nonEmpty(FileSystem.readXattrs(located.read))
                 stats.directories += 1
                 let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
-                try scan(trie: child, at: childPath, into: sub, saver: saver, queue: queue, stats: &stats, failure: failure)
+                try scan(trie: child, at: childPath, into: sub, parent: subtree(of: parent?.node(name)), saver: saver, queue: queue, stats: &stats, failure: failure)
                 try sub.sealed(saver: saver)
             }
         }
     }
 
     private func scanChildren(
-        of path: PathBytes, read: PathBytes, device: dev_t, into builder: DirectoryBuilder, saver: ChunkSaver,
+        of path: PathBytes, read: PathBytes, device: dev_t, into builder: DirectoryBuilder, parent: ParentTree?, saver: ChunkSaver,
         queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         let names = try FileSystem.list(read)
@@ -281,8 +302,8 @@ public final class Backup: @unchecked Sendable {
                 }
                 let located = try locate(childPath)
                 try scanEntry(
-                    name: childName, path: childPath, located: located, device: device, into: builder, slot: i, saver: saver,
-                    queue: queue, stats: &stats, failure: failure)
+                    name: childName, path: childPath, located: located, device: device, into: builder, slot: i,
+                    parent: parent?.node(childName), saver: saver, queue: queue, stats: &stats, failure: failure)
             } catch let e as FileSystem.Failure {
                 report(e.description)
                 try builder.complete(slot: i, with: nil, saver: saver)
@@ -292,7 +313,7 @@ public final class Backup: @unchecked Sendable {
 
     private func scanEntry(
         name: [UInt8], path: PathBytes, located: (read: PathBytes, stat: stat), device: dev_t, into builder: DirectoryBuilder,
-        slot: Int, saver: ChunkSaver, queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
+        slot: Int, parent: Node?, saver: ChunkSaver, queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
         if failure.isSet { return }
         let st = located.stat
@@ -311,7 +332,15 @@ public final class Backup: @unchecked Sendable {
         switch node.kind {
         case .file:
             stats.files += 1
-            queue.lanes.push(file: FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
+            if let content = unchangedContent(node, parent) {
+                // Files cache: same device, inode, size, mtime and ctime as in the parent snapshot.
+                node.content = content
+                stats.filesUnchanged += 1
+                stats.bytesUnchanged += node.size
+                try builder.complete(slot: slot, with: node, saver: saver)
+            } else {
+                queue.lanes.push(file: FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
+            }
         case .directory:
             stats.directories += 1
             let sub = DirectoryBuilder(node: node, parent: builder, slot: slot)
@@ -319,7 +348,7 @@ public final class Backup: @unchecked Sendable {
                 sub.expect(0)  // a mount point: kept as an empty directory, like restic
             } else {
                 do {
-                    try scanChildren(of: path, read: located.read, device: device, into: sub, saver: saver, queue: queue, stats: &stats, failure: failure)
+                    try scanChildren(of: path, read: located.read, device: device, into: sub, parent: subtree(of: parent), saver: saver, queue: queue, stats: &stats, failure: failure)
                 } catch let e as FileSystem.Failure {
                     report(e.description)  // unreadable directory: kept, empty
                 }
@@ -338,6 +367,36 @@ public final class Backup: @unchecked Sendable {
             stats.otherEntries += 1
             try builder.complete(slot: slot, with: node, saver: saver)
         }
+    }
+
+    // MARK: Files cache
+
+    /// The root tree of the parent snapshot: the one named, or the latest with the same paths and host.
+    private func parentRoot(_ paths: [PathBytes]) -> ParentTree? {
+        guard !options.force else { return nil }
+        let record: SnapshotRecord?
+        if let name = options.parent {
+            record = try? store.resolveSnapshot(name).record
+        } else {
+            let wanted = paths.map(\.description)
+            record = (try? store.snapshots().records)?.last { $0.record.paths == wanted && $0.record.hostname == options.hostname }?.record
+        }
+        guard let record, let tree = try? store.loadTree(record.tree) else { return nil }
+        return ParentTree(tree)
+    }
+
+    private func subtree(of node: Node?) -> ParentTree? {
+        guard !options.force, let id = node?.subtree, let tree = try? store.loadTree(id) else { return nil }
+        return ParentTree(tree)
+    }
+
+    /// The parent's chunk list for a file that has not changed, if every chunk is still in the store.
+    private func unchangedContent(_ node: Node, _ parent: Node?) -> [ChunkID]? {
+        guard let parent, parent.kind == .file, let content = parent.content, parent.device == node.device,
+            parent.inode == node.inode, parent.size == node.size, parent.mtime == node.mtime, parent.ctime == node.ctime
+        else { return nil }
+        for id in content where !store.index.contains(id) { return nil }
+        return content
     }
 
     private func nonEmpty(_ x: [ExtendedAttribute]) -> [ExtendedAttribute]? { x.isEmpty ? nil : x }
@@ -375,6 +434,13 @@ public final class Backup: @unchecked Sendable {
             return PathBytes(bytes.isEmpty ? [UInt8(ascii: "/")] : bytes)
         }
     }
+}
+
+/// A directory of the parent snapshot, by name.
+struct ParentTree {
+    private let byName: [[UInt8]: Node]
+    init(_ tree: Tree) { byName = Dictionary(tree.nodes.map { ($0.nameBytes, $0) }, uniquingKeysWith: { a, _ in a }) }
+    func node(_ name: [UInt8]) -> Node? { byName[name] }
 }
 
 /// The backup paths as a trie of path components from `/`.

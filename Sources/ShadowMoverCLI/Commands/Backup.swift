@@ -27,12 +27,16 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "Codec for new chunks (default: the store's).") var codec: String?
     @Option(help: "Chunk, hash and compress workers (default: one per core).") var workers: Int?
     @Option(name: .customLong("tag"), help: "Tag the snapshot (repeatable).") var tags: [String] = []
+    @Flag(help: "Read every file, even those unchanged since the parent snapshot.") var force = false
+    @Option(help: "Snapshot to compare against for unchanged files (default: the latest with the same paths and host).") var parent: String?
 
     func run() throws {
         let store = try storeOptions.open()
         var options = BackupOptions(paths: paths)
         options.oneFileSystem = oneFileSystem
         options.tags = tags
+        options.force = force
+        options.parent = parent
         if let codec { options.codec = try Codec(parsing: codec) }
         if let workers {
             guard workers > 0 else { throw ValidationError("--workers must be at least 1") }
@@ -61,7 +65,7 @@ struct BackupCommand: ParsableCommand {
         } else {
             Output.line("snapshot \(result.snapshotID.prefix(8)) saved")
             Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")
-            Output.line("  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks")
+            Output.line("  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks\(s.filesUnchanged > 0 ? "; \(s.filesUnchanged) unchanged files (\(Output.bytes(s.bytesUnchanged))) not read" : "")")
             Output.line("  bytes added:  \(Output.bytes(s.bytesAdded)) in \(s.chunksNew) new chunks, \(Output.bytes(s.bytesStored)) stored")
             let dedup = s.dedupRatio.map { String(format: "%.2f×", $0) } ?? "all data already in the store"
             Output.line(String(format: "  dedup ratio:  %@   compression ratio: %.2f×", dedup, s.compressionRatio))

@@ -58,6 +58,29 @@ public struct BackupSummary: Codable, Sendable, Equatable {
 
     public init() {}
 
+    enum CodingKeys: String, CodingKey {
+        case files, directories, otherEntries, bytesRead, bytesAdded, bytesStored, treeBytesStored, filesUnchanged, bytesUnchanged
+        case chunks, chunksNew, errors, durationSeconds
+    }
+
+    /// Every field is optional on reading, so records from other versions of this format still load.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        files = try c.decodeIfPresent(Int.self, forKey: .files) ?? 0
+        directories = try c.decodeIfPresent(Int.self, forKey: .directories) ?? 0
+        otherEntries = try c.decodeIfPresent(Int.self, forKey: .otherEntries) ?? 0
+        bytesRead = try c.decodeIfPresent(UInt64.self, forKey: .bytesRead) ?? 0
+        bytesAdded = try c.decodeIfPresent(UInt64.self, forKey: .bytesAdded) ?? 0
+        bytesStored = try c.decodeIfPresent(UInt64.self, forKey: .bytesStored) ?? 0
+        treeBytesStored = try c.decodeIfPresent(UInt64.self, forKey: .treeBytesStored) ?? 0
+        filesUnchanged = try c.decodeIfPresent(Int.self, forKey: .filesUnchanged) ?? 0
+        bytesUnchanged = try c.decodeIfPresent(UInt64.self, forKey: .bytesUnchanged) ?? 0
+        chunks = try c.decodeIfPresent(Int.self, forKey: .chunks) ?? 0
+        chunksNew = try c.decodeIfPresent(Int.self, forKey: .chunksNew) ?? 0
+        errors = try c.decodeIfPresent([String].self, forKey: .errors) ?? []
+        durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds) ?? 0
+    }
+
     /// Logical size of the files backed up: read, or unchanged and taken from the parent.
     public var bytesProcessed: UInt64 { bytesRead + bytesUnchanged }
     /// Logical bytes per byte of new data; nil when nothing new was added (everything deduplicated).

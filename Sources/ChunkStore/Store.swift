@@ -210,7 +210,11 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// Finds a snapshot by id prefix, or `latest`.
     public func resolveSnapshot(_ text: String) throws -> (id: String, record: SnapshotRecord) {
         if text == "latest" {
-            guard let last = try snapshots().records.last else { throw StoreError.snapshotNotFound(text) }
+            let all = try snapshots()
+            guard let last = all.records.last else {
+                if let damaged = all.damaged.first { throw damaged }
+                throw StoreError.snapshotNotFound(text)
+            }
             return last
         }
         let matches = try snapshotIDs().filter { $0.hasPrefix(text.lowercased()) }

@@ -13,6 +13,9 @@ public struct BackupOptions: Sendable {
     public var codec: Codec?
     public var tags: [String] = []
     public var hostname = ProcessInfo.processInfo.hostName
+    /// Called at `progressInterval` with where the backup stands (nil: no reports).
+    public var progress: (@Sendable (ProgressEvent) -> Void)?
+    public var progressInterval: Duration = .seconds(1)
     /// Read every file, even those the parent snapshot shows unchanged.
     public var force = false
     /// The snapshot whose trees serve as the files cache (nil: the latest with the same paths and host).
@@ -112,6 +115,7 @@ public final class Backup: @unchecked Sendable {
     private let errorsLock = NSLock()
     private var errors: [String] = []
     private var originalDevices: [String: dev_t] = [:]
+    let counter = ProgressCounter()
 
     public init(store: Store, options: BackupOptions) {
         self.store = store
@@ -127,7 +131,9 @@ public final class Backup: @unchecked Sendable {
         let workerCount = max(1, options.workers)
         let savers = (0...workerCount).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }
         let scannerSaver = savers[0]
-        let queue = BackupLanes(workers: workerCount)
+        let queue = BackupLanes(workers: workerCount, progress: counter)
+        if let progress = options.progress { counter.startTicker(interval: options.progressInterval, report: progress) }
+        defer { counter.stop() }
         let failure = FirstFailure()
         let rootTree = RootTreeBox()
 
@@ -157,6 +163,7 @@ public final class Backup: @unchecked Sendable {
             let trie = PathTrie(paths: paths)
             try scan(trie: trie, at: PathBytes("/"), into: root, parent: parentRoot(paths), saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
             try root.sealed(saver: scannerSaver)
+            counter.scanFinished()
         } catch {
             failure.set(error)
         }
@@ -203,6 +210,8 @@ public final class Backup: @unchecked Sendable {
 
     private func process(_ job: FileJob, reader: FileReader) throws {
         var node = job.node
+        counter.started(job.path)
+        defer { counter.finishedFile() }
         do {
             let (content, size) = try reader.saveFile(job.readPath, expectedSize: Int64(job.node.size))
             if size != job.node.size {
@@ -337,8 +346,11 @@ public final class Backup: @unchecked Sendable {
                 node.content = content
                 stats.filesUnchanged += 1
                 stats.bytesUnchanged += node.size
+                counter.found(bytes: node.size)
+                counter.finishedFile(unreadBytes: node.size)
                 try builder.complete(slot: slot, with: node, saver: saver)
             } else {
+                counter.found(bytes: node.size)
                 queue.lanes.push(file: FileJob(path: path, readPath: located.read, node: node, directory: builder, slot: slot))
             }
         case .directory:

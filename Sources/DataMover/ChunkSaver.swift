@@ -124,7 +124,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         var size: UInt64 = 0
         while true {
             while !ended && !stream.canCut {
-                let n = try stream.fill { free in try Self.read(fd, into: free, path: path) }
+                let n = try stream.fill { free in try self.read(fd, into: free, path: path) }
                 if n == 0 { ended = true }
                 size += UInt64(n)
             }
@@ -135,11 +135,14 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         return (content, size)
     }
 
-    static func read(_ fd: Int32, into free: UnsafeMutableRawBufferPointer, path: PathBytes) throws -> Int {
-        let want = min(free.count, readSize)
+    func read(_ fd: Int32, into free: UnsafeMutableRawBufferPointer, path: PathBytes) throws -> Int {
+        let want = min(free.count, Self.readSize)
         while true {
             let n = Glibc.read(fd, free.baseAddress!, want)
-            if n >= 0 { return n }
+            if n >= 0 {
+                lanes.progress.read(n)
+                return n
+            }
             if errno != EINTR { throw FileSystem.Failure(path: path, operation: "read", code: errno) }
         }
     }
@@ -163,7 +166,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
                 previous = nil
             }
             while !ended && filled < Self.readSize + maxSize {
-                let n = try Self.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), path: path)
+                let n = try read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), path: path)
                 if n == 0 { ended = true }
                 filled += n
                 size += UInt64(n)
@@ -201,8 +204,11 @@ final class BackupLanes: @unchecked Sendable {
     private var pool: [UnsafeMutableRawBufferPointer] = []
     private var allocated: [UnsafeMutableRawBufferPointer] = []
 
-    init(workers: Int) {
+    let progress: ProgressCounter
+
+    init(workers: Int, progress: ProgressCounter) {
         self.workers = workers
+        self.progress = progress
         lanes = WorkLanes(fileCapacity: 4 * workers, batchCapacity: 2 * workers)
     }
 

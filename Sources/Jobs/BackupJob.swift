@@ -23,7 +23,7 @@ public struct BackupJob: Sendable {
 
     public func run(store: Store) throws -> Outcome {
         guard useShadowCopy else {
-            return Outcome(result: try Backup(store: store, options: backup).run(), session: nil, notes: ["--no-shadow-copy: files are read live"])
+            return Outcome(result: try Backup(store: store, options: backup).run(), session: nil, notes: [])
         }
         let writers = try discovery.writers()
         guard Coordinator.needsShadowCopy(paths: backup.paths, writers: writers, options: coordinator) else {

@@ -1,4 +1,5 @@
 import ChunkStore
+import DataMover
 import Foundation
 
 enum Output {
@@ -14,6 +15,31 @@ enum Output {
         FileHandle.standardOutput.write(data)
         FileHandle.standardOutput.write(Data("\n".utf8))
     }
+
+    /// One compact JSON object on one line (JSON lines: progress events, then the summary).
+    static func jsonLine<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, e in
+            var c = e.singleValueContainer()
+            try c.encode(Timestamp(date).iso8601)
+        }
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        FileHandle.standardOutput.write(data)
+    }
+
+    /// A live progress line on a terminal (stderr), redrawn in place.
+    static func progressLine(_ p: ProgressEvent) {
+        let total = p.scanComplete ? bytes(p.bytesTotal) : bytes(p.bytesTotal) + "+"
+        let eta = p.etaSeconds.map { String(format: "ETA %.0fs", $0) } ?? "ETA …"
+        var file = p.currentFile ?? ""
+        if file.count > 40 { file = "…" + file.suffix(39) }
+        let text = String(format: "[%.0fs] %@ / %@  %@  %@  %@", p.elapsedSeconds, bytes(p.bytesDone), total, rate(p.bytesPerSecond), eta, file)
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + text).utf8))
+    }
+
+    static func clearProgressLine() { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
 
     static func line(_ text: String) { print(text) }
 

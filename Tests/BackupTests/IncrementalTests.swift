@@ -67,6 +67,26 @@ struct IncrementalTests {
         #expect(FileManager.default.contents(atPath: s.sub("r") + source + "/steady") == Data([1, 2, 3]))
     }
 
+    @Test("--json emits progress events as JSON lines, then the summary; no progress when not on a terminal")
+    func progressEvents() throws {
+        let s = Scratch("progress")
+        let source = s.sub("source")
+        mkdirs(source)
+        for i in 0..<8 { write(source + "/f\(i)", randomBytes(8 << 20, seed: UInt64(i))) }
+        let storePath = s.sub("store")
+        _ = try CLI.run(["init", "--store", storePath])
+        let r = try CLI.run(["backup", "--store", storePath, "--no-shadow-copy", "--json", "--progress-interval", "0.005", "--workers", "1", source])
+        #expect(r.code == 0)
+        let lines = r.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.allSatisfy { $0 != nil })
+        let progress = lines.compactMap { $0 }.filter { $0["type"] as? String == "progress" }
+        #expect(!progress.isEmpty)
+        #expect(progress.allSatisfy { $0["bytesDone"] != nil && $0["bytesTotal"] != nil && $0["bytesPerSecond"] != nil })
+        #expect(lines.last??["type"] as? String == "summary")
+        let plain = try CLI.run(["backup", "--store", storePath, "--no-shadow-copy", "--progress-interval", "0.005", source])
+        #expect(!plain.stderr.contains("\r"))
+    }
+
     @Test("a store whose disk fills up fails with a clear error, stays consistent, and works once space is freed")
     func diskFull() throws {
         guard try requireRoot("the disk-full test (a small loop volume)") else { return }

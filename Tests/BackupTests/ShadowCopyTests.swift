@@ -129,7 +129,8 @@ struct ShadowCopyTests {
             var snapshot: String
             var shadowCopy: Session?
         }
-        let out = try JSONDecoder().decode(Out.self, from: Data(r.stdout.utf8))
+        // JSON lines: progress events, then the summary.
+        let out = try JSONDecoder().decode(Out.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
         let session = try #require(out.shadowCopy)
         #expect(session.shadowCopies.map(\.provider) == [fs == "btrfs" ? "btrfs" : "reflink"])
         #expect((session.freezeWindow?.totalMs ?? 1e9) < 5000)
@@ -220,7 +221,7 @@ struct ShadowCopyTests {
         #expect(veto.stderr.contains("vetoed freeze"))
         let retried = try backup("--veto freeze --failure retryable --times 1 --counter \(s.sub("count"))", ["--json"])
         #expect(retried.code == 0, "\(retried.stderr)")
-        #expect(retried.stdout.contains("\"attempts\" : 2"))
+        #expect(retried.stdout.contains("\"attempts\":2"))
         let exhausted = try backup("--veto freeze --failure retryable --times 100 --counter \(s.sub("count2"))", ["--retries", "2"])
         #expect(exhausted.code == 1)
         #expect(exhausted.stderr.contains("after 3 attempts"))

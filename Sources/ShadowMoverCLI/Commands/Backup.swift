@@ -28,6 +28,7 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "Chunk, hash and compress workers (default: one per core).") var workers: Int?
     @Option(name: .customLong("tag"), help: "Tag the snapshot (repeatable).") var tags: [String] = []
     @Flag(help: "Read every file, even those unchanged since the parent snapshot.") var force = false
+    @Option(help: ArgumentHelp("Seconds between progress reports (terminal: 0.25, --json: 1).", visibility: .hidden)) var progressInterval: Double?
     @Option(help: "Snapshot to compare against for unchanged files (default: the latest with the same paths and host).") var parent: String?
 
     func run() throws {
@@ -42,17 +43,32 @@ struct BackupCommand: ParsableCommand {
             guard workers > 0 else { throw ValidationError("--workers must be at least 1") }
             options.workers = workers
         }
+        if output.json {
+            options.progress = { event in try? Output.jsonLine(event) }
+        } else if isatty(STDERR_FILENO) == 1 {
+            options.progress = { event in Output.progressLine(event) }
+            options.progressInterval = .milliseconds(250)
+        }
+        if let progressInterval { options.progressInterval = .milliseconds(Int64(max(0.001, progressInterval) * 1000)) }
         var job = BackupJob(backup: options)
         job.useShadowCopy = !session.noShadowCopy
         job.coordinator = try session.coordinatorOptions()
         job.discovery = writerOptions.discovery
-        let outcome = try job.run(store: store)
+        let outcome: BackupJob.Outcome
+        do {
+            outcome = try job.run(store: store)
+            if !output.json && isatty(STDERR_FILENO) == 1 { Output.clearProgressLine() }
+        } catch {
+            if !output.json && isatty(STDERR_FILENO) == 1 { Output.clearProgressLine() }
+            throw error
+        }
         let result = outcome.result
         let s = result.record.summary
         for n in outcome.notes { Output.warn("note: \(n)") }
         for e in s.errors { Output.warn("warning: \(e)") }
         if output.json {
             struct Report: Encodable {
+                var type = "summary"
                 var snapshot: String
                 var summary: BackupSummary
                 var dedupRatio: Double?
@@ -61,7 +77,7 @@ struct BackupCommand: ParsableCommand {
                 var shadowCopy: SessionReport?
                 var notes: [String]
             }
-            try Output.json(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput, shadowCopy: outcome.session, notes: outcome.notes))
+            try Output.jsonLine(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput, shadowCopy: outcome.session, notes: outcome.notes))
         } else {
             Output.line("snapshot \(result.snapshotID.prefix(8)) saved")
             Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")

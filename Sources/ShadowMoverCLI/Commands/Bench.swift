@@ -4,7 +4,7 @@ import ShadowCopy
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the freeze window and throughput on this machine.", subcommands: [BenchFreeze.self])
+        abstract: "Measure the freeze window and throughput on this machine.", subcommands: [BenchFreeze.self, BenchThroughput.self])
 }
 
 struct BenchFreeze: ParsableCommand {

@@ -9,6 +9,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "shadowmover", targets: ["shadowmover"]),
+        .library(name: "Chunking", targets: ["Chunking"]),
+        .library(name: "Compression", targets: ["Compression"]),
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .library(name: "DataMover", targets: ["DataMover"]),
     ],

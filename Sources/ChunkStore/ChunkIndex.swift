@@ -52,8 +52,15 @@ public final class ChunkIndex: @unchecked Sendable {
         return s.lock.withLock { s.added[id] == nil && s.claimed.insert(id).inserted }
     }
 
+    private let countLock = NSLock()
+    private var addedCount = 0
+
+    /// Entries held in memory (not yet in a segment).
+    var pendingCount: Int { countLock.withLock { addedCount } }
+
     /// Records blobs that are now durable in `pack`.
     func record(_ entries: [BlobEntry], pack: ChunkID) {
+        countLock.withLock { addedCount += entries.count }
         for e in entries {
             let s = shard(e.id)
             s.lock.withLock {
@@ -71,6 +78,7 @@ public final class ChunkIndex: @unchecked Sendable {
     /// Makes `segment` part of the index and forgets the in-memory entries it now holds.
     func appendSegment(_ segment: IndexSegment, covering locations: [BlobLocation]) {
         segmentsLock.withLock { segmentList.append(segment) }
+        countLock.withLock { addedCount -= locations.count }
         for l in locations {
             let s = shard(l.entry.id)
             s.lock.withLock { _ = s.added.removeValue(forKey: l.entry.id) }

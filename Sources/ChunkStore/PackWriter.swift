@@ -58,7 +58,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
 
     init(store: Store) {
         self.store = store
-        capacity = PackFormat.targetSize + 2 * store.config.chunker.maxSize + (1 << 20)
+        capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + (64 << 10)
         let t = Thread { [unowned self] in writerLoop() }
         t.name = "pack-writer"
         thread = t
@@ -70,7 +70,8 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
-        if let i = partial.firstIndex(where: { capacity - $0.count >= room }) { return partial.remove(at: i) }
+        if let i = partial.firstIndex(where: { $0.free.count >= room }) { return partial.remove(at: i) }
+        if room > capacity { return PackBuffer(capacity: room + (64 << 10)) }  // a blob larger than a pack (a huge tree)
         return spare.popLast() ?? PackBuffer(capacity: capacity)
     }
 
@@ -131,7 +132,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
                 try write(buffer)
                 condition.lock()
                 buffer.reset()
-                spare.append(buffer)
+                if buffer.free.count == capacity { spare.append(buffer) }
                 packsWritten += 1
             } catch {
                 condition.lock()
@@ -151,5 +152,11 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
             try FileIO.writePackAtomically(directory: directory, name: id.hex, aligned: buffer.bytes, tail: t)
         }
         store.index.record(buffer.entries, pack: id)
+        // Keep the in-memory part of the index small: past this many new blobs, write them as a
+        // segment now (valid even if the backup fails later: the packs it lists exist).
+        if store.index.pendingCount >= Self.segmentFlushThreshold { try store.writeIndexSegment() }
     }
+
+    /// New blobs held in memory before they are written as an index segment mid-backup.
+    public static let segmentFlushThreshold = 1 << 16
 }

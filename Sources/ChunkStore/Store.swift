@@ -14,6 +14,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public let codec: Codec
     public let index: ChunkIndex
     private let packFiles = PackFileCache()
+    private let segmentWriteLock = NSLock()
 
     /// Creates a new, empty store at `path` (the directory may exist but must be empty).
     @discardableResult
@@ -103,6 +104,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// Writes the blobs recorded since the last segment as a new index segment.
     func writeIndexSegment() throws -> String? {
+        try segmentWriteLock.withLock { try writeIndexSegmentLocked() }
+    }
+
+    private func writeIndexSegmentLocked() throws -> String? {
         let locations = index.addedLocations()
         guard !locations.isEmpty else { return nil }
         let (name, bytes) = IndexSegment.encode(locations)
@@ -316,7 +321,7 @@ extension Store {
 
 extension Store {
     /// More segments than this are merged into one after a backup: every lookup searches each segment.
-    public static let maximumIndexSegments = 8
+    public static let maximumIndexSegments = 16
 
     /// Merges the index segments into one when there are too many. The merged segment is written
     /// before the old ones are removed, so an interruption leaves a valid (if redundant) index.

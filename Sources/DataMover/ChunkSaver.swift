@@ -88,8 +88,9 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     let lanes: BackupLanes
     /// Files at least this large are split into batches for all workers.
     static let largeFileThreshold: Int64 = 32 << 20
-    /// Bytes per read(2) and per batch for large files.
-    static let readSize = 8 << 20
+    /// Bytes per read(2), and per batch for large files: big enough that system calls and batch
+    /// hand-offs cost nothing next to hashing, small enough to keep memory low.
+    static let readSize = 4 << 20
     /// Linux's O_NOATIME (the same value on every architecture Swift supports); Glibc's module hides
     /// it behind _GNU_SOURCE. Reading with it keeps a backup from touching every file's atime.
     static let openNoAtime: Int32 = 0o1000000
@@ -97,7 +98,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     init(saver: ChunkSaver, lanes: BackupLanes) {
         self.saver = saver
         self.lanes = lanes
-        self.stream = ChunkStream(chunker: saver.store.chunker, capacity: 2 * saver.store.chunker.parameters.maxSize + Self.readSize)
+        self.stream = ChunkStream(chunker: saver.store.chunker, capacity: 2 * saver.store.chunker.parameters.maxSize + (1 << 20))
     }
 
     static func open(_ path: PathBytes) throws -> Int32 {
@@ -216,7 +217,7 @@ final class BackupLanes: @unchecked Sendable {
 
     /// At most this many large-file read buffers exist at once, whatever the number of large files:
     /// memory stays flat. A reader that finds none free hashes batches until one is.
-    var bufferLimit: Int { workers + 3 }
+    var bufferLimit: Int { workers + 1 }
 
     func takeBuffer(bytes: Int) -> UnsafeMutableRawBufferPointer? {
         lock.withLock {
@@ -265,7 +266,7 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     let lanes: BackupLanes
 
     init(lanes: BackupLanes, bufferBytes: Int) {
-        limit = lanes.workers + 2
+        limit = lanes.workers + 1
         self.lanes = lanes
         self.bufferBytes = bufferBytes
     }

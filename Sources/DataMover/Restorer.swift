@@ -41,6 +41,20 @@ public struct DamageReport: Sendable, Codable, CustomStringConvertible {
     }
 }
 
+/// Counts the parts of a file still being restored; the last one applies the file's metadata.
+final class FileCountdown: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var left: Int
+    private var damaged = false
+    init(_ parts: Int) { left = parts }
+
+    /// - Returns: true for the last part of an undamaged file.
+    func finishOne() -> Bool { lock.withLock { left -= 1; return left == 0 && !damaged } }
+
+    /// - Returns: true the first time (the caller removes the file).
+    func markDamaged() -> Bool { lock.withLock { defer { damaged = true }; return !damaged } }
+}
+
 public enum RestoreError: Error, CustomStringConvertible {
     case targetNotEmpty(String)
     case unsafeName(entry: String, directory: String)
@@ -109,20 +123,21 @@ public final class Restorer: @unchecked Sendable {
 
         var summary = RestoreSummary()
         let owner = geteuid() == 0
-        let queue = BoundedQueue<Entry>(capacity: 4 * max(1, options.workers))
+        let queue = BoundedQueue<RestoreTask>(capacity: 4 * max(1, options.workers))
         let stop = FirstFailure()
         let workers = WorkerThreads(count: max(1, options.workers), name: "restore") { [self] _ in
-            var buffer = [UInt8](repeating: 0, count: store.config.chunker.maxSize)
-            var scratch: [UInt8] = []
-            let compressor = Compressor(codec: .none)
-            while let entry = queue.pop() {
+            let writer = ContentWriter(store: store)
+            while let task = queue.pop() {
                 if stop.isSet { continue }
                 do {
-                    try restoreContent(entry, owner: owner, buffer: &buffer, scratch: &scratch, compressor: compressor)
+                    let written = try writer.write(task.entry.path, task.entry.node, range: task.chunks, offset: task.offset)
+                    lock.withLock { bytesWritten += written }
+                    if task.file.finishOne() { try applyMetadata(task.entry, owner: owner) }
                 } catch let e as StoreError {
-                    noteDamage(e, file: entry.path)
-                    entry.path.withCString { _ = unlink($0) }
+                    noteDamage(e, file: task.entry.path)
+                    if task.file.markDamaged() { task.entry.path.withCString { _ = unlink($0) } }
                     if !options.skipDamaged { stop.set(e) }
+                    _ = task.file.finishOne()
                 } catch {
                     stop.set(error)
                 }
@@ -153,7 +168,9 @@ public final class Restorer: @unchecked Sendable {
                     let code = errno
                     close(fd)
                     if rc != 0 { throw FileSystem.Failure(path: entry.path, operation: "size", code: code) }
-                    queue.push(entry)
+                    let tasks = split(entry)
+                    let countdown = FileCountdown(tasks.count)
+                    for t in tasks { queue.push(RestoreTask(entry: entry, chunks: t.chunks, offset: t.offset, file: countdown)) }
                 case .symlink:
                     summary.otherEntries += 1
                     try removeExisting(entry.path)
@@ -199,6 +216,38 @@ public final class Restorer: @unchecked Sendable {
         let elapsed = ContinuousClock.now - clock
         summary.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return summary
+    }
+
+    /// A part of a file to restore: chunks `chunks`, the first at file offset `offset`.
+    struct RestoreTask {
+        var entry: Entry
+        var chunks: Range<Int>
+        var offset: Int
+        var file: FileCountdown
+    }
+
+    /// Files larger than this are restored in parts by several workers.
+    static let partSize = 32 << 20
+
+    /// Splits a file's chunks into parts of about `partSize` bytes.
+    private func split(_ entry: Entry) -> [(chunks: Range<Int>, offset: Int)] {
+        let content = entry.node.content ?? []
+        guard entry.node.size > UInt64(Self.partSize) else { return [(0..<content.count, 0)] }
+        var parts: [(chunks: Range<Int>, offset: Int)] = []
+        var first = 0, partStart = 0, offset = 0
+        for (i, id) in content.enumerated() {
+            guard let length = store.index.lookup(id).map({ Int($0.entry.rawLength) }) else {
+                return parts + [(first..<content.count, partStart)]  // the worker reports the missing chunk
+            }
+            offset += length
+            if offset - partStart >= Self.partSize {
+                parts.append((first..<(i + 1), partStart))
+                first = i + 1
+                partStart = offset
+            }
+        }
+        if first < content.count || parts.isEmpty { parts.append((first..<content.count, partStart)) }
+        return parts
     }
 
     struct HardLinkKey: Hashable {
@@ -263,42 +312,6 @@ public final class Restorer: @unchecked Sendable {
     }
 
     // MARK: Content
-
-    private func restoreContent(
-        _ entry: Entry, owner: Bool, buffer: inout [UInt8], scratch: inout [UInt8], compressor: Compressor
-    ) throws {
-        let fd = entry.path.withCString { open($0, O_WRONLY | O_CLOEXEC) }
-        if fd < 0 { throw FileSystem.Failure(path: entry.path, operation: "open", code: errno) }
-        var offset = 0
-        var written: UInt64 = 0
-        do {
-            defer { close(fd) }
-            let sparse = entry.node.sparse == true
-            for id in entry.node.content ?? [] {
-                guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
-                let length = Int(location.entry.rawLength)
-                if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
-                try buffer.withUnsafeMutableBytes { b in
-                    let chunk = UnsafeMutableRawBufferPointer(rebasing: b[..<length])
-                    try store.readBlob(location, into: chunk, scratch: &scratch, compressor: compressor)
-                    if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) { return }  // leave a hole
-                    var done = 0
-                    while done < length {
-                        let n = pwrite(fd, chunk.baseAddress! + done, length - done, off_t(offset + done))
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw FileSystem.Failure(path: entry.path, operation: "write", code: errno)
-                        }
-                        done += n
-                    }
-                }
-                offset += length
-                written += UInt64(length)
-            }
-        }
-        lock.withLock { bytesWritten += written }
-        try applyMetadata(entry, owner: owner)
-    }
 
     static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
         let words = b.count / 8

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Compares ShadowMover with restic and borg on the same directory, side by side, alternating the
+# order each round, and prints medians and ShadowMover/peer ratios for: first backup, forced re-read
+# (every file read again, every chunk already stored), restore, and peak memory.
+#
+#   tools/compare-peers.sh PATH [ROUNDS]        (default 3 rounds; build with `swift build -c release` first)
+#
+# Environment: SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
+# default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
+# Debian's packages when missing. Peers use their defaults (restic: compression auto; borg: lz4, as in
+# DESIGN.md's figures); ShadowMover its default (zstd level 1). Hot page cache: PATH is read first.
+set -euo pipefail
+path=$(cd "${1:?usage: compare-peers.sh PATH [ROUNDS]}" && pwd)
+rounds=${2:-3}
+here=$(cd "$(dirname "$0")/.." && pwd)
+sm=${SHADOWMOVER:-$here/.build/release/shadowmover}
+[ -x "$sm" ] || { echo "no $sm: run swift build -c release" >&2; exit 1; }
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq restic borgbackup >/dev/null
+fi
+scratch=${SCRATCH:-$(mktemp -d /var/tmp/compare-peers.XXXXXX)}
+mkdir -p "$scratch"
+trap 'rm -rf "$scratch"' EXIT
+results="$scratch/results.csv"
+: > "$results"
+export RESTIC_PASSWORD=compare-peers BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export RESTIC_CACHE_DIR="$scratch/restic-cache" BORG_BASE_DIR="$scratch/borg-base"
+
+bytes=$(find "$path" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+tar cf - "$path" 2>/dev/null | cat > /dev/null   # hot cache
+
+measure() {  # tool phase round command...
+    local tool=$1 phase=$2 round=$3; shift 3
+    /usr/bin/time -f "%e %M" -o "$scratch/time" "$@" > /dev/null 2> "$scratch/err" || { cat "$scratch/err" >&2; exit 1; }
+    read -r seconds kb < "$scratch/time"
+    echo "$tool,$phase,$round,$seconds,$kb" >> "$results"
+    printf "  %-12s %-10s %8.2f s %8d KiB\n" "$tool" "$phase" "$seconds" "$kb"
+}
+
+run_shadowmover() {
+    local r=$1 repo="$scratch/sm-repo" target="$scratch/target"
+    rm -rf "$repo" "$target"
+    "$sm" init --store "$repo" > /dev/null
+    measure shadowmover backup "$r" "$sm" backup --no-shadow-copy --store "$repo" "$path"
+    measure shadowmover reread "$r" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
+    measure shadowmover restore "$r" "$sm" restore latest --store "$repo" --target "$target"
+    rm -rf "$repo" "$target"
+}
+
+run_restic() {
+    local r=$1 repo="$scratch/restic-repo" target="$scratch/target"
+    rm -rf "$repo" "$target" "$RESTIC_CACHE_DIR"
+    restic init --repo "$repo" -q > /dev/null
+    measure restic backup "$r" restic -r "$repo" backup -q "$path"
+    measure restic reread "$r" restic -r "$repo" backup -q --force "$path"
+    measure restic restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    rm -rf "$repo" "$target"
+}
+
+run_borg() {
+    local r=$1 repo="$scratch/borg-repo" target="$scratch/target"
+    rm -rf "$repo" "$target" "$BORG_BASE_DIR"
+    borg init -e none "$repo"
+    measure borg backup "$r" borg create --compression lz4 "$repo::a1" "$path"
+    measure borg reread "$r" borg create --compression lz4 --files-cache=disabled "$repo::a2" "$path"
+    mkdir -p "$target"
+    (cd "$target" && measure borg restore "$r" borg extract "$repo::a2")
+    rm -rf "$repo" "$target"
+}
+
+for r in $(seq 1 "$rounds"); do
+    echo "round $r"
+    if [ $((r % 2)) -eq 1 ]; then order="shadowmover restic borg"; else order="borg restic shadowmover"; fi
+    for tool in $order; do "run_$tool" "$r"; done
+done
+
+python3 - "$results" "$bytes" "$path" <<'PY'
+import csv, statistics, sys
+rows = list(csv.reader(open(sys.argv[1])))
+total = int(sys.argv[2])
+med = {}
+for tool, phase, _, seconds, kb in rows:
+    med.setdefault((tool, phase), []).append((float(seconds), int(kb)))
+def m(tool, phase, i):
+    return statistics.median(v[i] for v in med[(tool, phase)])
+print(f"\n{sys.argv[3]}: {total/1e9:.2f} GB, medians of {len(med[('shadowmover','backup')])} rounds")
+print(f"{'':14}{'first backup':>16}{'forced re-read':>16}{'restore':>16}{'peak memory':>14}")
+for tool in ("shadowmover", "restic", "borg"):
+    cells = [f"{total/1e6/m(tool, p, 0):11.0f} MB/s" for p in ("backup", "reread", "restore")]
+    mem = max(m(tool, p, 1) for p in ("backup", "reread", "restore")) / 1024
+    print(f"{tool:14}" + "".join(f"{c:>16}" for c in cells) + f"{mem:10.0f} MiB")
+for peer in ("restic", "borg"):
+    ratios = [m(peer, p, 0) / m("shadowmover", p, 0) for p in ("backup", "reread", "restore")]
+    mem = max(m("shadowmover", p, 1) for p in ("backup", "reread", "restore")) / max(m(peer, p, 1) for p in ("backup", "reread", "restore"))
+    print(f"{'ShadowMover/' + peer:14}" + "".join(f"{r:15.2f}×" for r in ratios) + f"{mem:13.2f}×")
+print("(throughput ratios > 1: ShadowMover faster; memory ratio < 1: ShadowMover smaller)")
+PY

@@ -21,10 +21,10 @@ public final class ChunkStream {
     /// Offset in the whole stream of the next chunk to be returned.
     public private(set) var offset: UInt64 = 0
 
-    /// - Parameter capacity: buffer size; at least twice `maxSize` so reads stay large.
+    /// - Parameter capacity: buffer size; at least `maxSize` plus room for a read (default: twice `maxSize`).
     public init(chunker: FastCDC, capacity: Int? = nil) {
         self.chunker = chunker
-        let wanted = max(capacity ?? 0, 2 * chunker.parameters.maxSize, 1 << 16)
+        let wanted = max(capacity ?? 2 * chunker.parameters.maxSize, chunker.parameters.maxSize + (1 << 16))
         storage = UnsafeMutableRawBufferPointer.allocate(byteCount: wanted, alignment: 64)
     }
 
@@ -89,8 +89,9 @@ public final class ChunkStream {
     }
 
     private func compactIfNeeded() {
-        // Move the unconsumed tail to the front once less than a max-size chunk fits after it.
-        guard start > 0, storage.count - end < chunker.parameters.maxSize || start == end else { return }
+        // Move the unconsumed tail (less than maxSize bytes, or nextChunk would have cut) to the front
+        // once the free space after it is smaller than what is already consumed.
+        guard start > 0, storage.count - end < start || start == end else { return }
         let count = end - start
         if count > 0 {
             memmove(storage.baseAddress!, storage.baseAddress! + start, count)

@@ -90,7 +90,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     static let largeFileThreshold: Int64 = 32 << 20
     /// Bytes per read(2), and per batch for large files: big enough that system calls and batch
     /// hand-offs cost nothing next to hashing, small enough to keep memory low.
-    static let readSize = 4 << 20
+    static let readSize = 2 << 20
     /// Linux's O_NOATIME (the same value on every architecture Swift supports); Glibc's module hides
     /// it behind _GNU_SOURCE. Reading with it keeps a backup from touching every file's atime.
     static let openNoAtime: Int32 = 0o1000000
@@ -98,7 +98,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     init(saver: ChunkSaver, lanes: BackupLanes) {
         self.saver = saver
         self.lanes = lanes
-        self.stream = ChunkStream(chunker: saver.store.chunker, capacity: 2 * saver.store.chunker.parameters.maxSize + (1 << 20))
+        self.stream = ChunkStream(chunker: saver.store.chunker, capacity: saver.store.chunker.parameters.maxSize + Self.readSize)
     }
 
     static func open(_ path: PathBytes) throws -> Int32 {
@@ -151,7 +151,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     /// A large file: this thread reads and cuts; batches of chunks go to all workers.
     private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
         let maxSize = saver.store.chunker.parameters.maxSize
-        let job = LargeFile(lanes: lanes, bufferBytes: 2 * maxSize + Self.readSize)
+        let job = LargeFile(lanes: lanes, bufferBytes: maxSize + 2 * Self.readSize)
         defer { job.abandon() }
         var size: UInt64 = 0
         var ended = false
@@ -166,7 +166,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
                 job.release(p.buffer, batch: false)
                 previous = nil
             }
-            while !ended && filled < Self.readSize + maxSize {
+            while !ended && filled < maxSize + Self.readSize {
                 let n = try read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), path: path)
                 if n == 0 { ended = true }
                 filled += n

@@ -27,7 +27,7 @@ results="$scratch/results.csv"
 export RESTIC_PASSWORD=compare-peers BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$scratch/restic-cache" BORG_BASE_DIR="$scratch/borg-base"
 
-bytes=$(find "$path" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+bytes=$(find "$path" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
 tar cf - "$path" 2>/dev/null | cat > /dev/null   # hot cache
 
 measure() {  # tool phase round command...

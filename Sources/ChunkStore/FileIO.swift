@@ -25,13 +25,7 @@ enum FileIO {
             unlink(temp)
             throw error
         }
-        let final = "\(directory)/\(name)"
-        if rename(temp, final) != 0 {
-            let e = errno
-            unlink(temp)
-            throw StoreError.io(path: final, operation: "rename into place", errno: e)
-        }
-        try fsyncDirectory(directory)
+        try install(temp, as: name, in: directory)
     }
 
     /// Linux's O_DIRECT (x86-64 and arm64 value); Glibc's module hides it behind _GNU_SOURCE.
@@ -77,6 +71,11 @@ enum FileIO {
             unlink(temp)
             throw error
         }
+        try install(temp, as: name, in: directory)
+    }
+
+    /// Renames a written, fsynced temporary file to its final name and makes the rename durable.
+    private static func install(_ temp: String, as name: String, in directory: String) throws {
         let final = "\(directory)/\(name)"
         if rename(temp, final) != 0 {
             let e = errno

@@ -10,7 +10,8 @@ public struct Tree: Codable, Sendable, Equatable {
         self.nodes = nodes.sorted { $0.nameBytes.lexicographicallyPrecedes($1.nameBytes) }
     }
 
-    public func encoded() throws -> [UInt8] { Array(try JSONEncoder.store.encode(self)) }
+    /// The tree's JSON bytes (see `TreeEncoder`).
+    public func encoded() throws -> [UInt8] { TreeEncoder.encode(self) }
 
     public static func decode(_ bytes: [UInt8]) throws -> Tree { try JSONDecoder.store.decode(Tree.self, from: Data(bytes)) }
 }

@@ -3,7 +3,8 @@
 #
 #   tools/index-memory.sh [SIZE_MB]     (default 1200: ~1.2 million chunks of ~1 KiB)
 #
-# Two stores back up the same random file: one with ~1 KiB chunks (min 256, avg 1 KiB, max 4 KiB),
+# `shadowmover debug index-memory` opens the small-chunk store and looks up every chunk: the RSS growth
+# per chunk is the index's own cost. Then, for the whole process: two stores back up the same random file: one with ~1 KiB chunks (min 256, avg 1 KiB, max 4 KiB),
 # one with the default 1 MiB chunks (a few hundred chunks: the baseline). For the first backup (every
 # chunk new: the in-memory part of the index) and a forced re-read (every chunk looked up in the
 # memory-mapped segments), the peak RSS difference divided by the number of chunks is the index's
@@ -24,6 +25,7 @@ chunks=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).read().
 a_large=$(peak "$sm" backup --no-shadow-copy --store "$work/large" "$work/data")
 b_small=$(peak "$sm" backup --no-shadow-copy --force --store "$work/small" "$work/data")
 b_large=$(peak "$sm" backup --no-shadow-copy --force --store "$work/large" "$work/data")
+"$sm" debug index-memory --store "$work/small"
 segments=$(ls "$work/small/index" | wc -l)
 index_bytes=$(du -sb "$work/small/index" | cut -f1)
 python3 - "$chunks" "$a_small" "$a_large" "$b_small" "$b_large" "$segments" "$index_bytes" <<'PY'

@@ -6,7 +6,7 @@ import Foundation
 
 struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Tools for developers and for checking settings.", subcommands: [DebugChunk.self, DebugJournalWriter.self])
+        abstract: "Tools for developers and for checking settings.", subcommands: [DebugChunk.self, DebugIndexMemory.self, DebugJournalWriter.self])
 }
 
 struct DebugChunk: ParsableCommand {

@@ -67,7 +67,8 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     init(store: Store) {
         self.store = store
         capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + (64 << 10)
-        let t = Thread { [unowned self] in writerLoop() }
+        // The thread holds the writer until `commit` or `cancel` closes it (then the loop returns).
+        let t = Thread { self.writerLoop() }
         t.name = "pack-writer"
         thread = t
         t.start()

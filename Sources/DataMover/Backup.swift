@@ -127,6 +127,7 @@ public final class Backup: @unchecked Sendable {
         let clock = ContinuousClock.now
         let paths = try Self.normalize(options.paths)
         let packs = store.makePackWriter()
+        defer { packs.cancel() }  // after commit: nothing left to cancel; on any error: stop its thread
         let codec = options.codec ?? store.codec
         let workerCount = max(1, options.workers)
         let savers = (0...workerCount).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }

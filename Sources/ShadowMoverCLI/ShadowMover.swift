@@ -14,7 +14,7 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Check.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
     )
 
     public init() {}
@@ -23,10 +23,13 @@ public struct ShadowMover: ParsableCommand {
     public static func runMain() {
         do {
             // `--wait` without a value means: wait as long as it takes.
+            // `--read-data` without a value means: every blob.
             var arguments = Array(CommandLine.arguments.dropFirst())
-            for (i, a) in arguments.enumerated() where a == "--wait" {
+            for (i, a) in arguments.enumerated() where a == "--wait" || a == "--read-data" {
                 let next = i + 1 < arguments.count ? arguments[i + 1] : ""
-                if Double(next) == nil { arguments[i] = "--wait=forever" }
+                if Double(next.replacingOccurrences(of: "%", with: "")) == nil {
+                    arguments[i] = a == "--wait" ? "--wait=forever" : "--read-data=all"
+                }
             }
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -1,0 +1,138 @@
+import Compression
+import Foundation
+
+/// Verifies a store (`shadowmover check`): its structure always — config, every index segment against
+/// the pack trailers, every snapshot record and every tree reachable from them, every chunk the trees
+/// reference — and with `readData`, the bytes of every blob (or a sample of the packs).
+///
+/// Every finding names the damaged object and, where chunks are affected, the snapshots and files that
+/// reference them.
+public struct Checker {
+    public let store: Store
+
+    public struct Finding: Codable, Sendable, CustomStringConvertible {
+        public var object: String
+        public var problem: String
+        /// "SNAPSHOT-ID-PREFIX:/path" for every file or directory the problem affects.
+        public var affects: [String]
+
+        public var description: String {
+            "\(object): \(problem)" + (affects.isEmpty ? "" : "\n    affects " + affects.prefix(20).joined(separator: "\n    affects ")
+                + (affects.count > 20 ? "\n    … and \(affects.count - 20) more" : ""))
+        }
+    }
+
+    public struct Report: Codable, Sendable {
+        public var snapshots = 0
+        public var trees = 0
+        public var packs = 0
+        public var blobs = 0
+        public var blobsRead = 0
+        public var findings: [Finding] = []
+        public var isClean: Bool { findings.isEmpty }
+    }
+
+    public init(store: Store) { self.store = store }
+
+    /// - Parameter readFraction: nil: structure only; 0–1: read and verify that share of the packs.
+    public func run(readFraction: Double?) -> Report {
+        var report = Report()
+        var bad: [ChunkID: String] = [:]  // blob → problem, for the affected-files walk
+        for (name, error) in store.index.damagedSegments {
+            report.findings.append(Finding(object: "index segment \(name)", problem: "\(error)", affects: []))
+        }
+
+        // Packs: trailers against the index.
+        var trailers: [ChunkID: [BlobEntry]] = [:]
+        let packs = (try? store.packIDs()) ?? []
+        report.packs = packs.count
+        for pack in packs {
+            do { trailers[pack] = try store.readPackTrailer(pack) } catch {
+                report.findings.append(Finding(object: "pack \(pack)", problem: "\(error)", affects: []))
+            }
+        }
+        for segment in store.index.segments {
+            for i in 0..<segment.count {
+                report.blobs += 1
+                guard let location = segment.location(at: i) else {
+                    report.findings.append(Finding(object: "index segment \(segment.name)", problem: "entry \(i) is malformed", affects: []))
+                    continue
+                }
+                guard let entries = trailers[location.pack] else {
+                    bad[location.entry.id] = "its pack \(location.pack) is missing or damaged"
+                    continue
+                }
+                if !entries.contains(location.entry) {
+                    bad[location.entry.id] = "the index entry does not match pack \(location.pack)'s trailer"
+                }
+            }
+        }
+
+        // Snapshots and trees.
+        let (records, damaged) = (try? store.snapshots()) ?? ([], [])
+        for d in damaged { report.findings.append(Finding(object: "snapshot record", problem: "\(d)", affects: [])) }
+        report.snapshots = records.count
+        var seenTrees = Set<ChunkID>()
+        var treeProblems: [(snapshot: String, path: String, tree: ChunkID, problem: String)] = []
+        var references: [ChunkID: [String]] = [:]  // only for chunks already known bad, filled below
+        func walk(_ id: ChunkID, _ path: String, _ snapshot: String, visit: (Node, String) -> Void) {
+            let tree: Tree
+            do { tree = try store.loadTree(id) } catch {
+                if seenTrees.insert(id).inserted { treeProblems.append((snapshot, path.isEmpty ? "/" : path, id, "\(error)")) }
+                return
+            }
+            if seenTrees.insert(id).inserted { report.trees += 1 }
+            for node in tree.nodes {
+                let full = path + "/" + node.name
+                visit(node, full)
+                if let sub = node.subtree { walk(sub, full, snapshot, visit: visit) }
+            }
+        }
+        // Pass 1: every referenced chunk must be indexed.
+        for (id, record) in records {
+            walk(record.tree, "", id) { node, _ in
+                for chunk in node.content ?? [] where bad[chunk] == nil && store.index.lookup(chunk) == nil {
+                    bad[chunk] = "it is referenced but not in the index"
+                }
+            }
+        }
+        for t in treeProblems {
+            report.findings.append(Finding(object: "tree \(t.tree)", problem: t.problem, affects: ["\(t.snapshot.prefix(8)):\(t.path) and everything below"]))
+        }
+
+        // Data: read and verify blobs.
+        if let fraction = readFraction {
+            let compressor = Compressor(codec: .none)
+            var scratch: [UInt8] = []
+            var buffer = [UInt8]()
+            let chosen = packs.filter { _ in fraction >= 1 || Double.random(in: 0..<1) < fraction }
+            for pack in chosen {
+                for entry in trailers[pack] ?? [] {
+                    report.blobsRead += 1
+                    if buffer.count < Int(entry.rawLength) { buffer = [UInt8](repeating: 0, count: Int(entry.rawLength)) }
+                    do {
+                        try buffer.withUnsafeMutableBytes { b in
+                            try store.readBlob(BlobLocation(pack: pack, entry: entry), into: UnsafeMutableRawBufferPointer(rebasing: b[..<Int(entry.rawLength)]), scratch: &scratch, compressor: compressor)
+                        }
+                    } catch {
+                        bad[entry.id] = "\(error)"
+                    }
+                }
+            }
+        }
+
+        // Pass 2: name the files every bad chunk affects.
+        if !bad.isEmpty {
+            for (id, record) in records {
+                walk(record.tree, "", id) { node, path in
+                    for chunk in node.content ?? [] where bad[chunk] != nil { references[chunk, default: []].append("\(id.prefix(8)):\(path)") }
+                    if let sub = node.subtree, bad[sub] != nil { references[sub, default: []].append("\(id.prefix(8)):\(path)") }
+                }
+            }
+            for (id, problem) in bad.sorted(by: { $0.key < $1.key }) {
+                report.findings.append(Finding(object: "blob \(id)", problem: problem, affects: Array(Set(references[id] ?? [])).sorted()))
+            }
+        }
+        return report
+    }
+}

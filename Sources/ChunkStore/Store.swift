@@ -336,3 +336,12 @@ extension Store {
         try FileIO.fsyncDirectory("\(path)/index")
     }
 }
+
+extension Store {
+    /// Removes a snapshot record (the data stays until prune).
+    public func deleteSnapshot(id: String) throws {
+        let path = "\(path)/snapshots/\(id)"
+        if unlink(path) != 0 { throw StoreError.io(path: path, operation: "remove", errno: errno) }
+        try FileIO.fsyncDirectory("\(self.path)/snapshots")
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import ChunkStore
+import Foundation
+import Jobs
+
+struct Forget: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove snapshots by a retention policy (a dry run unless --apply).",
+        discussion: """
+            Snapshots are grouped by host and paths; in each group a snapshot any rule keeps stays.
+            Without --apply nothing is removed: the plan is shown. Removing every snapshot is refused
+            unless --allow-empty. Only snapshot records are removed; `prune` frees their data.
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var output: OutputOptions
+    @Option(help: "Keep the N most recent snapshots.") var keepLast = 0
+    @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly = 0
+    @Option(help: "Keep the newest snapshot of each of the last N days.") var keepDaily = 0
+    @Option(help: "Keep the newest snapshot of each of the last N weeks.") var keepWeekly = 0
+    @Option(help: "Keep the newest snapshot of each of the last N months.") var keepMonthly = 0
+    @Option(help: "Keep the newest snapshot of each of the last N years.") var keepYearly = 0
+    @Option(help: "Keep every snapshot with this tag (repeatable).") var keepTag: [String] = []
+    @Flag(help: "Remove the snapshots (default: only show what would go).") var apply = false
+    @Flag(help: "Allow removing every snapshot.") var allowEmpty = false
+
+    func run() throws {
+        var policy = RetentionPolicy()
+        policy.last = keepLast
+        policy.hourly = keepHourly
+        policy.daily = keepDaily
+        policy.weekly = keepWeekly
+        policy.monthly = keepMonthly
+        policy.yearly = keepYearly
+        policy.tags = keepTag
+        guard [keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly].allSatisfy({ $0 >= 0 }) else {
+            throw ValidationError("--keep-* counts cannot be negative")
+        }
+        guard !policy.isEmpty || allowEmpty else {
+            throw ValidationError("no --keep-* rule given: that would remove every snapshot; add rules, or --allow-empty")
+        }
+        let store = try storeOptions.open()
+        let (records, damaged) = try store.snapshots()
+        for d in damaged { Output.warn("warning: \(d)") }
+        let groups = Dictionary(grouping: records) { "\($0.record.hostname)\u{0}\($0.record.paths.joined(separator: "\u{0}"))" }
+        var keep: [(id: String, reasons: [String])] = []
+        var remove: [String] = []
+        for (_, group) in groups.sorted(by: { $0.key < $1.key }) {
+            let d = policy.apply(group.map { .init(id: $0.id, time: $0.record.time, tags: $0.record.tags) })
+            keep += d.keep
+            remove += d.remove
+        }
+        if keep.isEmpty && !remove.isEmpty && !allowEmpty {
+            throw ValidationError("this policy removes every snapshot (\(remove.count)); pass --allow-empty if that is what you want")
+        }
+        if apply {
+            for id in remove { try store.deleteSnapshot(id: id) }
+        }
+        if output.json {
+            struct Item: Encodable { var id: String; var reasons: [String] }
+            struct Report: Encodable { var keep: [Item]; var remove: [String]; var applied: Bool }
+            try Output.json(Report(keep: keep.map { Item(id: $0.id, reasons: $0.reasons) }, remove: remove, applied: apply))
+        } else {
+            for k in keep { Output.line("keep   \(k.id.prefix(8))  (\(k.reasons.joined(separator: ", ")))") }
+            for r in remove { Output.line("\(apply ? "removed" : "remove ") \(r.prefix(8))") }
+            Output.line(apply ? "\(remove.count) snapshot(s) removed, \(keep.count) kept; run `shadowmover prune` to free their data"
+                : "dry run: \(remove.count) snapshot(s) would be removed, \(keep.count) kept; add --apply to remove them")
+        }
+    }
+}

@@ -128,7 +128,7 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
 }
 
 extension IndexSegment {
-    /// Merges sorted segments into one (duplicate ids kept once), streaming: memory is the output's size.
+    /// Merges sorted segments (oldest first) into one; an id in several keeps the newest entry.
     static func merge(_ segments: [IndexSegment]) -> (name: String, bytes: [UInt8]) {
         var packNumbers: [ChunkID: UInt32] = [:]
         var packs: [ChunkID] = []
@@ -155,9 +155,10 @@ extension IndexSegment {
         while true {
             var best = -1
             var bestID = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+            // On equal ids the newest segment (the last) wins: it is where the index looks first.
             for (i, s) in segments.enumerated() where cursors[i] < s.count {
                 let id = s.idAt(cursors[i])
-                if best < 0 || id < bestID {
+                if best < 0 || id < bestID || id == bestID {
                     best = i
                     bestID = id
                 }

@@ -154,6 +154,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     }
 
     private func write(_ buffer: PackBuffer) throws {
+        CrashPoint.step()
         let id = ChunkID.random()
         let trailer = PackFormat.encodeTrailer(buffer.entries)
         let directory = try store.packDirectory(for: id, create: true)

@@ -15,6 +15,8 @@ public enum StoreError: Error, CustomStringConvertible {
     case damagedBlob(id: ChunkID, pack: String, reason: String)
     case missingBlob(ChunkID)
     case damagedTree(id: ChunkID, reason: String)
+    case locked(String)
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -37,6 +39,8 @@ public enum StoreError: Error, CustomStringConvertible {
         case .damagedBlob(let id, let pack, let reason): "blob \(id) in pack \(pack) is damaged: \(reason)"
         case .missingBlob(let id): "blob \(id) is not in the store's index"
         case .damagedTree(let id, let reason): "tree \(id) is damaged: \(reason)"
+        case .locked(let message): message
+        case .refused(let message): message
         }
     }
 }

@@ -342,8 +342,10 @@ public final class Restorer: @unchecked Sendable {
         var st = stat()
         if target.withCString({ stat($0, &st) }) != 0 {
             if errno != ENOENT { throw FileSystem.Failure(path: target, operation: "stat", code: errno) }
-            if target.withCString({ mkdir($0, 0o755) }) != 0 {
-                throw FileSystem.Failure(path: target, operation: "create target directory", code: errno)
+            do {
+                try FileManager.default.createDirectory(atPath: target.description, withIntermediateDirectories: true)
+            } catch {
+                throw RestoreError.target("cannot create the target directory \(target): \(error.localizedDescription)")
             }
             return
         }

@@ -54,6 +54,8 @@ struct Forget: ParsableCommand {
             throw ValidationError("this policy removes every snapshot (\(remove.count)); pass --allow-empty if that is what you want")
         }
         if apply {
+            let lock = try StoreLock.acquire(store, exclusive: true, purpose: "forget")
+            defer { lock.release() }
             for id in remove { try store.deleteSnapshot(id: id) }
         }
         if output.json {

@@ -1,0 +1,108 @@
+import Foundation
+
+/// A lock on the store (`locks/<id>`): backups take shared locks, prune and forget an exclusive one.
+/// A lock records host, pid and a heartbeat refreshed while it is held. A lock whose process is gone
+/// (same host) or whose heartbeat is older than `staleAfter` is stale: it is reported, never ignored;
+/// `shadowmover unlock` removes it.
+public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded by `lock`
+    public struct Record: Codable, Sendable {
+        public var exclusive: Bool
+        public var host: String
+        public var pid: Int32
+        public var created: Date
+        public var heartbeat: Date
+        public var purpose: String
+
+        /// Same host and the process is gone, or no heartbeat for `staleAfter`.
+        public func isStale(staleAfter: TimeInterval) -> Bool {
+            if host == ProcessInfo.processInfo.hostName && kill(pid, 0) != 0 && errno == ESRCH { return true }
+            return Date().timeIntervalSince(heartbeat) > staleAfter
+        }
+    }
+
+    /// A heartbeat older than this marks a lock stale (the holder refreshes every `heartbeatInterval`).
+    public static let staleAfter: TimeInterval = 30 * 60
+    static let heartbeatInterval: TimeInterval = 60
+
+    let store: Store
+    let name: String
+    private var record: Record
+    private let lock = NSLock()
+    private var released = false
+
+    private init(store: Store, name: String, record: Record) {
+        self.store = store
+        self.name = name
+        self.record = record
+    }
+
+    /// Takes a lock, or fails naming the holder (and `unlock` for a stale one).
+    public static func acquire(_ store: Store, exclusive: Bool, purpose: String) throws -> StoreLock {
+        try FileIO.makeDirectory("\(store.path)/locks")
+        try checkConflicts(store, exclusive: exclusive, ignoring: nil)
+        let now = Date()
+        let record = Record(exclusive: exclusive, host: ProcessInfo.processInfo.hostName, pid: getpid(), created: now, heartbeat: now, purpose: purpose)
+        let name = ChunkID.random().hex
+        try write(record, name: name, in: store)
+        // Two agents may have checked at once: look again now that ours is visible.
+        do { try checkConflicts(store, exclusive: exclusive, ignoring: name) } catch {
+            unlink("\(store.path)/locks/\(name)")
+            throw error
+        }
+        let held = StoreLock(store: store, name: name, record: record)
+        held.startHeartbeat()
+        return held
+    }
+
+    public func release() {
+        let done: Bool = lock.withLock {
+            defer { released = true }
+            return released
+        }
+        if !done { unlink("\(store.path)/locks/\(name)") }
+    }
+
+    deinit { release() }
+
+    private func startHeartbeat() {
+        Thread { [weak self] in
+            while true {
+                Thread.sleep(forTimeInterval: Self.heartbeatInterval)
+                guard let self else { return }
+                let stop: Bool = self.lock.withLock {
+                    if self.released { return true }
+                    self.record.heartbeat = Date()
+                    return false
+                }
+                if stop { return }
+                try? Self.write(self.record, name: self.name, in: self.store)
+            }
+        }.start()
+    }
+
+    static func write(_ record: Record, name: String, in store: Store) throws {
+        try FileIO.writeAtomically(directory: "\(store.path)/locks", name: name, bytes: Array(try JSONEncoder.store.encode(record)))
+    }
+
+    /// Every lock file and its record (nil for one that cannot be read).
+    public static func list(_ store: Store) -> [(name: String, record: Record?)] {
+        ((try? FileIO.list("\(store.path)/locks")) ?? []).map { name in
+            let record = (try? FileIO.readFile("\(store.path)/locks/\(name)")).flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
+            return (name, record)
+        }
+    }
+
+    static func checkConflicts(_ store: Store, exclusive: Bool, ignoring own: String?) throws {
+        for (name, record) in list(store) where name != own {
+            guard let record else {
+                throw StoreError.locked("the store has an unreadable lock \(name): remove it with `shadowmover unlock --all` if no backup or prune is running")
+            }
+            guard exclusive || record.exclusive else { continue }
+            let who = "pid \(record.pid) on \(record.host) (\(record.purpose), since \(Timestamp(record.created).iso8601))"
+            if record.isStale(staleAfter: staleAfter) {
+                throw StoreError.locked("the store has a stale lock held by \(who): that process is gone or silent; remove the lock with `shadowmover unlock`")
+            }
+            throw StoreError.locked("the store is locked by \(who): wait for it to finish")
+        }
+    }
+}

@@ -13,7 +13,8 @@ public struct Tree: Codable, Sendable, Equatable {
     /// The tree's JSON bytes (see `TreeEncoder`).
     public func encoded() throws -> [UInt8] { TreeEncoder.encode(self) }
 
-    public static func decode(_ bytes: [UInt8]) throws -> Tree { try JSONDecoder.store.decode(Tree.self, from: Data(bytes)) }
+    /// Reads a tree's JSON (see `TreeDecoder`).
+    public static func decode(_ bytes: [UInt8]) throws -> Tree { try TreeDecoder.decode(bytes) }
 }
 
 /// One entry of a directory with everything needed to restore it.

@@ -92,6 +92,11 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
         }
     }
 
+    /// Throws what `acquire` would, without taking a lock.
+    public static func checkAvailable(_ store: Store, exclusive: Bool) throws {
+        try checkConflicts(store, exclusive: exclusive, ignoring: nil)
+    }
+
     static func checkConflicts(_ store: Store, exclusive: Bool, ignoring own: String?) throws {
         for (name, record) in list(store) where name != own {
             guard let record else {

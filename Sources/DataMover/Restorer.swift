@@ -303,7 +303,9 @@ public final class Restorer: @unchecked Sendable {
     private func completeReports(_ reports: [DamageReport], plan: [Entry]) -> [DamageReport] {
         reports.map { report in
             var r = report
-            if let id = report.object.split(separator: " ").last.flatMap({ ChunkID(hex: String($0)) }) {
+            // "blob <id> in pack <pack>" or "missing blob <id>": the id follows the word "blob".
+            let words = report.object.split(separator: " ")
+            if let at = words.firstIndex(of: "blob"), at + 1 < words.count, let id = ChunkID(hex: String(words[at + 1])) {
                 let files = plan.filter { $0.node.content?.contains(id) == true }.map(\.path.description)
                 if !files.isEmpty { r.affectedFiles = files }
             }

@@ -30,7 +30,8 @@ public struct BackupJob: Sendable {
             let result = try Backup(store: store, options: backup).run()
             return Outcome(result: result, session: nil, notes: ["no writers and no snapshot-capable filesystem: files are read live, not from a shadow copy"])
         }
-        // Every path must exist before writers are disturbed.
+        // Fail before writers are disturbed: the store must not be locked by a prune, and every path exist.
+        try StoreLock.checkAvailable(store, exclusive: false)
         for p in backup.paths where !FileManager.default.fileExists(atPath: p) {
             var st = stat()
             if lstat(p, &st) != 0 { throw BackupError.pathMissing(p, String(cString: strerror(errno))) }

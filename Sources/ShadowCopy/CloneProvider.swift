@@ -70,7 +70,14 @@ struct CloneProvider: Provider {
             } else {
                 try Self.copyContent(from: source, to: target, size: Int(st.st_size), file: file, volume: plan.volume)
             }
-            plan.captured[file] = CapturedFile(shadowPath: destination, stat: st)
+            // The metadata recorded is the original's after the capture, with the clone's size: an
+            // application's own checkpoint may still have grown the file between fstat and clone.
+            var after = stat(), clone = stat()
+            fstat(source, &after)
+            fstat(target, &clone)
+            after.st_size = clone.st_size
+            after.st_blocks = clone.st_blocks
+            plan.captured[file] = CapturedFile(shadowPath: destination, stat: after)
         }
     }
 

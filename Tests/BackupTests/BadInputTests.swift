@@ -38,6 +38,7 @@ struct Fixture {
         mkdirs(source + "/sub")
         write(source + "/a", randomBytes(200_000, seed: 1))
         write(source + "/b", randomBytes(150_000, seed: 2))
+        write(source + "/same-as-a", randomBytes(200_000, seed: 1))  // shares every chunk with a
         write(source + "/sub/c", randomBytes(50_000, seed: 3))
         storePath = scratch.sub("store")
         store = try Store.initialize(at: storePath, parameters: smallChunks)
@@ -72,6 +73,7 @@ struct BadInputTests {
         #expect(failed.stderr.contains(victim.hex))
         #expect(failed.stderr.contains(location.pack.hex))
         #expect(failed.stderr.contains(f.source + "/a"))
+        #expect(failed.stderr.contains(f.source + "/same-as-a"))  // every file that shares the chunk is named
         #expect(!failed.stderr.contains(f.source + "/b"))
 
         let partial = try f.cli(["restore", f.snapshot, "-t", f.scratch.sub("r2"), "--skip-damaged"])
@@ -81,6 +83,7 @@ struct BadInputTests {
         #expect(FileManager.default.contents(atPath: r2 + "/b") == Data(randomBytes(150_000, seed: 2)))
         #expect(FileManager.default.contents(atPath: r2 + "/sub/c") == Data(randomBytes(50_000, seed: 3)))
         #expect(!FileManager.default.fileExists(atPath: r2 + "/a"))
+        #expect(!FileManager.default.fileExists(atPath: r2 + "/same-as-a"))
     }
 
     @Test("a damaged tree is named with the directory it held; --skip-damaged restores the rest")

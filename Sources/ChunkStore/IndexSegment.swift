@@ -111,19 +111,21 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
         out.appendLE32(UInt32(packs.count))
         out.appendLE32(UInt32(sorted.count))
         for p in packs { out.append(p) }
-        for l in sorted {
-            let e = l.entry
-            out.append(e.id)
-            out.appendLE32(packNumbers[l.pack]!)
-            out.appendLE32(e.offset)
-            out.appendLE32(e.storedLength)
-            out.appendLE32(e.rawLength)
-            out.append(e.type.rawValue)
-            out.append(e.codec.rawValue)
-            out.append(0)
-            out.append(0)
-        }
+        for l in sorted { appendEntry(l.entry, pack: packNumbers[l.pack]!, to: &out) }
         return (ChunkID(hashing: out).hex, out)
+    }
+
+    /// Appends one 52-byte entry (see the layout above).
+    static func appendEntry(_ e: BlobEntry, pack: UInt32, to out: inout [UInt8]) {
+        out.append(e.id)
+        out.appendLE32(pack)
+        out.appendLE32(e.offset)
+        out.appendLE32(e.storedLength)
+        out.appendLE32(e.rawLength)
+        out.append(e.type.rawValue)
+        out.append(e.codec.rawValue)
+        out.append(0)
+        out.append(0)
     }
 }
 

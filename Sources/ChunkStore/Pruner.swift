@@ -161,15 +161,7 @@ public struct Pruner {
             for p in packList { block.append(p) }
             for id in ids {
                 let l = store.index.lookup(id)!
-                block.append(id)
-                block.appendLE32(packNumbers[l.pack]!)
-                block.appendLE32(l.entry.offset)
-                block.appendLE32(l.entry.storedLength)
-                block.appendLE32(l.entry.rawLength)
-                block.append(l.entry.type.rawValue)
-                block.append(l.entry.codec.rawValue)
-                block.append(0)
-                block.append(0)
+                IndexSegment.appendEntry(l.entry, pack: packNumbers[l.pack]!, to: &block)
                 if block.count >= 1 << 20 { try flush() }
             }
             try flush()

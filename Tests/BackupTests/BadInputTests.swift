@@ -39,7 +39,7 @@ struct Fixture {
         write(source + "/a", randomBytes(200_000, seed: 1))
         write(source + "/b", randomBytes(150_000, seed: 2))
         write(source + "/same-as-a", randomBytes(200_000, seed: 1))  // shares every chunk with a
-        write(source + "/sub/c", randomBytes(50_000, seed: 3))
+        write(source + "/sub/c", randomBytes(50_000, seed: 4))
         storePath = scratch.sub("store")
         store = try Store.initialize(at: storePath, parameters: smallChunks)
         snapshot = try backup(store, [source]).snapshotID
@@ -81,7 +81,7 @@ struct BadInputTests {
         #expect(partial.stderr.contains(victim.hex))
         let r2 = f.scratch.sub("r2") + f.source
         #expect(FileManager.default.contents(atPath: r2 + "/b") == Data(randomBytes(150_000, seed: 2)))
-        #expect(FileManager.default.contents(atPath: r2 + "/sub/c") == Data(randomBytes(50_000, seed: 3)))
+        #expect(FileManager.default.contents(atPath: r2 + "/sub/c") == Data(randomBytes(50_000, seed: 4)))
         #expect(!FileManager.default.fileExists(atPath: r2 + "/a"))
         #expect(!FileManager.default.fileExists(atPath: r2 + "/same-as-a"))
     }

@@ -29,6 +29,8 @@ func write(_ path: String, _ bytes: [UInt8]) {
 
 func mkdirs(_ path: String) { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
 
+/// Deterministic random bytes (xorshift64; seeds that differ only in their lowest bit give the same
+/// stream, so use odd seeds or seeds that differ elsewhere for different data).
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var x = seed | 1
     var out = [UInt8]()

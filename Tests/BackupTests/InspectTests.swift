@@ -1,0 +1,96 @@
+import ChunkStore
+import Foundation
+import Testing
+
+@Suite("inspect")
+struct InspectTests {
+    @Test("stats match an independent count on a known tree")
+    func stats() throws {
+        let f = try Fixture()
+        let r = try f.cli(["inspect", "stats", "--json"])
+        #expect(r.code == 0, "\(r.stderr)")
+        struct S: Decodable {
+            var files: Int; var logicalBytes: UInt64; var uniqueChunks: Int; var uniqueRawBytes: UInt64; var storedBytes: UInt64
+            var dedupRatio: Double; var packFill: Double
+            struct C: Decodable { var codec: String; var ratio: Double }
+            var compression: [C]
+            struct B: Decodable { var upTo: Int; var chunks: Int }
+            var histogram: [B]
+        }
+        let s = try JSONDecoder().decode(S.self, from: Data(r.stdout.utf8))
+        // a 200,000 + b 150,000 + same-as-a 200,000 (all chunks shared with a) + sub/c 50,000; random data stays raw.
+        #expect(s.files == 4)
+        #expect(s.logicalBytes == 600_000)
+        #expect(s.uniqueRawBytes == 400_000)
+        #expect(s.storedBytes == 400_000)
+        #expect(abs(s.dedupRatio - 1.5) < 1e-9)
+        #expect(s.compression.map(\.codec) == ["none"])
+        var expectedChunks = Set<ChunkID>()
+        for name in ["a", "b", "same-as-a", "sub/c"] { expectedChunks.formUnion(try f.node(name).content!) }
+        #expect(s.uniqueChunks == expectedChunks.count)
+        #expect(s.histogram.reduce(0) { $0 + $1.chunks } == expectedChunks.count)
+        #expect(s.packFill > 0 && s.packFill <= 1)
+        #expect(try f.cli(["inspect", "stats"]).stdout.contains("█"))
+    }
+
+    @Test("inspect chunk finds every file that references a shared chunk")
+    func chunk() throws {
+        let f = try Fixture()
+        let shared = try f.node("a").content![0]
+        let r = try f.cli(["inspect", "chunk", shared.hex])
+        #expect(r.code == 0)
+        #expect(r.stdout.contains("\(f.snapshot.prefix(8)):\(f.source)/a\n"))
+        #expect(r.stdout.contains("\(f.snapshot.prefix(8)):\(f.source)/same-as-a"))
+        #expect(r.stdout.contains("referenced by 2"))
+        let missing = try f.cli(["inspect", "chunk", String(repeating: "0", count: 64)])
+        #expect(missing.code == 1)
+        #expect(missing.stderr.contains("not in the store's index"))
+        #expect(try f.cli(["inspect", "chunk", "nothex"]).code != 0)
+    }
+
+    @Test("inspect pack shows referenced blobs, unreferenced once their snapshot is forgotten")
+    func pack() throws {
+        let f = try Fixture()
+        let pack = f.store.index.lookup(try f.node("b").content![0])!.pack
+        #expect(try f.cli(["inspect", "pack", pack.hex]).stdout.contains(" referenced"))
+        try f.store.deleteSnapshot(id: f.snapshot)
+        let after = try f.cli(["inspect", "pack", pack.hex])
+        #expect(after.stdout.contains("unreferenced"))
+        #expect(!after.stdout.contains(" referenced\n"))
+    }
+
+    @Test("inspect diff lists added, removed and changed files and the bytes new to the store")
+    func diff() throws {
+        let f = try Fixture()
+        write(f.source + "/b", randomBytes(150_000, seed: 99))
+        write(f.source + "/d", randomBytes(10_000, seed: 98))
+        unlink(f.source + "/sub/c")
+        let second = try backup(f.store, [f.source]).snapshotID
+        let r = try f.cli(["inspect", "diff", f.snapshot, second, "--json"])
+        struct D: Decodable { var added: [String]; var removed: [String]; var changed: [String]; var bytesNew: UInt64 }
+        let d = try JSONDecoder().decode(D.self, from: Data(r.stdout.utf8))
+        #expect(d.added == [f.source + "/d"])
+        #expect(d.removed == [f.source + "/sub/c"])
+        #expect(d.changed == [f.source + "/b"])
+        #expect(d.bytesNew == 160_000)
+    }
+
+    @Test("inspect cat prints config, snapshot, tree and blob; damage is reported, not a crash")
+    func cat() throws {
+        let f = try Fixture()
+        #expect(try f.cli(["inspect", "cat", "config"]).stdout.contains("fastcdc2020"))
+        #expect(try f.cli(["inspect", "cat", "snapshot", f.snapshot]).stdout.contains("\"tree\""))
+        let chunk = try f.node("b").content![0]
+        #expect(try f.cli(["inspect", "cat", "blob", chunk.hex]).code == 0)
+        #expect(try f.cli(["inspect", "cat", "blob", chunk.hex, "--raw"]).code == 0)
+        #expect(try f.cli(["inspect", "cat", "blob", String(repeating: "1", count: 64)]).code == 1)
+        let tree = try f.node("sub").subtree!
+        #expect(try f.cli(["inspect", "cat", "tree", tree.hex]).stdout.contains("\"name\":\"c\""))
+        let location = f.store.index.lookup(tree)!
+        flipByte(f.store.packPath(location.pack), at: Int(location.entry.offset) + 2)
+        let damaged = try f.cli(["inspect", "cat", "tree", tree.hex])
+        #expect(damaged.code == 1)
+        #expect(damaged.stderr.contains("tree \(tree) is damaged"))
+        #expect(try f.cli(["inspect", "cat", "widget", "x"]).code != 0)
+    }
+}

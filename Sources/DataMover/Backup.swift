@@ -80,7 +80,7 @@ public struct ExcludeRule: Sendable {
         let slash = path.lastIndex(of: "/") ?? path.startIndex
         let dir = slash == path.startIndex ? "/" : String(path[..<slash])
         let name = String(path[path.index(after: slash)...])
-        let inside = recursive ? (dir == directory || dir.hasPrefix(directory + "/")) : dir == directory
+        let inside = recursive ? (directory == "/" || dir == directory || dir.hasPrefix(directory + "/")) : dir == directory
         return inside && fnmatch(pattern, name, 0) == 0
     }
 }

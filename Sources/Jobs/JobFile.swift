@@ -1,0 +1,157 @@
+import ChunkStore
+import Chunking
+import Compression
+import DataMover
+import Foundation
+import ShadowCopy
+
+/// A backup-to-disk job (docs/JOBS.md): what to back up, with which writers and provider, into which
+/// store, and what to keep. Parsed from a TOML file; `validate` reports every mistake with its line.
+public struct JobFile: Sendable {
+    public var name: String
+    public var store = ""
+    public var sources: [String] = []
+    public var excludes: [String] = []
+    public var codec: Codec?
+    public var oneFileSystem = false
+    public var chunker = ChunkerParameters.default
+    public var discovery = WriterDiscovery()
+    public var coordinator = CoordinatorOptions()
+    public var useShadowCopy = true
+    public var retention = RetentionPolicy()
+    public var prune = false
+
+    /// Every key a job file may hold, with the kind of value it takes.
+    static let schema: [String: String] = [
+        "name": "string", "store": "string", "sources": "strings", "excludes": "strings", "codec": "string",
+        "one_file_system": "bool",
+        "chunker.min": "int", "chunker.avg": "int", "chunker.max": "int", "chunker.level": "int",
+        "writers.directory": "string", "writers.sqlite": "strings", "writers.sqlite_probe": "string",
+        "writers.exec": "strings", "writers.fsfreeze_hooks": "strings", "writers.select": "strings",
+        "shadow_copy.enabled": "bool", "shadow_copy.provider": "string", "shadow_copy.freeze_timeout": "number",
+        "shadow_copy.commit_timeout": "number", "shadow_copy.retries": "int", "shadow_copy.retry_backoff": "number",
+        "shadow_copy.keep": "bool", "shadow_copy.wait": "number",
+        "retention.keep_last": "int", "retention.keep_hourly": "int", "retention.keep_daily": "int",
+        "retention.keep_weekly": "int", "retention.keep_monthly": "int", "retention.keep_yearly": "int",
+        "retention.keep_tags": "strings", "retention.prune": "bool",
+    ]
+
+    /// Parses and checks a job file. - Returns: the job, or every problem found (with lines).
+    public static func load(path: String) -> Result<JobFile, JobErrors> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return .failure(JobErrors(path: path, errors: [TOMLError(line: 0, message: "cannot read the file")]))
+        }
+        let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        return parse(text, name: name, path: path)
+    }
+
+    static func parse(_ text: String, name: String, path: String) -> Result<JobFile, JobErrors> {
+        let (entries, syntax) = TOML.parse(text)
+        var errors = syntax
+        var job = JobFile(name: name)
+        var lines: [String: Int] = [:]
+        func fail(_ line: Int, _ m: String) { errors.append(TOMLError(line: line, message: m)) }
+        for e in entries {
+            lines[e.key] = e.line
+            guard let kind = schema[e.key] else {
+                let near = schema.keys.filter { $0.hasSuffix("." + e.key.split(separator: ".").last!) || $0 == e.key.split(separator: ".").last.map(String.init) }.sorted()
+                fail(e.line, "unknown key '\(e.key)'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)"))
+                continue
+            }
+            func string() -> String? { if case .string(let s) = e.value { return s }; fail(e.line, "'\(e.key)' takes a string, not \(e.value)"); return nil }
+            func strings() -> [String]? {
+                if case .array(let items) = e.value {
+                    var out: [String] = []
+                    for i in items { if case .string(let s) = i { out.append(s) } else { fail(e.line, "'\(e.key)' takes an array of strings"); return nil } }
+                    return out
+                }
+                fail(e.line, "'\(e.key)' takes an array of strings, not \(e.value)")
+                return nil
+            }
+            func int() -> Int? {
+                if case .integer(let i) = e.value, i >= 0 { return Int(i) }
+                fail(e.line, "'\(e.key)' takes a whole number ≥ 0, not \(e.value)")
+                return nil
+            }
+            func number() -> Double? {
+                switch e.value {
+                case .integer(let i) where i > 0: return Double(i)
+                case .float(let d) where d > 0: return d
+                default: fail(e.line, "'\(e.key)' takes a positive number of seconds"); return nil
+                }
+            }
+            func bool() -> Bool? { if case .bool(let b) = e.value { return b }; fail(e.line, "'\(e.key)' takes true or false, not \(e.value)"); return nil }
+            _ = kind
+            switch e.key {
+            case "name": if let v = string() { job.name = v }
+            case "store": if let v = string() { job.store = v }
+            case "sources": if let v = strings() { job.sources = v }
+            case "excludes": if let v = strings() { job.excludes = v }
+            case "codec":
+                if let v = string() {
+                    do { job.codec = try Codec(parsing: v) } catch { fail(e.line, "\(error)") }
+                }
+            case "one_file_system": if let v = bool() { job.oneFileSystem = v }
+            case "chunker.min": if let v = int() { job.chunker.minSize = v }
+            case "chunker.avg": if let v = int() { job.chunker.averageSize = v }
+            case "chunker.max": if let v = int() { job.chunker.maxSize = v }
+            case "chunker.level": if let v = int() { job.chunker.normalization = v }
+            case "writers.directory": if let v = string() { job.discovery.directory = v }
+            case "writers.sqlite": if let v = strings() { job.discovery.sqliteDatabases = v }
+            case "writers.sqlite_probe": if let v = string() { job.discovery.sqliteProbe = v }
+            case "writers.exec": if let v = strings() { job.discovery.execWriters = v }
+            case "writers.fsfreeze_hooks": if let v = strings() { job.discovery.fsfreezeHooks = v }
+            case "writers.select": if let v = strings() { job.coordinator.selection = v }
+            case "shadow_copy.enabled": if let v = bool() { job.useShadowCopy = v }
+            case "shadow_copy.provider":
+                if let v = string() {
+                    if let p = ProviderKind(rawValue: v), p != .none { job.coordinator.provider = p } else { fail(e.line, "provider '\(v)' is not btrfs, reflink or copy") }
+                }
+            case "shadow_copy.freeze_timeout": if let v = number() { job.coordinator.freezeTimeout = .milliseconds(Int64(v * 1000)) }
+            case "shadow_copy.commit_timeout": if let v = number() { job.coordinator.commitTimeout = .milliseconds(Int64(v * 1000)) }
+            case "shadow_copy.retries": if let v = int() { job.coordinator.retries = v }
+            case "shadow_copy.retry_backoff": if let v = number() { job.coordinator.retryBackoff = .milliseconds(Int64(v * 1000)) }
+            case "shadow_copy.keep": if let v = bool() { job.coordinator.keep = v }
+            case "shadow_copy.wait": if let v = number() { job.coordinator.wait = .milliseconds(Int64(v * 1000)) }
+            case "retention.keep_last": if let v = int() { job.retention.last = v }
+            case "retention.keep_hourly": if let v = int() { job.retention.hourly = v }
+            case "retention.keep_daily": if let v = int() { job.retention.daily = v }
+            case "retention.keep_weekly": if let v = int() { job.retention.weekly = v }
+            case "retention.keep_monthly": if let v = int() { job.retention.monthly = v }
+            case "retention.keep_yearly": if let v = int() { job.retention.yearly = v }
+            case "retention.keep_tags": if let v = strings() { job.retention.tags = v }
+            case "retention.prune": if let v = bool() { job.prune = v }
+            default: break
+            }
+        }
+        // Whole-file rules.
+        if job.store.isEmpty { fail(lines["store"] ?? 1, "the job names no store: add store = \"/path/to/store\"") }
+        if job.sources.isEmpty && job.discovery.sqliteDatabases.isEmpty && job.discovery.execWriters.isEmpty {
+            fail(lines["sources"] ?? 1, "the job backs up nothing: add sources = [\"/path\"] or writers")
+        }
+        for s in job.sources where !s.hasPrefix("/") { fail(lines["sources"] ?? 1, "source '\(s)' must be an absolute path") }
+        let hasRetention = lines.keys.contains { $0.hasPrefix("retention.keep") }
+        if hasRetention && job.retention.isEmpty {
+            fail(lines.filter { $0.key.hasPrefix("retention.") }.map(\.value).min() ?? 1, "every retention rule is 0: that would forget every snapshot; keep at least one")
+        }
+        if job.prune && !hasRetention {
+            fail(lines["retention.prune"] ?? 1, "prune = true without keep_* rules: nothing is ever forgotten, so there is nothing to prune; add rules or remove prune")
+        }
+        if lines.keys.contains(where: { $0.hasPrefix("chunker.") }) {
+            do { try job.chunker.validate() } catch { fail(lines.filter { $0.key.hasPrefix("chunker.") }.map(\.value).min() ?? 1, "\(error)") }
+        }
+        if !job.useShadowCopy && (job.coordinator.provider != nil || !job.discovery.sqliteDatabases.isEmpty || !job.discovery.execWriters.isEmpty) {
+            fail(lines["shadow_copy.enabled"] ?? 1, "shadow_copy.enabled = false conflicts with writers or a provider: writers need a shadow copy session")
+        }
+        return errors.isEmpty ? .success(job) : .failure(JobErrors(path: path, errors: errors.sorted { $0.line < $1.line }))
+    }
+}
+
+/// Every problem in a job file.
+public struct JobErrors: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var errors: [TOMLError]
+    public var description: String {
+        "\(path) has \(errors.count) problem(s):\n" + errors.map { "  \(path):\($0.line): \($0.message)" }.joined(separator: "\n")
+    }
+}

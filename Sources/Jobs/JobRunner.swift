@@ -1,0 +1,127 @@
+import ChunkStore
+import DataMover
+import Foundation
+import ShadowCopy
+
+/// One run of a job: create the store if needed, back up through a shadow copy session, apply
+/// retention (and prune when asked), and append the run to the store's job history.
+public struct JobRunner: Sendable {
+    public let job: JobFile
+
+    public init(job: JobFile) { self.job = job }
+
+    /// One line of job history (`jobs/<job>/<start>-<id>.json` in the store).
+    public struct HistoryRecord: Codable, Sendable {
+        public var job: String
+        public var start: Date
+        public var end: Date
+        /// success, partial (some files unreadable: exit 3) or failed.
+        public var result: String
+        public var snapshot: String?
+        public var bytesRead: UInt64 = 0
+        public var bytesAdded: UInt64 = 0
+        public var freezeWindowMs: Double?
+        public var forgotten = 0
+        public var error: String?
+    }
+
+    public struct Outcome: Sendable {
+        public var history: HistoryRecord
+        public var backup: BackupJob.Outcome?
+    }
+
+    public func run() throws -> Outcome {
+        let start = Date()
+        let store: Store
+        if FileManager.default.fileExists(atPath: job.store + "/config") {
+            store = try Store(path: job.store)
+        } else {
+            store = try Store.initialize(at: job.store, parameters: job.chunker, codec: job.codec ?? .default)
+        }
+        var record = HistoryRecord(job: job.name, start: start, end: start, result: "failed")
+        do {
+            var options = BackupOptions(paths: job.sources)
+            options.codec = job.codec
+            options.oneFileSystem = job.oneFileSystem
+            options.tags = ["job:\(job.name)"]
+            options.excludeRules = job.excludes.map { ExcludeRule(directory: "/", pattern: $0, recursive: true) }
+            var backup = BackupJob(backup: options)
+            backup.useShadowCopy = job.useShadowCopy
+            backup.coordinator = job.coordinator
+            backup.discovery = job.discovery
+            let outcome = try backup.run(store: store)
+            let s = outcome.result.record.summary
+            record.snapshot = outcome.result.snapshotID
+            record.bytesRead = s.bytesProcessed
+            record.bytesAdded = s.bytesAdded
+            record.freezeWindowMs = outcome.session?.freezeWindow?.totalMs
+            record.result = s.errors.isEmpty ? "success" : "partial"
+            if !job.retention.isEmpty { record.forgotten = try forget(store) }
+            if job.prune { _ = try Pruner(store: store).run() }
+            record.end = Date()
+            try appendHistory(record, to: store)
+            return Outcome(history: record, backup: outcome)
+        } catch {
+            record.error = "\(error)"
+            record.end = Date()
+            try? appendHistory(record, to: store)
+            throw error
+        }
+    }
+
+    /// Applies the retention policy to this job's snapshots (same host and paths).
+    private func forget(_ store: Store) throws -> Int {
+        let lock = try StoreLock.acquire(store, exclusive: true, purpose: "job \(job.name) forget")
+        defer { lock.release() }
+        let mine = try store.snapshots().records.filter { $0.record.tags.contains("job:\(job.name)") }
+        let groups = Dictionary(grouping: mine) { "\($0.record.hostname)\u{0}\($0.record.paths.joined(separator: "\u{0}"))" }
+        var removed = 0
+        for (_, group) in groups {
+            let d = job.retention.apply(group.map { .init(id: $0.id, time: $0.record.time, tags: $0.record.tags) })
+            guard !d.keep.isEmpty else { continue }  // never empties a group
+            for id in d.remove { try store.deleteSnapshot(id: id) }
+            removed += d.remove.count
+        }
+        return removed
+    }
+
+    func appendHistory(_ r: HistoryRecord, to store: Store) throws {
+        let directory = "\(store.path)/jobs/\(job.name)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let name = "\(Timestamp(r.start).iso8601)-\(UUID().uuidString.prefix(8).lowercased()).json"  // sorts by start
+        let data = try JSONEncoder.storeLike.encode(r)
+        FileManager.default.createFile(atPath: "\(directory)/\(name)", contents: data)
+    }
+
+    /// Every run of every job in the store, oldest first.
+    public static func history(_ store: Store) -> [HistoryRecord] {
+        let root = "\(store.path)/jobs"
+        var out: [(file: String, record: HistoryRecord)] = []
+        for job in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(job)")) ?? [] where file.hasSuffix(".json") {
+                if let data = FileManager.default.contents(atPath: "\(root)/\(job)/\(file)"), let r = try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: data) {
+                    out.append((file, r))
+                }
+            }
+        }
+        // File names start with the start time to the nanosecond.
+        return out.sorted { $0.file < $1.file }.map(\.record)
+    }
+}
+
+extension JSONEncoder {
+    static var storeLike: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var storeLike: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}

@@ -94,3 +94,24 @@ struct InspectTests {
         #expect(try f.cli(["inspect", "cat", "widget", "x"]).code != 0)
     }
 }
+
+@Suite("report")
+struct ReportTests {
+    @Test("inspect report writes one self-contained page with its four charts")
+    func report() throws {
+        let f = try Fixture()
+        write(f.source + "/d", randomBytes(10_000, seed: 98))
+        _ = try backup(f.store, [f.source])
+        let html = f.scratch.sub("report.html")
+        let r = try f.cli(["inspect", "report", "--html", html])
+        #expect(r.code == 0, "\(r.stderr)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(page.components(separatedBy: "<svg").count - 1 == 4)
+        for title in ["Stored vs logical size", "Dedup and compression", "Chunk size histogram", "Freeze window"] { #expect(page.contains(title)) }
+        // Nothing fetched from elsewhere: no scripts, stylesheets or images by URL.
+        #expect(!page.contains("<script"))
+        #expect(!page.contains("src="))
+        #expect(!page.contains("href="))
+        #expect(page.replacingOccurrences(of: "xmlns='http://www.w3.org/2000/svg'", with: "").range(of: "http") == nil)
+    }
+}

@@ -5,7 +5,7 @@ import ShadowCopy
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Look inside the store.", subcommands: [InspectStats.self, InspectSnapshot.self, InspectChunk.self, InspectPack.self, InspectDiff.self, InspectCat.self])
+        abstract: "Look inside the store.", subcommands: [InspectStats.self, InspectSnapshot.self, InspectChunk.self, InspectPack.self, InspectDiff.self, InspectCat.self, InspectReport.self])
 }
 
 struct InspectSnapshot: ParsableCommand {

@@ -63,7 +63,7 @@ struct InspectTests {
     func diff() throws {
         let f = try Fixture()
         write(f.source + "/b", randomBytes(150_000, seed: 99))
-        write(f.source + "/d", randomBytes(10_000, seed: 98))
+        write(f.source + "/d", randomBytes(10_000, seed: 97))
         unlink(f.source + "/sub/c")
         let second = try backup(f.store, [f.source]).snapshotID
         let r = try f.cli(["inspect", "diff", f.snapshot, second, "--json"])
@@ -100,7 +100,7 @@ struct ReportTests {
     @Test("inspect report writes one self-contained page with its charts")
     func report() throws {
         let f = try Fixture()
-        write(f.source + "/d", randomBytes(10_000, seed: 98))
+        write(f.source + "/d", randomBytes(10_000, seed: 97))
         _ = try backup(f.store, [f.source])
         let html = f.scratch.sub("report.html")
         let r = try f.cli(["inspect", "report", "--html", html])

@@ -152,7 +152,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
         let maxSize = saver.store.chunker.parameters.maxSize
         let job = LargeFile(lanes: lanes, bufferBytes: maxSize + 2 * Self.readSize)
-        defer { job.abandon() }
+        defer { job.abandon(lanes, saver: saver) }
         var size: UInt64 = 0
         var ended = false
         var previous: (buffer: UnsafeMutableRawBufferPointer, tail: Range<Int>)?
@@ -350,12 +350,14 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
         }
     }
 
-    /// On failure, waits until no worker still uses the buffers (they are freed with this object).
-    func abandon() {
-        condition.lock()
-        abandoned = true
-        while outstanding > 0 { condition.wait() }
-        condition.unlock()
+    /// On failure, waits until no worker still uses the buffers (they go back to the pool with this
+    /// object). Meanwhile it hashes waiting batches (of any file): the other workers may have finished
+    /// already, and a batch nobody takes would keep this wait from ending.
+    func abandon(_ lanes: BackupLanes, saver: ChunkSaver) {
+        condition.withLock { abandoned = true }
+        while condition.withLock({ outstanding > 0 }) {
+            if let batch = lanes.lanes.popBatch(timeout: .milliseconds(2)) { try? batch.job.run(batch, saver) }
+        }
     }
 
     func content() -> [ChunkID] { condition.withLock { ids } }

@@ -28,7 +28,7 @@ struct InspectSnapshot: ParsableCommand {
         Output.line("snapshot \(id)")
         Output.line("  time:    \(Output.time(record.time))   host: \(record.hostname)   user: \(record.username)")
         Output.line("  paths:   \(record.paths.joined(separator: ", "))")
-        Output.line("  files:   \(s.files), \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks; added \(Output.bytes(s.bytesAdded)) (\(Output.bytes(s.bytesStored)) stored)")
+        Output.line("  files:   \(s.files), \(Output.bytes(s.bytesProcessed)) (\(Output.bytes(s.bytesRead)) read in \(s.chunks) chunks, \(s.filesUnchanged) files unchanged); added \(Output.bytes(s.bytesAdded)) (\(Output.bytes(s.bytesStored)) stored)")
         guard let session else {
             Output.line("  shadow copy: none (files were read live)")
             return

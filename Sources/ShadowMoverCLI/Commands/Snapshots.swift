@@ -20,7 +20,7 @@ struct Snapshots: ParsableCommand {
                 ["ID", "Time", "Host", "Files", "Size", "Paths"],
                 records.map { r in
                     [String(r.id.prefix(8)), Output.time(r.record.time), r.record.hostname, "\(r.record.summary.files)",
-                     Output.bytes(r.record.summary.bytesRead), r.record.paths.joined(separator: ", ")]
+                     Output.bytes(r.record.summary.bytesProcessed), r.record.paths.joined(separator: ", ")]
                 })
             Output.line("\(records.count) snapshot(s)")
         }

@@ -1,0 +1,107 @@
+import ChunkStore
+import Compression
+import Foundation
+
+/// What to back up and how.
+public struct BackupOptions: Sendable {
+    public var paths: [String]
+    /// Do not descend into directories on another filesystem than the path they were found under.
+    public var oneFileSystem = false
+    /// Chunk/hash/compress workers; one per core by default.
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Codec for new blobs; the store's default when nil.
+    public var codec: Codec?
+    public var tags: [String] = []
+    public var hostname = ProcessInfo.processInfo.hostName
+    /// Called at `progressInterval` with where the backup stands (nil: no reports).
+    public var progress: (@Sendable (ProgressEvent) -> Void)?
+    public var progressInterval: Duration = .seconds(1)
+    /// Read every file, even those the parent snapshot shows unchanged.
+    public var force = false
+    /// The snapshot whose trees serve as the files cache (nil: the latest with the same paths and host).
+    public var parent: String?
+    /// Where to read the data from when it is not the live filesystem (a shadow copy).
+    public var source = BackupSource()
+    /// Paths never backed up (e.g. the shadow copies' own directories).
+    public var excludedPaths: Set<String> = []
+    /// Name patterns excluded below a directory (a writer's exclude list).
+    public var excludeRules: [ExcludeRule] = []
+    /// Called once the data is stored, before the snapshot record is written: the shadow copy session's
+    /// document to keep in the record (writers, components and their results, freeze window).
+    public var shadowCopy: (@Sendable (BackupSummary) -> JSONValue?)?
+
+    public init(paths: [String]) { self.paths = paths }
+}
+
+/// Where a backup reads each path from. The snapshot records the original paths; the bytes and
+/// metadata come from the shadow copy.
+public struct BackupSource: Sendable {
+    /// Subtrees read from elsewhere (a btrfs snapshot): original path → path to read.
+    public var subtrees: [(original: String, read: String)] = []
+    /// Single files read from elsewhere (reflink clones, copies), with their metadata at freeze time.
+    public var files: [String: CapturedMetadata] = [:]
+
+    public init() {}
+
+    public struct CapturedMetadata: @unchecked Sendable {  // `stat` is a plain C struct
+        public var read: String
+        public var stat: stat
+        public init(read: String, stat: stat) {
+            self.read = read
+            self.stat = stat
+        }
+    }
+
+    /// The path to read for an original path, and the original root of the subtree it was mapped by.
+    func resolve(_ original: PathBytes) -> (read: PathBytes, mappedFrom: String?) {
+        guard !subtrees.isEmpty else { return (original, nil) }
+        let text = original.description
+        var best: (original: String, read: String)?
+        for s in subtrees where text == s.original || text.hasPrefix(s.original == "/" ? "/" : s.original + "/") {
+            if best == nil || s.original.count > best!.original.count { best = s }
+        }
+        guard let best else { return (original, nil) }
+        return (PathBytes(best.read + String(text.dropFirst(best.original == "/" ? 0 : best.original.count))), best.original)
+    }
+}
+
+/// Excludes names matching `pattern` (fnmatch) in `directory`, and below it when `recursive`.
+public struct ExcludeRule: Sendable {
+    public var directory: String
+    public var pattern: String
+    public var recursive: Bool
+    public init(directory: String, pattern: String, recursive: Bool) {
+        self.directory = directory
+        self.pattern = pattern
+        self.recursive = recursive
+    }
+
+    func matches(_ path: String) -> Bool {
+        let slash = path.lastIndex(of: "/") ?? path.startIndex
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        let inside = recursive ? (directory == "/" || dir == directory || dir.hasPrefix(directory + "/")) : dir == directory
+        return inside && fnmatch(pattern, name, 0) == 0
+    }
+}
+
+/// The outcome of a backup that committed a snapshot.
+public struct BackupResult: Sendable {
+    public var snapshotID: String
+    public var record: SnapshotRecord
+    /// Files and directories that could not be read (exit code 3).
+    public var errors: [String] { record.summary.errors }
+}
+
+public enum BackupError: Error, CustomStringConvertible {
+    case pathMissing(String, String)
+    case noPaths
+
+    public var description: String {
+        switch self {
+        case .pathMissing(let path, let reason):
+            "cannot back up \(path): \(reason) — check the path"
+        case .noPaths: "no paths to back up: name at least one file or directory"
+        }
+    }
+}

@@ -13,11 +13,26 @@ enum FileIO {
 
     /// Writes `parts` (concatenated) to `directory/name` atomically and durably.
     static func writeAtomically(directory: String, name: String, parts: [UnsafeRawBufferPointer]) throws {
+        try writeThroughTemp(directory: directory, name: name) { fd, temp in
+            for part in parts { try writeAll(fd: fd, part, path: temp) }
+        }
+    }
+
+    /// The one life of every store file: create a temporary file in `directory` (`flags` added to the
+    /// open), let `write` fill it, fsync and close it, rename it to `name`, fsync the directory. On any
+    /// error the temporary file is removed.
+    private static func writeThroughTemp(
+        directory: String, name: String, flags: Int32 = 0, fallbackFlags: Int32? = nil,
+        _ write: (_ fd: Int32, _ temp: String) throws -> Void
+    ) throws {
         let temp = "\(directory)/.tmp-\(name)-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | flags, 0o444)
+        if fd < 0 && errno == EINVAL, let fallbackFlags {
+            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | fallbackFlags, 0o444)
+        }
         try check(fd, temp, "create")
         do {
-            for part in parts { try writeAll(fd: fd, part, path: temp) }
+            try write(fd, temp)
             try check(fsync(fd), temp, "fsync")
             try check(close(fd), temp, "close")
         } catch {
@@ -25,7 +40,13 @@ enum FileIO {
             unlink(temp)
             throw error
         }
-        try install(temp, as: name, in: directory)
+        let final = "\(directory)/\(name)"
+        if rename(temp, final) != 0 {
+            let e = errno
+            unlink(temp)
+            throw StoreError.io(path: final, operation: "rename into place", errno: e)
+        }
+        try fsyncDirectory(directory)
     }
 
     /// Linux's O_DIRECT (x86-64 and arm64 value); Glibc's module hides it behind _GNU_SOURCE.
@@ -38,20 +59,13 @@ enum FileIO {
     /// byte. The unaligned rest and `tail` are written normally. Falls back to buffered I/O where the
     /// filesystem refuses O_DIRECT (tmpfs).
     static func writePackAtomically(directory: String, name: String, aligned: UnsafeRawBufferPointer, tail: UnsafeRawBufferPointer) throws {
-        let temp = "\(directory)/.tmp-\(name)-\(UInt32.random(in: 0...UInt32.max))"
-        var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | openDirect, 0o444)
-        var direct = true
-        if fd < 0 && errno == EINVAL {
-            direct = false
-            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        }
-        try check(fd, temp, "create")
-        do {
+        try writeThroughTemp(directory: directory, name: name, flags: openDirect, fallbackFlags: 0) { fd, temp in
+            let direct = fcntl(fd, F_GETFL) & openDirect != 0
             var done = 0
             let bulk = aligned.count & ~(directAlignment - 1)
             if direct && bulk > 0 && Int(bitPattern: aligned.baseAddress!) % directAlignment == 0 {
                 while done < bulk {
-                    let n = write(fd, aligned.baseAddress! + done, bulk - done)
+                    let n = Glibc.write(fd, aligned.baseAddress! + done, bulk - done)
                     if n < 0 {
                         if errno == EINTR { continue }
                         if errno == EINVAL && done == 0 { break }  // refused after all: buffered below
@@ -64,25 +78,7 @@ enum FileIO {
             if direct { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~openDirect) }
             try writeAll(fd: fd, UnsafeRawBufferPointer(rebasing: aligned[done...]), path: temp)
             try writeAll(fd: fd, tail, path: temp)
-            try check(fsync(fd), temp, "fsync")
-            try check(close(fd), temp, "close")
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
         }
-        try install(temp, as: name, in: directory)
-    }
-
-    /// Renames a written, fsynced temporary file to its final name and makes the rename durable.
-    private static func install(_ temp: String, as name: String, in directory: String) throws {
-        let final = "\(directory)/\(name)"
-        if rename(temp, final) != 0 {
-            let e = errno
-            unlink(temp)
-            throw StoreError.io(path: final, operation: "rename into place", errno: e)
-        }
-        try fsyncDirectory(directory)
     }
 
     static func writeAtomically(directory: String, name: String, bytes: [UInt8]) throws {

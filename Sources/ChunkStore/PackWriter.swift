@@ -10,10 +10,12 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
 
     /// Mapped directly (not malloc'd): its pages can be handed back with MADV_DONTNEED without touching
     /// any allocator's bookkeeping, and it is page-aligned for O_DIRECT.
-    init(capacity: Int) {
+    init(capacity: Int) throws {
         let length = (capacity + FileIO.directAlignment - 1) & ~(FileIO.directAlignment - 1)
         let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let base, base != MAP_FAILED else { fatalError("cannot map a \(length)-byte pack buffer: out of memory") }
+        guard let base, base != MAP_FAILED else {
+            throw StoreError.io(path: "a \(length)-byte pack buffer", operation: "map memory for", errno: errno)
+        }
         storage = UnsafeMutableRawBufferPointer(start: base, count: length)
     }
 
@@ -80,8 +82,8 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         defer { condition.unlock() }
         if let failure { throw failure }
         if let i = partial.firstIndex(where: { $0.free.count >= room }) { return partial.remove(at: i) }
-        if room > capacity { return PackBuffer(capacity: room + (64 << 10)) }  // a blob larger than a pack (a huge tree)
-        return spare.popLast() ?? PackBuffer(capacity: capacity)
+        if room > capacity { return try PackBuffer(capacity: room + (64 << 10)) }  // a blob larger than a pack (a huge tree)
+        return try spare.popLast() ?? PackBuffer(capacity: capacity)
     }
 
     /// Returns a buffer; a full one is queued for writing (waiting while two are already queued).

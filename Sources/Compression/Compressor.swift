@@ -37,16 +37,9 @@ public final class Compressor {
     ///   otherwise they live in this compressor's buffer and stay valid until its next call.
     public func compress(_ raw: UnsafeRawBufferPointer) -> (kind: Codec.Kind, bytes: UnsafeRawBufferPointer) {
         guard !raw.isEmpty, codec != .none else { return (.none, raw) }
-        let limit = Int(Double(raw.count) * Self.autoRawThreshold)
-        let produced: Int?
-        switch codec {
-        case .none: produced = nil
-        case .lz4: produced = compressLZ4(raw)
-        case .zstd(let level): produced = compressZstd(raw, level: level)
-        case .zlib(let level): produced = compressZlib(raw, level: level)
-        }
-        guard let produced, produced < limit else { return (.none, raw) }
-        return (codec.kind, UnsafeRawBufferPointer(rebasing: output[..<produced]))
+        ensureOutput(Self.bound(raw.count))
+        let (kind, count) = compress(raw, into: output)
+        return kind == .none ? (.none, raw) : (kind, UnsafeRawBufferPointer(rebasing: output[..<count]))
     }
 
     /// The largest output `compress(_:into:)` can produce for `rawLength` bytes, whatever the codec.
@@ -135,29 +128,5 @@ public final class Compressor {
         guard output.count < bound else { return }
         output.deallocate()
         output = UnsafeMutableRawBufferPointer.allocate(byteCount: bound, alignment: 16)
-    }
-
-    private func compressLZ4(_ raw: UnsafeRawBufferPointer) -> Int? {
-        ensureOutput(Int(LZ4_compressBound(Int32(raw.count))))
-        let n = LZ4_compress_default(
-            raw.baseAddress!.assumingMemoryBound(to: CChar.self),
-            output.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count), Int32(output.count))
-        return n > 0 ? Int(n) : nil
-    }
-
-    private func compressZstd(_ raw: UnsafeRawBufferPointer, level: Int32) -> Int? {
-        if zstdC == nil { zstdC = ZSTD_createCCtx() }
-        ensureOutput(ZSTD_compressBound(raw.count))
-        let n = ZSTD_compressCCtx(zstdC, output.baseAddress, output.count, raw.baseAddress, raw.count, level)
-        return ZSTD_isError(n) == 0 ? n : nil
-    }
-
-    private func compressZlib(_ raw: UnsafeRawBufferPointer, level: Int32) -> Int? {
-        ensureOutput(Int(compressBound(uLong(raw.count))))
-        var length = uLongf(output.count)
-        let rc = compress2(
-            output.baseAddress!.assumingMemoryBound(to: Bytef.self), &length,
-            raw.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(raw.count), level)
-        return rc == Z_OK ? Int(length) : nil
     }
 }

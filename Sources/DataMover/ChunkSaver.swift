@@ -260,7 +260,6 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     private var ids: [ChunkID] = []
     private var outstanding = 0
     private var error: Error?
-    private var abandoned = false
     let limit: Int
     let bufferBytes: Int
     let lanes: BackupLanes
@@ -354,7 +353,6 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     /// object). Meanwhile it hashes waiting batches (of any file): the other workers may have finished
     /// already, and a batch nobody takes would keep this wait from ending.
     func abandon(_ lanes: BackupLanes, saver: ChunkSaver) {
-        condition.withLock { abandoned = true }
         while condition.withLock({ outstanding > 0 }) {
             if let batch = lanes.lanes.popBatch(timeout: .milliseconds(2)) { try? batch.job.run(batch, saver) }
         }

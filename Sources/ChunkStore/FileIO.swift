@@ -13,26 +13,30 @@ enum FileIO {
 
     /// Writes `parts` (concatenated) to `directory/name` atomically and durably.
     static func writeAtomically(directory: String, name: String, parts: [UnsafeRawBufferPointer]) throws {
-        try writeThroughTemp(directory: directory, name: name) { fd, temp in
+        try writeThroughTemp(directory: directory) { fd, temp in
             for part in parts { try writeAll(fd: fd, part, path: temp) }
+            return name
         }
     }
 
     /// The one life of every store file: create a temporary file in `directory` (`flags` added to the
-    /// open), let `write` fill it, fsync and close it, rename it to `name`, fsync the directory. On any
-    /// error the temporary file is removed.
-    private static func writeThroughTemp(
-        directory: String, name: String, flags: Int32 = 0, fallbackFlags: Int32? = nil,
-        _ write: (_ fd: Int32, _ temp: String) throws -> Void
-    ) throws {
-        let temp = "\(directory)/.tmp-\(name)-\(UInt32.random(in: 0...UInt32.max))"
+    /// open), let `write` fill it and return the file's name (content-addressed files learn it only
+    /// once written), fsync and close it, rename it to that name, fsync the directory. On any error
+    /// the temporary file is removed. - Returns: the name.
+    @discardableResult
+    static func writeThroughTemp(
+        directory: String, flags: Int32 = 0, fallbackFlags: Int32? = nil,
+        _ write: (_ fd: Int32, _ temp: String) throws -> String
+    ) throws -> String {
+        let temp = "\(directory)/.tmp-\(UInt64.random(in: 0...UInt64.max))"
         var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | flags, 0o444)
         if fd < 0 && errno == EINVAL, let fallbackFlags {
             fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | fallbackFlags, 0o444)
         }
         try check(fd, temp, "create")
+        let name: String
         do {
-            try write(fd, temp)
+            name = try write(fd, temp)
             try check(fsync(fd), temp, "fsync")
             try check(close(fd), temp, "close")
         } catch {
@@ -47,6 +51,7 @@ enum FileIO {
             throw StoreError.io(path: final, operation: "rename into place", errno: e)
         }
         try fsyncDirectory(directory)
+        return name
     }
 
     /// Linux's O_DIRECT (x86-64 and arm64 value); Glibc's module hides it behind _GNU_SOURCE.
@@ -59,7 +64,7 @@ enum FileIO {
     /// byte. The unaligned rest and `tail` are written normally. Falls back to buffered I/O where the
     /// filesystem refuses O_DIRECT (tmpfs).
     static func writePackAtomically(directory: String, name: String, aligned: UnsafeRawBufferPointer, tail: UnsafeRawBufferPointer) throws {
-        try writeThroughTemp(directory: directory, name: name, flags: openDirect, fallbackFlags: 0) { fd, temp in
+        try writeThroughTemp(directory: directory, flags: openDirect, fallbackFlags: 0) { fd, temp in
             let direct = fcntl(fd, F_GETFL) & openDirect != 0
             var done = 0
             let bulk = aligned.count & ~(directAlignment - 1)
@@ -78,6 +83,7 @@ enum FileIO {
             if direct { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~openDirect) }
             try writeAll(fd: fd, UnsafeRawBufferPointer(rebasing: aligned[done...]), path: temp)
             try writeAll(fd: fd, tail, path: temp)
+            return name
         }
     }
 
@@ -141,8 +147,8 @@ enum FileIO {
         }
     }
 
-    /// Names in `directory`, without dot files (temporary files start with a dot).
-    static func list(_ directory: String) throws -> [String] {
+    /// Names in `directory`, without dot files (temporary files start with a dot) unless `hidden`.
+    static func list(_ directory: String, hidden: Bool = false) throws -> [String] {
         guard let dir = opendir(directory) else { throw StoreError.io(path: directory, operation: "list", errno: errno) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -150,7 +156,7 @@ enum FileIO {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
-            if !name.hasPrefix(".") { names.append(name) }
+            if hidden ? name != "." && name != ".." : !name.hasPrefix(".") { names.append(name) }
         }
         return names.sorted()
     }

@@ -1,4 +1,5 @@
 import Compression
+import Crypto
 import Foundation
 
 /// One immutable, sorted index segment (docs/FORMAT.md, "Index segments"), memory-mapped so that looking
@@ -130,56 +131,125 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
 }
 
 extension IndexSegment {
-    /// Merges sorted segments (oldest first) into one; an id in several keeps the newest entry.
-    static func merge(_ segments: [IndexSegment]) -> (name: String, bytes: [UInt8]) {
+    /// Gives back the mapped pages of entries before `position` (they stay in the page cache): a pass
+    /// over a whole segment then keeps only a window of it resident.
+    func releasePages(before position: Int) {
+        let end = (entriesStart + position * Self.entrySize) & ~(Int(getpagesize()) - 1)
+        guard end > 0 else { return }
+        madvise(UnsafeMutableRawPointer(mutating: mapping.baseAddress!), end, MADV_DONTNEED)
+    }
+}
+
+/// Walks index segments (oldest first) together in id order, yielding each id once: from the newest
+/// segment that has it, as a lookup would find it. Memory: one cursor per segment; the pages behind
+/// the cursors are released as it goes.
+struct SegmentMerge {
+    let segments: [IndexSegment]
+    private var cursors: [Int]
+    private var heads: [ChunkID?]
+    private var released: [Int]
+    private static let releaseEvery = 1 << 17  // entries (6.5 MiB)
+
+    init(_ segments: [IndexSegment]) {
+        self.segments = segments
+        cursors = Array(repeating: 0, count: segments.count)
+        heads = segments.map { $0.count > 0 ? $0.idAt(0) : nil }
+        released = cursors
+    }
+
+    /// The next id, with the segment and position of its entry.
+    mutating func next() -> (id: ChunkID, segment: Int, position: Int)? {
+        var best = -1
+        var bestID = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+        for (i, head) in heads.enumerated() {
+            guard let head else { continue }
+            if best < 0 || head <= bestID {  // on equal ids the later (newer) segment wins
+                best = i
+                bestID = head
+            }
+        }
+        guard best >= 0 else { return nil }
+        let position = cursors[best]
+        for i in heads.indices where heads[i] == bestID { advance(i) }
+        return (bestID, best, position)
+    }
+
+    private mutating func advance(_ i: Int) {
+        cursors[i] += 1
+        let s = segments[i]
+        heads[i] = cursors[i] < s.count ? s.idAt(cursors[i]) : nil
+        if cursors[i] - released[i] >= Self.releaseEvery || heads[i] == nil {
+            s.releasePages(before: cursors[i])
+            released[i] = cursors[i]
+        }
+    }
+}
+
+extension IndexSegment {
+    /// Writes one segment into `directory` holding the newest entry of every id of `segments` that
+    /// `keep` accepts, streaming: memory is the pack list and a write buffer, whatever the size.
+    /// `makeFilter` is called once per pass (there are two: count, then write); each filter sees the
+    /// ids in ascending order. - Returns: the new segment's name and entry count, or nil when no entry
+    /// is kept.
+    static func writeMerged(
+        _ segments: [IndexSegment], into directory: String, keep makeFilter: () -> (ChunkID) -> Bool = { { _ in true } }
+    ) throws -> (name: String, count: Int)? {
+        // Pass 1: count the kept entries and number their packs in order of first use.
         var packNumbers: [ChunkID: UInt32] = [:]
         var packs: [ChunkID] = []
-        var remap: [[UInt32]] = []
-        for s in segments {
-            remap.append(s.packs.map { p in
-                if let n = packNumbers[p] { return n }
-                packNumbers[p] = UInt32(packs.count)
-                packs.append(p)
-                return UInt32(packs.count - 1)
-            })
-        }
-        let total = segments.reduce(0) { $0 + $1.count }
-        var out = [UInt8]()
-        out.reserveCapacity(headerSize + packs.count * 32 + total * entrySize)
-        out.append(contentsOf: magic)
-        out.appendLE32(UInt32(packs.count))
-        let countOffset = out.count
-        out.appendLE32(0)
-        for p in packs { out.append(p) }
-        var cursors = Array(repeating: 0, count: segments.count)
-        var written = 0
-        var last: ChunkID?
-        while true {
-            var best = -1
-            var bestID = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
-            // On equal ids the newest segment (the last) wins: it is where the index looks first.
-            for (i, s) in segments.enumerated() where cursors[i] < s.count {
-                let id = s.idAt(cursors[i])
-                if best < 0 || id < bestID || id == bestID {
-                    best = i
-                    bestID = id
-                }
+        var count = 0
+        var merge = SegmentMerge(segments)
+        var keep = makeFilter()
+        while let (id, s, position) = merge.next() {
+            guard keep(id) else { continue }
+            let segment = segments[s]
+            let pack = segment.packs[Int(segment.mapping.le32(segment.entriesStart + position * entrySize + 32))]
+            if packNumbers[pack] == nil {
+                packNumbers[pack] = UInt32(packs.count)
+                packs.append(pack)
             }
-            if best < 0 { break }
-            let s = segments[best]
-            let at = s.entriesStart + cursors[best] * entrySize
-            cursors[best] += 1
-            if bestID == last { continue }
-            last = bestID
-            let raw = UnsafeRawBufferPointer(rebasing: s.mapping[at..<at + entrySize])
-            out.append(contentsOf: raw[0..<32])
-            out.appendLE32(remap[best][Int(raw.le32(32))])
-            out.append(contentsOf: raw[36..<entrySize])
-            written += 1
+            count += 1
         }
-        withUnsafeBytes(of: UInt32(written).littleEndian) { b in
-            for k in 0..<4 { out[countOffset + k] = b[k] }
+        guard count > 0 else { return nil }
+        let remap = segments.map { s in s.packs.map { packNumbers[$0] ?? .max } }
+
+        // Pass 2: write it, hashing as it goes (a segment is named by its bytes' SHA-256).
+        let name = try FileIO.writeThroughTemp(directory: directory) { fd, temp in
+            var hasher = SHA256()
+            var block = [UInt8]()
+            block.reserveCapacity(1 << 20)
+            func flush() throws {
+                block.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+                try block.withUnsafeBytes { try FileIO.writeAll(fd: fd, $0, path: temp) }
+                block.removeAll(keepingCapacity: true)
+            }
+            block.append(contentsOf: magic)
+            block.appendLE32(UInt32(packs.count))
+            block.appendLE32(UInt32(count))
+            for p in packs {
+                block.append(p)
+                if block.count >= 1 << 20 { try flush() }
+            }
+            var written = 0
+            var merge = SegmentMerge(segments)
+            keep = makeFilter()
+            while let (id, s, position) = merge.next() {
+                guard keep(id) else { continue }
+                let segment = segments[s]
+                let at = segment.entriesStart + position * entrySize
+                let raw = UnsafeRawBufferPointer(rebasing: segment.mapping[at..<at + entrySize])
+                block.append(contentsOf: raw[0..<32])
+                block.appendLE32(remap[s][Int(raw.le32(32))])
+                block.append(contentsOf: raw[36..<entrySize])
+                written += 1
+                if block.count >= 1 << 20 { try flush() }
+            }
+            try flush()
+            guard written == count else {
+                throw StoreError.refused("the index changed while it was being rewritten (\(written) entries, expected \(count))")
+            }
+            return hasher.finalize().withUnsafeBytes { ChunkID(bytes: $0).hex }
         }
-        return (ChunkID(hashing: out).hex, out)
+        return (name, count)
     }
 }

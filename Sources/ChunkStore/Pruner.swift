@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// Removes data no snapshot references (`shadowmover prune`): marks every blob reachable from the
@@ -8,7 +7,11 @@ import Foundation
 /// Crash-safe at every step, because nothing is deleted before what replaces it is durable:
 /// new packs → their index segment → the new full index segment → old segments deleted → old packs
 /// deleted. A crash leaves at worst unreferenced packs or a redundant segment, which the next prune
-/// removes. Memory: the set of live ids (tens of bytes per chunk), plus one pack being repacked.
+/// removes (with any temporary file a killed writer left: under the exclusive lock nobody is writing).
+///
+/// Memory, per blob in the store: the live set (40 bytes per indexed blob, sized once) and the pack of
+/// each live blob (4 bytes); the index segments are read in one merge pass that releases its pages
+/// behind it. Plus the largest tree, and one blob being repacked.
 public struct Pruner {
     public let store: Store
     /// Repack a pack when more than this share of its bytes is unused.
@@ -25,6 +28,8 @@ public struct Pruner {
         public var packsWritten = 0
         public var bytesFreed: UInt64 = 0
         public var bytesRepacked: UInt64 = 0
+        /// Temporary files left by killed writers, removed.
+        public var temporaryFilesRemoved = 0
         public var durationSeconds = 0.0
     }
 
@@ -33,49 +38,78 @@ public struct Pruner {
         let lock = try StoreLock.acquire(store, exclusive: true, purpose: "prune")
         defer { lock.release() }
         var report = Report()
+        try store.writeIndexSegment()  // anything this process added, so the segments hold it all
+        report.temporaryFilesRemoved = try removeTemporaryFiles()
 
-        // Mark.
+        // Mark: every blob reachable from a snapshot. The index has at least as many entries as
+        // there are live blobs, so the set is sized once.
         let (records, damaged) = try store.snapshots()
         if let d = damaged.first { throw StoreError.refused("refusing to prune: \(d); the data it references would be deleted — run `shadowmover check`") }
         report.snapshots = records.count
-        var live = Set<ChunkID>()
-        var visited = Set<ChunkID>()
+        let segments = store.index.segments
+        let live = LiveSet(limit: segments.reduce(0) { $0 + $1.count })
+        var visited = Set<ChunkID>()  // trees (a data chunk may have a tree's bytes: trees are tracked apart)
+        func keep(_ id: ChunkID) throws {
+            if live.insert(id) == nil {
+                throw StoreError.refused("refusing to prune: the snapshots reference more blobs than the index holds — run `shadowmover check`")
+            }
+        }
         func mark(_ tree: ChunkID) throws {
             guard visited.insert(tree).inserted else { return }
-            live.insert(tree)
+            try keep(tree)
             let t: Tree
             do { t = try store.loadTree(tree) } catch {
                 throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
             }
             for node in t.nodes {
-                for id in node.content ?? [] { live.insert(id) }
+                for id in node.content ?? [] { try keep(id) }
                 if let sub = node.subtree { try mark(sub) }
             }
         }
         for (_, record) in records { try mark(record.tree) }
         visited = []
+        live.sort()
         report.liveBlobs = live.count
 
-        // Sweep: what is live in each pack (an id counts in the pack the index points to).
-        var liveBytes: [ChunkID: UInt64] = [:]
-        for id in live {
-            guard let location = store.index.lookup(id) else {
-                throw StoreError.refused("refusing to prune: blob \(id) is referenced but not in the index — run `shadowmover check`")
+        // Where each live blob is (the entry a lookup finds), by one merge pass over the segments:
+        // its pack's number, and the live bytes of each pack.
+        var packNumbers: [ChunkID: UInt32] = [:]
+        var liveBytes: [UInt64] = []
+        var packOf = [UInt32](repeating: 0, count: live.count)
+        var next = 0
+        var merge = SegmentMerge(segments)
+        while let (id, s, position) = merge.next(), next < live.count {
+            if live[next] < id { break }  // a live id no segment has
+            guard live[next] == id else { continue }
+            guard let location = segments[s].location(at: position) else {
+                throw StoreError.refused("refusing to prune: index segment \(segments[s].name) entry \(position) is malformed — run `shadowmover repair index`")
             }
-            liveBytes[location.pack, default: 0] += UInt64(location.entry.storedLength)
+            let number = packNumbers[location.pack] ?? {
+                packNumbers[location.pack] = UInt32(liveBytes.count)
+                liveBytes.append(0)
+                return UInt32(liveBytes.count - 1)
+            }()
+            packOf[next] = number
+            liveBytes[Int(number)] += UInt64(location.entry.storedLength)
+            next += 1
         }
+        if next < live.count {
+            throw StoreError.refused("refusing to prune: blob \(live[next]) is referenced but not in the index — run `shadowmover check`")
+        }
+
+        // Sweep: packs with nothing live go, packs with too much dead are repacked.
         var delete: [ChunkID] = []
         var repack: [(pack: ChunkID, entries: [BlobEntry])] = []
         let packs = try store.packIDs()
         report.packs = packs.count
         for pack in packs {
+            let used = packNumbers[pack].map { liveBytes[Int($0)] } ?? 0
             let entries: [BlobEntry]
             do { entries = try store.readPackTrailer(pack) } catch {
-                if liveBytes[pack] == nil { delete.append(pack); continue }  // damaged and unused: just remove
+                if used == 0 { delete.append(pack); continue }  // damaged and unused: just remove
                 throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
             }
             let total = entries.reduce(UInt64(0)) { $0 + UInt64($1.storedLength) }
-            let used = liveBytes[pack] ?? 0
             if used == 0 {
                 delete.append(pack)
                 report.bytesFreed += total
@@ -85,16 +119,20 @@ public struct Pruner {
             }
         }
 
-        // Repack: copy live blobs as stored (no recompression) into new packs.
+        // Repack: copy live blobs as stored (no recompression) into new packs. A blob is copied from
+        // the pack the index points to, once.
         if !repack.isEmpty {
             let writer = store.makePackWriter()
             defer { writer.cancel() }
             var scratch: [UInt8] = []
             for (pack, entries) in repack {
+                let number = packNumbers[pack]!
                 let fd = open(store.packPath(pack), O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw StoreError.io(path: store.packPath(pack), operation: "open", errno: errno) }
                 defer { close(fd) }
-                for e in entries where live.contains(e.id) && store.index.lookup(e.id)?.pack == pack {
+                for e in entries {
+                    guard let i = live.index(of: e.id), packOf[i] == number else { continue }
+                    packOf[i] = .max  // copied
                     let n = Int(e.storedLength)
                     if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
                     let got = try scratch.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n]), at: Int(e.offset), path: store.packPath(pack)) }
@@ -110,10 +148,17 @@ public struct Pruner {
             report.packsWritten = writer.packsWritten
             report.packsRepacked = repack.count
         }
+        packOf = []
 
-        // The new index: every live blob where the index now finds it. Then old segments, then packs.
-        let old = store.index.segments.map(\.name)
-        let name = try writeFullIndex(live)
+        // The new index: the newest entry of every live blob (repacked ones now point to their new
+        // packs), streamed from the segments. Then old segments go, then packs.
+        let current = store.index.segments
+        let written = try IndexSegment.writeMerged(current, into: "\(store.path)/index", keep: live.ascendingFilter)
+        guard written?.count ?? 0 == live.count else {
+            throw StoreError.refused("prune stopped: the new index holds \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted")
+        }
+        let name = written?.name
+        let old = current.map(\.name)
         CrashPoint.step()
         for segment in old where segment != name {
             unlink("\(store.path)/index/\(segment)")
@@ -130,54 +175,16 @@ public struct Pruner {
         return report
     }
 
-    /// Writes one segment with every live blob, streaming (memory: the sorted ids), named by its hash.
-    private func writeFullIndex(_ live: Set<ChunkID>) throws -> String {
-        let ids = live.sorted()
-        var packNumbers: [ChunkID: UInt32] = [:]
-        var packList: [ChunkID] = []
-        for id in ids {
-            let pack = store.index.lookup(id)!.pack
-            if packNumbers[pack] == nil {
-                packNumbers[pack] = UInt32(packList.count)
-                packList.append(pack)
+    /// Removes the temporary files (`.tmp-…`) interrupted writes left in index/ and packs/.
+    private func removeTemporaryFiles() throws -> Int {
+        var directories = ["\(store.path)/index"]
+        for name in try FileIO.list("\(store.path)/packs") { directories.append("\(store.path)/packs/\(name)") }
+        var removed = 0
+        for directory in directories {
+            for name in try FileIO.list(directory, hidden: true) where name.hasPrefix(".tmp-") {
+                if unlink("\(directory)/\(name)") == 0 { removed += 1 }
             }
         }
-        let directory = "\(store.path)/index"
-        let temp = "\(directory)/.tmp-prune-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        try FileIO.check(fd, temp, "create")
-        var hasher = SHA256()
-        var block = [UInt8]()
-        block.reserveCapacity(1 << 20)
-        func flush() throws {
-            hasher.update(data: block)
-            try block.withUnsafeBytes { try FileIO.writeAll(fd: fd, $0, path: temp) }
-            block.removeAll(keepingCapacity: true)
-        }
-        do {
-            block.append(contentsOf: IndexSegment.magic)
-            block.appendLE32(UInt32(packList.count))
-            block.appendLE32(UInt32(ids.count))
-            for p in packList { block.append(p) }
-            for id in ids {
-                let l = store.index.lookup(id)!
-                IndexSegment.appendEntry(l.entry, pack: packNumbers[l.pack]!, to: &block)
-                if block.count >= 1 << 20 { try flush() }
-            }
-            try flush()
-            try FileIO.check(fsync(fd), temp, "fsync")
-            try FileIO.check(close(fd), temp, "close")
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
-        }
-        let name = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        if rename(temp, "\(directory)/\(name)") != 0 {
-            unlink(temp)
-            throw StoreError.io(path: "\(directory)/\(name)", operation: "rename into place", errno: errno)
-        }
-        try FileIO.fsyncDirectory(directory)
-        return name
+        return removed
     }
 }

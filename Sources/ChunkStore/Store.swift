@@ -103,6 +103,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public func packPath(_ id: ChunkID) -> String { "\(path)/packs/\(id.hex.prefix(2))/\(id.hex)" }
 
     /// Writes the blobs recorded since the last segment as a new index segment.
+    @discardableResult
     func writeIndexSegment() throws -> String? {
         try segmentWriteLock.withLock { try writeIndexSegmentLocked() }
     }
@@ -328,8 +329,7 @@ extension Store {
     func compactIndexIfNeeded() throws {
         let segments = index.segments
         guard segments.count > Self.maximumIndexSegments else { return }
-        let (name, bytes) = IndexSegment.merge(segments)
-        try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
+        guard let (name, _) = try IndexSegment.writeMerged(segments, into: "\(path)/index") else { return }
         let merged = try IndexSegment(path: "\(path)/index/\(name)", name: name)
         index.replaceSegments(segments, with: merged)
         for s in segments where s.name != name { unlink("\(path)/index/\(s.name)") }

@@ -90,7 +90,7 @@ public struct JobRunner: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let name = "\(Timestamp(r.start).iso8601)-\(UUID().uuidString.prefix(8).lowercased()).json"  // sorts by start
         let data = try JSONEncoder.storeLike.encode(r)
-        FileManager.default.createFile(atPath: "\(directory)/\(name)", contents: data)
+        try data.write(to: URL(fileURLWithPath: "\(directory)/\(name)"), options: .atomic)
     }
 
     /// Every run of every job in the store, oldest first.

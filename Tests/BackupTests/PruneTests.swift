@@ -56,12 +56,18 @@ struct PruneTests {
     func pruneThenCheck() throws {
         let f = try PruneFixture()
         let before = storeListing(f.storePath + "/packs").count
+        // Temporary files a killed writer left behind (prune holds the exclusive lock: nobody writes).
+        let packDirectory = try #require(try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs").first)
+        let leftovers = [f.storePath + "/index/.tmp-1234", f.storePath + "/packs/\(packDirectory)/.tmp-5678"]
+        for path in leftovers { write(path, [1, 2, 3]) }
         let r = try f.cli(["prune", "--json"])
         #expect(r.code == 0, "\(r.stderr)")
-        struct Report: Decodable { var packsDeleted: Int; var packsRepacked: Int; var bytesFreed: UInt64 }
+        struct Report: Decodable { var packsDeleted: Int; var packsRepacked: Int; var bytesFreed: UInt64; var temporaryFilesRemoved: Int }
         let report = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8))
         #expect(report.packsDeleted + report.packsRepacked > 0)
         #expect(report.bytesFreed > 0)
+        #expect(report.temporaryFilesRemoved == 2)
+        #expect(leftovers.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
         #expect(storeListing(f.storePath + "/packs").count <= before)
         #expect(try f.cli(["check", "--read-data"]).code == 0)
         try f.verifyRestores(f.storePath, into: f.scratch.sub("restored"))

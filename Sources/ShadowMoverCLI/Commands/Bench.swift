@@ -77,7 +77,7 @@ struct BenchFreeze: ParsableCommand {
             withUnsafeBytes(of: UInt64(i)) { for (k, b) in $0.enumerated() where k < per { block[k] = b } }
             let dir = "\(mountPoint)/w\(i % writers)/data\(i / 1000)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: "\(dir)/f\(i)", contents: Data(block))
+            try Data(block).write(to: URL(fileURLWithPath: "\(dir)/f\(i)"))
         }
         sync()
 

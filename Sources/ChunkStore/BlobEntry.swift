@@ -6,6 +6,16 @@ public enum BlobType: UInt8, Sendable, Codable {
     case data = 0
     /// A directory listing (a `Tree`, JSON).
     case tree = 1
+    /// Part of a large file's chunk list: chunk ids, 32 raw bytes each (`ContentList`).
+    case contentList = 2
+
+    public var name: String {
+        switch self {
+        case .data: "data"
+        case .tree: "tree"
+        case .contentList: "content list"
+        }
+    }
 }
 
 /// Where a blob lives and how to decode it: one entry of a pack trailer or an index segment.

@@ -88,10 +88,21 @@ public struct Checker {
                 if let sub = node.subtree { walk(sub, full, snapshot, visit: visit) }
             }
         }
+        /// A file's chunk ids; a content list that cannot be read is recorded as bad (its chunks
+        /// are then unknown).
+        func chunks(of node: Node) -> [ChunkID] {
+            var ids = node.content ?? []
+            for list in node.contentLists ?? [] {
+                do { ids += try store.loadContentList(list) } catch {
+                    if bad[list] == nil { bad[list] = store.index.lookup(list) == nil ? "it is referenced but not in the index" : "\(error)" }
+                }
+            }
+            return ids
+        }
         // Pass 1: every referenced chunk must be indexed.
         for (id, record) in records {
             walk(record.tree, "", id) { node, _ in
-                for chunk in node.content ?? [] where bad[chunk] == nil && store.index.lookup(chunk) == nil {
+                for chunk in chunks(of: node) where bad[chunk] == nil && store.index.lookup(chunk) == nil {
                     bad[chunk] = "it is referenced but not in the index"
                 }
             }
@@ -125,8 +136,9 @@ public struct Checker {
         if !bad.isEmpty {
             for (id, record) in records {
                 walk(record.tree, "", id) { node, path in
-                    for chunk in node.content ?? [] where bad[chunk] != nil { references[chunk, default: []].append("\(id.prefix(8)):\(path)") }
-                    if let sub = node.subtree, bad[sub] != nil { references[sub, default: []].append("\(id.prefix(8)):\(path)") }
+                    for blob in chunks(of: node) + node.metadataBlobs where bad[blob] != nil {
+                        references[blob, default: []].append("\(id.prefix(8)):\(path)")
+                    }
                 }
             }
             for (id, problem) in bad.sorted(by: { $0.key < $1.key }) {

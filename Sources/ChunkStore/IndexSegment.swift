@@ -2,9 +2,10 @@ import Compression
 import Crypto
 import Foundation
 
-/// One immutable, sorted index segment (docs/FORMAT.md, "Index segments"), memory-mapped so that looking
-/// up a chunk touches only the pages a binary search visits: resident memory does not grow with the
-/// store's size.
+/// One immutable, sorted index segment (docs/FORMAT.md, "Index segments"), memory-mapped for lookups,
+/// so that resident memory follows the pages binary searches visit, not the store's size. Passes over
+/// whole segments (compaction, prune) read them sequentially instead (`SegmentMerge`), which leaves
+/// nothing resident.
 ///
 ///     magic "SMINDEX1" | pack count u32 | entry count u32 | pack ids (count × 32) | entries (count × 52)
 ///
@@ -16,12 +17,14 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
     static let entrySize = 52
 
     public let name: String
+    let path: String
     public let packs: [ChunkID]
     public let count: Int
     let mapping: UnsafeRawBufferPointer
     let entriesStart: Int
 
-    /// Maps and checks the segment at `path`: its bytes must hash to its name and its layout must be sound.
+    /// Maps and checks the segment at `path`: its bytes must hash to its name and its layout must be
+    /// sound. Checked and read with reads, not through the mapping, so opening leaves none of it resident.
     public init(path: String, name: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try FileIO.check(fd, path, "open")
@@ -30,41 +33,45 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
         try FileIO.check(fstat(fd, &st), path, "stat")
         let size = Int(st.st_size)
         guard size >= Self.headerSize else { throw StoreError.damagedIndex(segment: name, reason: "too short") }
+        guard try Self.hash(fd: fd, size: size, path: path) == name else {
+            throw StoreError.damagedIndex(segment: name, reason: "checksum mismatch")
+        }
+        var header = [UInt8](repeating: 0, count: Self.headerSize)
+        _ = try header.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: 0, path: path) }
+        let (packCount, entryCount) = header.withUnsafeBytes { (Int($0.le32(8)), Int($0.le32(12))) }
+        guard Array(header[0..<8]) == Self.magic else { throw StoreError.damagedIndex(segment: name, reason: "bad magic") }
+        let start = Self.headerSize + packCount * 32
+        guard size == start + entryCount * Self.entrySize else {
+            throw StoreError.damagedIndex(segment: name, reason: "size does not match its counts")
+        }
+        var packBytes = [UInt8](repeating: 0, count: packCount * 32)
+        _ = try packBytes.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: Self.headerSize, path: path) }
+        packs = packBytes.withUnsafeBytes { b in (0..<packCount).map { ChunkID(bytes: UnsafeRawBufferPointer(rebasing: b[$0 * 32..<$0 * 32 + 32])) } }
         guard let base = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else {
             throw StoreError.io(path: path, operation: "map", errno: errno)
         }
-        let map = UnsafeRawBufferPointer(start: base, count: size)
-        do {
-            // Hash in a streaming pass so the check does not leave the whole file resident.
-            guard ChunkID(hashing: map).hex == name else { throw StoreError.damagedIndex(segment: name, reason: "checksum mismatch") }
-            madvise(base, size, MADV_DONTNEED)
-            guard Array(map[0..<8]) == Self.magic else { throw StoreError.damagedIndex(segment: name, reason: "bad magic") }
-            let packCount = Int(map.le32(8)), entryCount = Int(map.le32(12))
-            let start = Self.headerSize + packCount * 32
-            guard size == start + entryCount * Self.entrySize else {
-                throw StoreError.damagedIndex(segment: name, reason: "size does not match its counts")
-            }
-            var packs: [ChunkID] = []
-            packs.reserveCapacity(packCount)
-            for i in 0..<packCount {
-                let at = Self.headerSize + i * 32
-                packs.append(ChunkID(bytes: UnsafeRawBufferPointer(rebasing: map[at..<at + 32])))
-            }
-            self.packs = packs
-            self.count = entryCount
-            self.entriesStart = start
-        } catch let error as StoreError {
-            munmap(base, size)
-            throw error
-        } catch {
-            munmap(base, size)
-            throw StoreError.damagedIndex(segment: name, reason: "\(error)")
-        }
+        self.mapping = UnsafeRawBufferPointer(start: base, count: size)
+        self.count = entryCount
+        self.entriesStart = start
         self.name = name
-        self.mapping = map
+        self.path = path
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count) }
+
+    private static func hash(fd: Int32, size: Int, path: String) throws -> String {
+        var hasher = SHA256()
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { block.deallocate() }
+        var offset = 0
+        while offset < size {
+            let n = try FileIO.preadFully(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: block[..<min(block.count, size - offset)]), at: offset, path: path)
+            guard n > 0 else { throw StoreError.damagedIndex(segment: path, reason: "shorter than its size") }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: block[..<n]))
+            offset += n
+        }
+        return hasher.finalize().withUnsafeBytes { ChunkID(bytes: $0).hex }
+    }
 
     /// Binary search for `id`.
     public func lookup(_ id: ChunkID) -> BlobLocation? {
@@ -86,15 +93,29 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
     /// The entry at position `i` (0..<count), or nil when its fields are out of range.
     public func location(at i: Int) -> BlobLocation? {
         let at = entriesStart + i * Self.entrySize
-        let packNumber = Int(mapping.le32(at + 32))
-        guard packNumber < packs.count, let type = BlobType(rawValue: mapping[at + 48]),
-            let codec = Codec.Kind(rawValue: mapping[at + 49])
+        return location(of: Entry(bytes: UnsafeRawBufferPointer(rebasing: mapping[at..<at + Self.entrySize])))
+    }
+
+    /// `entry` (one of this segment's) as a location, or nil when its fields are out of range.
+    func location(of entry: Entry) -> BlobLocation? {
+        guard entry.packNumber < packs.count, let type = BlobType(rawValue: entry.typeByte),
+            let codec = Codec.Kind(rawValue: entry.codecByte)
         else { return nil }
         return BlobLocation(
-            pack: packs[packNumber],
-            entry: BlobEntry(
-                id: idAt(i), type: type, codec: codec, offset: mapping.le32(at + 36),
-                storedLength: mapping.le32(at + 40), rawLength: mapping.le32(at + 44)))
+            pack: packs[entry.packNumber],
+            entry: BlobEntry(id: entry.id, type: type, codec: codec, offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength))
+    }
+
+    /// A view of one 52-byte entry (layout above).
+    struct Entry {
+        let bytes: UnsafeRawBufferPointer
+        var id: ChunkID { ChunkID(bytes: bytes) }
+        var packNumber: Int { Int(bytes.le32(32)) }
+        var offset: UInt32 { bytes.le32(36) }
+        var storedLength: UInt32 { bytes.le32(40) }
+        var rawLength: UInt32 { bytes.le32(44) }
+        var typeByte: UInt8 { bytes[48] }
+        var codecByte: UInt8 { bytes[49] }
     }
 
     /// Encodes a segment for `locations`, and returns its bytes and name.
@@ -130,57 +151,90 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
     }
 }
 
-extension IndexSegment {
-    /// Gives back the mapped pages of entries before `position` (they stay in the page cache): a pass
-    /// over a whole segment then keeps only a window of it resident.
-    func releasePages(before position: Int) {
-        let end = (entriesStart + position * Self.entrySize) & ~(Int(getpagesize()) - 1)
-        guard end > 0 else { return }
-        madvise(UnsafeMutableRawPointer(mutating: mapping.baseAddress!), end, MADV_DONTNEED)
-    }
-}
-
 /// Walks index segments (oldest first) together in id order, yielding each id once: from the newest
-/// segment that has it, as a lookup would find it. Memory: one cursor per segment; the pages behind
-/// the cursors are released as it goes.
-struct SegmentMerge {
+/// segment that has it, as a lookup would find it. Reads each segment sequentially in blocks of 64 KiB
+/// (not through its mapping, whose pages would stay resident), so memory is one block per segment.
+final class SegmentMerge {
     let segments: [IndexSegment]
-    private var cursors: [Int]
-    private var heads: [ChunkID?]
-    private var released: [Int]
-    private static let releaseEvery = 1 << 17  // entries (6.5 MiB)
+    private let readers: [Reader]
 
-    init(_ segments: [IndexSegment]) {
+    init(_ segments: [IndexSegment]) throws {
         self.segments = segments
-        cursors = Array(repeating: 0, count: segments.count)
-        heads = segments.map { $0.count > 0 ? $0.idAt(0) : nil }
-        released = cursors
+        readers = try segments.map { try Reader($0) }
     }
 
-    /// The next id, with the segment and position of its entry.
-    mutating func next() -> (id: ChunkID, segment: Int, position: Int)? {
+    /// The next id, the segment whose entry it is, and that entry (valid until the next call).
+    func next() throws -> (id: ChunkID, segment: Int, entry: IndexSegment.Entry)? {
+        for reader in readers where reader.pending {
+            reader.pending = false
+            try reader.advance()
+        }
         var best = -1
         var bestID = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
-        for (i, head) in heads.enumerated() {
-            guard let head else { continue }
+        for (i, reader) in readers.enumerated() {
+            guard let head = reader.head else { continue }
             if best < 0 || head <= bestID {  // on equal ids the later (newer) segment wins
                 best = i
                 bestID = head
             }
         }
         guard best >= 0 else { return nil }
-        let position = cursors[best]
-        for i in heads.indices where heads[i] == bestID { advance(i) }
-        return (bestID, best, position)
+        let entry = readers[best].entry
+        for (i, reader) in readers.enumerated() where i != best && reader.head == bestID { try reader.advance() }
+        readers[best].pending = true  // advanced on the next call, so `entry` stays valid until then
+        return (bestID, best, entry)
     }
 
-    private mutating func advance(_ i: Int) {
-        cursors[i] += 1
-        let s = segments[i]
-        heads[i] = cursors[i] < s.count ? s.idAt(cursors[i]) : nil
-        if cursors[i] - released[i] >= Self.releaseEvery || heads[i] == nil {
-            s.releasePages(before: cursors[i])
-            released[i] = cursors[i]
+    /// Sequential reader of one segment's entries.
+    private final class Reader {
+        let segment: IndexSegment
+        let fd: Int32
+        let block: UnsafeMutableRawBufferPointer
+        var blockStart = 0  // entry number of the block's first entry
+        var blockCount = 0
+        var position = 0
+        var head: ChunkID?
+        var pending = false
+        static let entriesPerBlock = 1260  // 64 KiB
+
+        init(_ segment: IndexSegment) throws {
+            self.segment = segment
+            fd = open(segment.path, O_RDONLY | O_CLOEXEC)
+            try FileIO.check(fd, segment.path, "open")
+            block = .allocate(byteCount: Self.entriesPerBlock * IndexSegment.entrySize, alignment: 16)
+            try load()
+        }
+
+        deinit {
+            close(fd)
+            block.deallocate()
+        }
+
+        var entry: IndexSegment.Entry {
+            let at = (position - blockStart) * IndexSegment.entrySize
+            return IndexSegment.Entry(bytes: UnsafeRawBufferPointer(rebasing: block[at..<at + IndexSegment.entrySize]))
+        }
+
+        func advance() throws {
+            position += 1
+            try load()
+        }
+
+        private func load() throws {
+            guard position < segment.count else {
+                head = nil
+                return
+            }
+            if position >= blockStart + blockCount {
+                blockStart = position
+                blockCount = min(Self.entriesPerBlock, segment.count - position)
+                let bytes = blockCount * IndexSegment.entrySize
+                let got = try FileIO.preadFully(
+                    fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: block[..<bytes]),
+                    at: segment.entriesStart + position * IndexSegment.entrySize, path: segment.path)
+                guard got == bytes else { throw StoreError.damagedIndex(segment: segment.name, reason: "shorter than its counts") }
+            }
+            head = entry.id
         }
     }
 }
@@ -198,12 +252,14 @@ extension IndexSegment {
         var packNumbers: [ChunkID: UInt32] = [:]
         var packs: [ChunkID] = []
         var count = 0
-        var merge = SegmentMerge(segments)
+        var merge = try SegmentMerge(segments)
         var keep = makeFilter()
-        while let (id, s, position) = merge.next() {
+        while let (id, s, entry) = try merge.next() {
             guard keep(id) else { continue }
-            let segment = segments[s]
-            let pack = segment.packs[Int(segment.mapping.le32(segment.entriesStart + position * entrySize + 32))]
+            guard entry.packNumber < segments[s].packs.count else {
+                throw StoreError.damagedIndex(segment: segments[s].name, reason: "entry \(id) names pack \(entry.packNumber) of \(segments[s].packs.count)")
+            }
+            let pack = segments[s].packs[entry.packNumber]
             if packNumbers[pack] == nil {
                 packNumbers[pack] = UInt32(packs.count)
                 packs.append(pack)
@@ -231,15 +287,13 @@ extension IndexSegment {
                 if block.count >= 1 << 20 { try flush() }
             }
             var written = 0
-            var merge = SegmentMerge(segments)
+            merge = try SegmentMerge(segments)
             keep = makeFilter()
-            while let (id, s, position) = merge.next() {
+            while let (id, s, entry) = try merge.next() {
                 guard keep(id) else { continue }
-                let segment = segments[s]
-                let at = segment.entriesStart + position * entrySize
-                let raw = UnsafeRawBufferPointer(rebasing: segment.mapping[at..<at + entrySize])
+                let raw = entry.bytes
                 block.append(contentsOf: raw[0..<32])
-                block.appendLE32(remap[s][Int(raw.le32(32))])
+                block.appendLE32(remap[s][entry.packNumber])
                 block.append(contentsOf: raw[36..<entrySize])
                 written += 1
                 if block.count >= 1 << 20 { try flush() }

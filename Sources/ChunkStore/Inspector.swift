@@ -61,7 +61,7 @@ public struct Inspector {
                 guard node.kind == .file else { return }
                 s.files += 1
                 s.logicalBytes += node.size
-                for id in node.content ?? [] where seen.insert(id).inserted {
+                for id in try store.content(of: node) where seen.insert(id).inserted {
                     guard let l = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
                     let raw = UInt64(l.entry.rawLength), stored = UInt64(l.entry.storedLength)
                     s.uniqueChunks += 1
@@ -102,7 +102,7 @@ public struct Inspector {
         for (sid, record) in try store.snapshots().records {
             if record.tree == id { out.append("\(sid.prefix(8)):/") }
             try walk(record.tree) { node, path in
-                if node.content?.contains(id) == true || node.subtree == id { out.append("\(sid.prefix(8)):\(path)") }
+                if try node.metadataBlobs.contains(id) || store.content(of: node).contains(id) { out.append("\(sid.prefix(8)):\(path)") }
             }
         }
         return out
@@ -125,13 +125,12 @@ public struct Inspector {
         for (_, record) in try store.snapshots().records {
             used.insert(record.tree)
             try walk(record.tree) { node, _ in
-                for id in node.content ?? [] { used.insert(id) }
-                if let sub = node.subtree { used.insert(sub) }
+                for id in try store.content(of: node) + node.metadataBlobs { used.insert(id) }
             }
         }
         return try store.readPackTrailer(pack).map { e in
             PackBlob(
-                id: e.id.hex, type: e.type == .data ? "data" : "tree", codec: "\(e.codec)", offset: e.offset, storedLength: e.storedLength,
+                id: e.id.hex, type: e.type.name, codec: "\(e.codec)", offset: e.offset, storedLength: e.storedLength,
                 rawLength: e.rawLength, referenced: used.contains(e.id) && store.index.lookup(e.id)?.pack == pack)
         }
     }
@@ -149,19 +148,19 @@ public struct Inspector {
         var chunksA = Set<ChunkID>()
         try walk(a.tree) { node, path in
             first[path] = node
-            for id in node.content ?? [] { chunksA.insert(id) }
+            for id in try store.content(of: node) { chunksA.insert(id) }
         }
         var d = Diff()
         var counted = Set<ChunkID>()
         try walk(b.tree) { node, path in
-            for id in node.content ?? [] where !chunksA.contains(id) && counted.insert(id).inserted {
+            for id in try store.content(of: node) where !chunksA.contains(id) && counted.insert(id).inserted {
                 d.bytesNew += UInt64(store.index.lookup(id)?.entry.rawLength ?? 0)
             }
             guard let old = first.removeValue(forKey: path) else {
                 d.added.append(path)
                 return
             }
-            if old.kind != node.kind || old.content != node.content || old.mode != node.mode || old.uid != node.uid
+            if old.kind != node.kind || old.content != node.content || old.contentLists != node.contentLists || old.mode != node.mode || old.uid != node.uid
                 || old.gid != node.gid || old.mtime != node.mtime || old.linkTarget != node.linkTarget || old.xattrs != node.xattrs
                 || (node.kind == .file && old.size != node.size)
             {

@@ -48,7 +48,8 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
 /// of its own, so no worker waits for a write or an fsync. One `PackWriter` serves one backup.
 ///
 /// Workers `checkout` a partly filled buffer, add blobs, and `checkin` it; a full buffer goes to the
-/// writer thread through a queue of two (memory stays bounded: at most workers + 3 buffers).
+/// writer thread, and at most `inFlight` full buffers are queued or being written (memory stays
+/// bounded: at most workers + `inFlight` buffers of 16 MiB hold data).
 ///
 /// Ordering makes a crash harmless: packs are written first, then (by `commit`) the index segment that
 /// lists them, and only then does the caller write the snapshot record.
@@ -65,9 +66,15 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     private var failure: Error?
     private var thread: Thread?
     public private(set) var packsWritten = 0
+    /// Full packs queued or being written at once.
+    private let inFlight: Int
+    /// New blobs held in memory before they are written as an index segment.
+    private let segmentFlushThreshold: Int
 
-    init(store: Store) {
+    init(store: Store, lean: Bool) {
         self.store = store
+        inFlight = lean ? 1 : 2
+        segmentFlushThreshold = lean ? 1 << 14 : 1 << 16
         capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + (64 << 10)
         // The thread holds the writer until `commit` or `cancel` closes it (then the loop returns).
         let t = Thread { self.writerLoop() }
@@ -86,12 +93,13 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         return try spare.popLast() ?? PackBuffer(capacity: capacity)
     }
 
-    /// Returns a buffer; a full one is queued for writing (waiting while two are already queued).
+    /// Returns a buffer; a full one is queued for writing (waiting while `inFlight` are queued or
+    /// being written).
     public func checkin(_ buffer: PackBuffer) throws {
         condition.lock()
         defer { condition.unlock() }
         if buffer.isFull {
-            while full.count >= 1 && failure == nil { condition.wait() }
+            while full.count + (writing ? 1 : 0) >= inFlight && failure == nil { condition.wait() }
             full.append(buffer)
             condition.broadcast()
         } else {
@@ -166,9 +174,6 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         store.index.record(buffer.entries, pack: id)
         // Keep the in-memory part of the index small: past this many new blobs, write them as a
         // segment now (valid even if the backup fails later: the packs it lists exist).
-        if store.index.pendingCount >= Self.segmentFlushThreshold { try store.writeIndexSegment() }
+        if store.index.pendingCount >= segmentFlushThreshold { try store.writeIndexSegment() }
     }
-
-    /// New blobs held in memory before they are written as an index segment mid-backup.
-    public static let segmentFlushThreshold = 1 << 16
 }

@@ -1,3 +1,4 @@
+import Compression
 import Foundation
 
 /// Removes data no snapshot references (`shadowmover prune`): marks every blob reachable from the
@@ -9,9 +10,10 @@ import Foundation
 /// deleted. A crash leaves at worst unreferenced packs or a redundant segment, which the next prune
 /// removes (with any temporary file a killed writer left: under the exclusive lock nobody is writing).
 ///
-/// Memory, per blob in the store: the live set (40 bytes per indexed blob, sized once) and the pack of
-/// each live blob (4 bytes); the index segments are read in one merge pass that releases its pages
-/// behind it. Plus the largest tree, and one blob being repacked.
+/// Memory, per blob in the store: the live set (20 bytes per indexed blob, sized once: `LiveSet`), the
+/// pack of each live blob (4 bytes), and where each tree and content list is (about 52 bytes each:
+/// `MetadataLocations`). The index segments are only read sequentially, in 64 KiB blocks. Plus one
+/// tree and one content list at a time, and two packs' buffers while repacking.
 public struct Pruner {
     public let store: Store
     /// Repack a pack when more than this share of its bytes is unused.
@@ -33,7 +35,16 @@ public struct Pruner {
         public var durationSeconds = 0.0
     }
 
+    func dbg(_ label: String) {
+        guard ProcessInfo.processInfo.environment["DBGMEM"] != nil else { return }
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let lines = status.split(separator: "\n").filter { $0.hasPrefix("VmHWM") || $0.hasPrefix("VmRSS") || $0.hasPrefix("RssFile") || $0.hasPrefix("RssAnon") }
+        FileHandle.standardError.write("\(label): \(lines.joined(separator: " "))\n".data(using: .utf8)!)
+        if label == "repacked" { let p = Process(); p.executableURL = URL(fileURLWithPath: "/bin/sh"); p.arguments = ["-c", "cat /proc/\(getpid())/smaps > /tmp/smaps-\(getpid())"]; try? p.run(); p.waitUntilExit() }
+    }
+
     public func run() throws -> Report {
+        dbg("start")
         let clock = ContinuousClock.now
         let lock = try StoreLock.acquire(store, exclusive: true, purpose: "prune")
         defer { lock.release() }
@@ -47,6 +58,7 @@ public struct Pruner {
         if let d = damaged.first { throw StoreError.refused("refusing to prune: \(d); the data it references would be deleted — run `shadowmover check`") }
         report.snapshots = records.count
         let segments = store.index.segments
+        let metadata = try MetadataLocations(segments)
         let live = LiveSet(limit: segments.reduce(0) { $0 + $1.count })
         var visited = Set<ChunkID>()  // trees (a data chunk may have a tree's bytes: trees are tracked apart)
         func keep(_ id: ChunkID) throws {
@@ -58,17 +70,27 @@ public struct Pruner {
             guard visited.insert(tree).inserted else { return }
             try keep(tree)
             let t: Tree
-            do { t = try store.loadTree(tree) } catch {
+            do { t = try store.loadTree(tree, at: metadata.location(of: tree)) } catch {
                 throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
             }
             for node in t.nodes {
                 for id in node.content ?? [] { try keep(id) }
+                for list in node.contentLists ?? [] {  // one list (16,384 ids) in memory at a time
+                    try keep(list)
+                    let ids: [ChunkID]
+                    do { ids = try store.loadContentList(list, at: metadata.location(of: list)) } catch {
+                        throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
+                    }
+                    for id in ids { try keep(id) }
+                }
                 if let sub = node.subtree { try mark(sub) }
             }
         }
         for (_, record) in records { try mark(record.tree) }
         visited = []
+        dbg("marked")
         live.sort()
+        dbg("sorted")
         report.liveBlobs = live.count
 
         // Where each live blob is (the entry a lookup finds), by one merge pass over the segments:
@@ -77,12 +99,18 @@ public struct Pruner {
         var liveBytes: [UInt64] = []
         var packOf = [UInt32](repeating: 0, count: live.count)
         var next = 0
-        var merge = SegmentMerge(segments)
-        while let (id, s, position) = merge.next(), next < live.count {
-            if live[next] < id { break }  // a live id no segment has
-            guard live[next] == id else { continue }
-            guard let location = segments[s].location(at: position) else {
-                throw StoreError.refused("refusing to prune: index segment \(segments[s].name) entry \(position) is malformed — run `shadowmover repair index`")
+        var lastMatched: LiveSet.Key?
+        let merge = try SegmentMerge(segments)
+        while let (id, s, entry) = try merge.next() {
+            let key = LiveSet.Key(id)
+            if key == lastMatched {
+                throw StoreError.refused("refusing to prune: blobs \(id) and another share their first 128 bits, which prune tells blobs apart by — please report this")
+            }
+            guard next < live.count else { continue }
+            if live[next] < key { break }  // a live id no segment has
+            guard live[next] == key else { continue }
+            guard let location = segments[s].location(of: entry) else {
+                throw StoreError.refused("refusing to prune: index segment \(segments[s].name) has a malformed entry for \(id) — run `shadowmover repair index`")
             }
             let number = packNumbers[location.pack] ?? {
                 packNumbers[location.pack] = UInt32(liveBytes.count)
@@ -91,15 +119,16 @@ public struct Pruner {
             }()
             packOf[next] = number
             liveBytes[Int(number)] += UInt64(location.entry.storedLength)
+            lastMatched = key
             next += 1
         }
         if next < live.count {
-            throw StoreError.refused("refusing to prune: blob \(live[next]) is referenced but not in the index — run `shadowmover check`")
+            throw StoreError.refused("refusing to prune: blob \(live[next].hex) is referenced but not in the index — run `shadowmover check`")
         }
-
+        dbg("resolved")
         // Sweep: packs with nothing live go, packs with too much dead are repacked.
         var delete: [ChunkID] = []
-        var repack: [(pack: ChunkID, entries: [BlobEntry])] = []
+        var repack: [ChunkID] = []
         let packs = try store.packIDs()
         report.packs = packs.count
         for pack in packs {
@@ -114,7 +143,7 @@ public struct Pruner {
                 delete.append(pack)
                 report.bytesFreed += total
             } else if total > 0, Double(total - used) / Double(total) > maxUnused {
-                repack.append((pack, entries))
+                repack.append(pack)  // its trailer is read again then: trailers of many packs add up
                 report.bytesFreed += total - used
             }
         }
@@ -122,11 +151,12 @@ public struct Pruner {
         // Repack: copy live blobs as stored (no recompression) into new packs. A blob is copied from
         // the pack the index points to, once.
         if !repack.isEmpty {
-            let writer = store.makePackWriter()
+            let writer = store.makePackWriter(lean: true)
             defer { writer.cancel() }
             var scratch: [UInt8] = []
-            for (pack, entries) in repack {
+            for pack in repack {
                 let number = packNumbers[pack]!
+                let entries = try store.readPackTrailer(pack)
                 let fd = open(store.packPath(pack), O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw StoreError.io(path: store.packPath(pack), operation: "open", errno: errno) }
                 defer { close(fd) }
@@ -149,6 +179,7 @@ public struct Pruner {
             report.packsRepacked = repack.count
         }
         packOf = []
+        dbg("repacked")
 
         // The new index: the newest entry of every live blob (repacked ones now point to their new
         // packs), streamed from the segments. Then old segments go, then packs.
@@ -158,6 +189,7 @@ public struct Pruner {
             throw StoreError.refused("prune stopped: the new index holds \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted")
         }
         let name = written?.name
+        dbg("indexed")
         let old = current.map(\.name)
         CrashPoint.step()
         for segment in old where segment != name {
@@ -165,7 +197,7 @@ public struct Pruner {
             CrashPoint.step()
         }
         try FileIO.fsyncDirectory("\(store.path)/index")
-        for pack in delete + repack.map(\.pack) {
+        for pack in delete + repack {
             unlink(store.packPath(pack))
             CrashPoint.step()
         }
@@ -186,5 +218,46 @@ public struct Pruner {
             }
         }
         return removed
+    }
+}
+
+/// Where every tree and content-list blob is, from one pass over the index segments: marking then
+/// reads them without searching the index (a search maps pages of every segment it probes — 64 KiB
+/// to 2 MiB a probe with the kernel's fault-around and large folios). Memory: 52 bytes per such blob.
+/// One stored with another type label (its bytes were first seen as file data) is not listed:
+/// `location(of:)` is nil and the index is searched.
+struct MetadataLocations {
+    private var ids: [ChunkID] = []
+    private var entries: [(pack: UInt32, offset: UInt32, storedLength: UInt32, rawLength: UInt32, codec: Codec.Kind, type: BlobType)] = []
+    private var packs: [ChunkID] = []
+
+    init(_ segments: [IndexSegment]) throws {
+        var packNumbers: [ChunkID: UInt32] = [:]
+        let merge = try SegmentMerge(segments)
+        while let (_, s, entry) = try merge.next() {
+            guard entry.typeByte != BlobType.data.rawValue, let l = segments[s].location(of: entry) else { continue }
+            let pack = packNumbers[l.pack] ?? {
+                packNumbers[l.pack] = UInt32(packs.count)
+                packs.append(l.pack)
+                return UInt32(packs.count - 1)
+            }()
+            ids.append(l.entry.id)  // ascending: the merge yields ids in order
+            entries.append((pack, l.entry.offset, l.entry.storedLength, l.entry.rawLength, l.entry.codec, l.entry.type))
+        }
+    }
+
+    func location(of id: ChunkID) -> BlobLocation? {
+        var lo = 0, hi = ids.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ids[mid] == id {
+                let e = entries[mid]
+                return BlobLocation(
+                    pack: packs[Int(e.pack)],
+                    entry: BlobEntry(id: id, type: e.type, codec: e.codec, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength))
+            }
+            if ids[mid] < id { lo = mid + 1 } else { hi = mid }
+        }
+        return nil
     }
 }

@@ -92,7 +92,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     // MARK: Writing
 
     /// A pack writer for one backup; call `commit()` on it before writing the snapshot record.
-    public func makePackWriter() -> PackWriter { PackWriter(store: self) }
+    /// Normally two full packs may wait for the disk while workers go on, and new blobs are written as
+    /// an index segment every 65,536; `lean` (prune) keeps one pack in flight and writes a segment
+    /// every 16,384 blobs: the least memory.
+    public func makePackWriter(lean: Bool = false) -> PackWriter { PackWriter(store: self, lean: lean) }
 
     func packDirectory(for id: ChunkID, create: Bool) throws -> String {
         let directory = "\(path)/packs/\(id.hex.prefix(2))"
@@ -159,8 +162,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     }
 
     /// Reads and verifies a whole blob (trees, tools). Data restore uses the buffer-reusing variant.
-    public func loadBlob(_ id: ChunkID) throws -> [UInt8] {
-        guard let location = index.lookup(id) else { throw StoreError.missingBlob(id) }
+    /// `location` saves the index lookup when the caller already knows where the blob is.
+    public func loadBlob(_ id: ChunkID, at known: BlobLocation? = nil) throws -> [UInt8] {
+        guard let location = known ?? index.lookup(id) else { throw StoreError.missingBlob(id) }
         var out = [UInt8](repeating: 0, count: Int(location.entry.rawLength))
         var scratch: [UInt8] = []
         let compressor = Compressor(codec: .none)
@@ -170,11 +174,11 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         return out
     }
 
-    /// Loads and decodes a tree.
-    public func loadTree(_ id: ChunkID) throws -> Tree {
+    /// Loads and decodes a tree (from `location` when the caller knows where it is).
+    public func loadTree(_ id: ChunkID, at location: BlobLocation? = nil) throws -> Tree {
         let bytes: [UInt8]
         do {
-            bytes = try loadBlob(id)
+            bytes = try loadBlob(id, at: location)
         } catch StoreError.damagedBlob(_, _, let reason) {
             throw StoreError.damagedTree(id: id, reason: reason)
         } catch StoreError.missingBlob {

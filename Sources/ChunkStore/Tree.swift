@@ -36,8 +36,12 @@ public struct Node: Codable, Sendable, Equatable {
     public var ctime: Timestamp
     /// Content size in bytes (files).
     public var size: UInt64
-    /// Data chunk ids in order (files).
+    /// Data chunk ids in order (files), when there are at most `ContentList.inlineLimit` of them.
+    /// A larger file's ids are stored in content-list blobs instead (`contentLists`), so that a tree
+    /// stays small however large its files: read the ids with `Store.content(of:)`.
     public var content: [ChunkID]?
+    /// Ids of the content-list blobs holding the chunk ids of a large file, in order.
+    public var contentLists: [ChunkID]?
     /// True when the file had holes; restore leaves all-zero chunks as holes.
     public var sparse: Bool?
     /// Tree id (directories).
@@ -72,7 +76,7 @@ public struct Node: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, nameBase64, type, mode, uid, gid, mtime, ctime, size, content, sparse, subtree
+        case name, nameBase64, type, mode, uid, gid, mtime, ctime, size, content, contentLists, sparse, subtree
         case linkTarget, linkTargetBase64, rdev, device, inode, links, xattrs
     }
 
@@ -87,6 +91,7 @@ public struct Node: Codable, Sendable, Equatable {
         ctime = try c.decode(Timestamp.self, forKey: .ctime)
         size = try c.decodeIfPresent(UInt64.self, forKey: .size) ?? 0
         content = try c.decodeIfPresent([ChunkID].self, forKey: .content)
+        contentLists = try c.decodeIfPresent([ChunkID].self, forKey: .contentLists)
         sparse = try c.decodeIfPresent(Bool.self, forKey: .sparse)
         subtree = try c.decodeIfPresent(ChunkID.self, forKey: .subtree)
         linkTarget = try Self.decodeBytes(c, .linkTarget, .linkTargetBase64)
@@ -108,6 +113,7 @@ public struct Node: Codable, Sendable, Equatable {
         try c.encode(ctime, forKey: .ctime)
         if kind == .file { try c.encode(size, forKey: .size) }
         try c.encodeIfPresent(content, forKey: .content)
+        try c.encodeIfPresent(contentLists, forKey: .contentLists)
         try c.encodeIfPresent(sparse, forKey: .sparse)
         try c.encodeIfPresent(subtree, forKey: .subtree)
         if let linkTarget { try Self.encodeBytes(linkTarget, &c, .linkTarget, .linkTargetBase64) }

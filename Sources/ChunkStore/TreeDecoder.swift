@@ -39,7 +39,7 @@ struct TreeDecoder {
         var mode: UInt32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
         var mtime = Timestamp(seconds: 0, nanoseconds: 0), ctime = mtime
         var size: UInt64 = 0, device: UInt64 = 0, inode: UInt64 = 0, links: UInt64 = 0
-        var content: [ChunkID]?, sparse: Bool?, subtree: ChunkID?, linkTarget: [UInt8]?, rdev: UInt64?
+        var content: [ChunkID]?, contentLists: [ChunkID]?, sparse: Bool?, subtree: ChunkID?, linkTarget: [UInt8]?, rdev: UInt64?
         var xattrs: [ExtendedAttribute]?
         try object { d, key in
             switch key {
@@ -67,6 +67,10 @@ struct TreeDecoder {
                 var ids: [ChunkID] = []
                 try d.array { d in ids.append(try d.id()) }
                 content = ids
+            case "contentLists":
+                var ids: [ChunkID] = []
+                try d.array { d in ids.append(try d.id()) }
+                contentLists = ids
             case "xattrs":
                 var list: [ExtendedAttribute] = []
                 try d.array { d in
@@ -83,6 +87,7 @@ struct TreeDecoder {
         guard let name, let kind else { throw Malformed(offset: i, reason: "a node without name or type") }
         var node = Node(nameBytes: name, kind: kind, mode: mode, uid: uid, gid: gid, mtime: mtime, ctime: ctime, size: size, device: device, inode: inode, links: links)
         node.content = content
+        node.contentLists = contentLists
         node.sparse = sparse
         node.subtree = subtree
         node.linkTarget = linkTarget

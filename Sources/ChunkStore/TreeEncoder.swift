@@ -28,15 +28,18 @@ struct TreeEncoder {
             string(k)
             byte(":")
         }
-        if let content = n.content {
-            key("content")
+        func ids(_ name: String, _ list: [ChunkID]?) {
+            guard let list else { return }
+            key(name)
             byte("[")
-            for (i, id) in content.enumerated() {
+            for (i, id) in list.enumerated() {
                 if i > 0 { byte(",") }
                 hexID(id)
             }
             byte("]")
         }
+        ids("content", n.content)
+        ids("contentLists", n.contentLists)
         key("ctime"); timestamp(n.ctime)
         key("device"); number(n.device)
         key("gid"); number(UInt64(n.gid))

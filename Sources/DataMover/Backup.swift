@@ -117,7 +117,7 @@ public final class Backup: @unchecked Sendable {
                 // Recorded as read; the user learns that this file is not a consistent copy.
                 report("\(job.path) changed size while being read (\(job.node.size) → \(size) bytes); the snapshot holds what was read")
             }
-            node.content = content
+            try reader.saver.attach(content, to: &node)
             node.size = size
             try job.directory.complete(slot: job.slot, with: node, saver: reader.saver)
         } catch let failure as FileSystem.Failure {
@@ -240,9 +240,10 @@ public final class Backup: @unchecked Sendable {
         switch node.kind {
         case .file:
             stats.files += 1
-            if let content = unchangedContent(node, parent) {
+            if let unchanged = unchangedContent(node, parent) {
                 // Files cache: same device, inode, size, mtime and ctime as in the parent snapshot.
-                node.content = content
+                node.content = unchanged.content
+                node.contentLists = unchanged.contentLists
                 stats.filesUnchanged += 1
                 stats.bytesUnchanged += node.size
                 counter.found(bytes: node.size)
@@ -301,13 +302,14 @@ public final class Backup: @unchecked Sendable {
         return ParentTree(tree)
     }
 
-    /// The parent's chunk list for a file that has not changed, if every chunk is still in the store.
-    private func unchangedContent(_ node: Node, _ parent: Node?) -> [ChunkID]? {
-        guard let parent, parent.kind == .file, let content = parent.content, parent.device == node.device,
+    /// The parent's content (chunk ids, or content lists) for a file that has not changed, if every
+    /// blob it names is still in the store.
+    private func unchangedContent(_ node: Node, _ parent: Node?) -> (content: [ChunkID]?, contentLists: [ChunkID]?)? {
+        guard let parent, parent.kind == .file, parent.content != nil || parent.contentLists != nil, parent.device == node.device,
             parent.inode == node.inode, parent.size == node.size, parent.mtime == node.mtime, parent.ctime == node.ctime
         else { return nil }
-        for id in content where !store.index.contains(id) { return nil }
-        return content
+        for id in (parent.content ?? []) + (parent.contentLists ?? []) where !store.index.contains(id) { return nil }
+        return (parent.content, parent.contentLists)
     }
 
     private func nonEmpty(_ x: [ExtendedAttribute]) -> [ExtendedAttribute]? { x.isEmpty ? nil : x }

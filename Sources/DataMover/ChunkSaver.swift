@@ -63,6 +63,23 @@ final class ChunkSaver: @unchecked Sendable {
         return id
     }
 
+    /// Puts a file's chunk ids into its node: inline, or past `ContentList.inlineLimit` in content-list
+    /// blobs, so that the tree stays small.
+    func attach(_ content: [ChunkID], to node: inout Node) throws {
+        guard content.count > ContentList.inlineLimit else {
+            node.content = content
+            node.contentLists = nil
+            return
+        }
+        var lists: [ChunkID] = []
+        for start in stride(from: 0, to: content.count, by: ContentList.idsPerBlob) {
+            let bytes = ContentList.encode(content[start..<min(start + ContentList.idsPerBlob, content.count)])
+            lists.append(try bytes.withUnsafeBytes { try save($0, type: .contentList) })
+        }
+        node.content = nil
+        node.contentLists = lists
+    }
+
     /// Encodes and stores a tree.
     func save(_ tree: Tree) throws -> ChunkID {
         let bytes = try tree.encoded()

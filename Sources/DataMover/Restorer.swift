@@ -273,6 +273,16 @@ public final class Restorer: @unchecked Sendable {
     }
 
     private func walk(node: Node, at path: PathBytes, into plan: inout [Entry], damage: inout [DamageReport]) throws {
+        var node = node
+        if node.contentLists != nil {  // a large file: its chunk ids are read from its content lists
+            do {
+                node.content = try store.content(of: node)
+            } catch let e as StoreError {
+                damage.append(DamageReport(object: "a content list of \(path)", reason: "\(e)", affectedFiles: [path.description]))
+                node.content = []
+            }
+            node.contentLists = nil
+        }
         plan.append(Entry(path: path, node: node))
         if node.kind == .directory, let sub = node.subtree {
             try walk(tree: sub, at: path, display: path.description, into: &plan, damage: &damage)

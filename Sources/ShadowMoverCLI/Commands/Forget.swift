@@ -8,12 +8,14 @@ struct Forget: ParsableCommand {
         abstract: "Remove snapshots by a retention policy (a dry run unless --apply).",
         discussion: """
             Snapshots are grouped by host and paths; in each group a snapshot any rule keeps stays.
+            Or name the snapshots to remove (ids, unique prefixes, or `latest`) instead of rules.
             Without --apply nothing is removed: the plan is shown. Removing every snapshot is refused
             unless --allow-empty. Only snapshot records are removed; `prune` frees their data.
             """)
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @Argument(help: "Snapshots to remove (instead of --keep-* rules).") var snapshots: [String] = []
     @Option(help: "Keep the N most recent snapshots.") var keepLast = 0
     @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly = 0
     @Option(help: "Keep the newest snapshot of each of the last N days.") var keepDaily = 0
@@ -36,19 +38,28 @@ struct Forget: ParsableCommand {
         guard [keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly].allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("--keep-* counts cannot be negative")
         }
-        guard !policy.isEmpty || allowEmpty else {
+        if !snapshots.isEmpty && !policy.isEmpty {
+            throw ValidationError("name snapshots or give --keep-* rules, not both")
+        }
+        guard !policy.isEmpty || !snapshots.isEmpty || allowEmpty else {
             throw ValidationError("no --keep-* rule given: that would remove every snapshot; add rules, or --allow-empty")
         }
         let store = try storeOptions.open()
         let (records, damaged) = try store.snapshots()
         for d in damaged { Output.warn("warning: \(d)") }
-        let groups = Dictionary(grouping: records) { "\($0.record.hostname)\u{0}\($0.record.paths.joined(separator: "\u{0}"))" }
         var keep: [(id: String, reasons: [String])] = []
         var remove: [String] = []
-        for (_, group) in groups.sorted(by: { $0.key < $1.key }) {
-            let d = policy.apply(group.map { .init(id: $0.id, time: $0.record.time, tags: $0.record.tags) })
-            keep += d.keep
-            remove += d.remove
+        if snapshots.isEmpty {
+            let groups = Dictionary(grouping: records) { "\($0.record.hostname)\u{0}\($0.record.paths.joined(separator: "\u{0}"))" }
+            for (_, group) in groups.sorted(by: { $0.key < $1.key }) {
+                let d = policy.apply(group.map { .init(id: $0.id, time: $0.record.time, tags: $0.record.tags) })
+                keep += d.keep
+                remove += d.remove
+            }
+        } else {
+            let named = Set(try snapshots.map { try store.resolveSnapshot($0).id })
+            remove = records.map(\.id).filter { named.contains($0) }
+            keep = records.map(\.id).filter { !named.contains($0) }.map { ($0, ["not named"]) }
         }
         if keep.isEmpty && !remove.isEmpty && !allowEmpty {
             throw ValidationError("this policy removes every snapshot (\(remove.count)); pass --allow-empty if that is what you want")

@@ -44,7 +44,7 @@ struct InspectChunk: ParsableCommand {
         guard let l = store.index.lookup(chunk) else { throw StoreError.missingBlob(chunk) }
         let refs = try Inspector(store: store).references(to: chunk)
         struct Report: Encodable { var id: String; var pack: String; var offset: UInt32; var storedLength: UInt32; var rawLength: UInt32; var codec: String; var type: String; var referencedBy: [String] }
-        let r = Report(id: chunk.hex, pack: l.pack.hex, offset: l.entry.offset, storedLength: l.entry.storedLength, rawLength: l.entry.rawLength, codec: "\(l.entry.codec)", type: l.entry.type == .data ? "data" : "tree", referencedBy: refs)
+        let r = Report(id: chunk.hex, pack: l.pack.hex, offset: l.entry.offset, storedLength: l.entry.storedLength, rawLength: l.entry.rawLength, codec: "\(l.entry.codec)", type: l.entry.type.name, referencedBy: refs)
         if output.json { return try Output.json(r) }
         Output.line("blob \(r.id) (\(r.type))")
         Output.line("  pack \(r.pack) at \(r.offset): \(r.storedLength) bytes stored (\(r.codec)), \(r.rawLength) raw")
@@ -90,9 +90,9 @@ struct InspectDiff: ParsableCommand {
 
 struct InspectCat: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cat", abstract: "Print an object: config, snapshot ID, tree ID, blob ID (decoded; --raw for the stored bytes).")
+        commandName: "cat", abstract: "Print an object: config, snapshot ID, tree ID, content-list ID (its chunk ids), blob ID (decoded; --raw for the stored bytes).")
     @OptionGroup var storeOptions: StoreOptions
-    @Argument(help: "config, snapshot, tree or blob.") var kind: String
+    @Argument(help: "config, snapshot, tree, content-list or blob.") var kind: String
     @Argument(help: "The object's id (not for config).") var id: String?
     @Flag(help: "For a blob: the bytes as stored in the pack (compressed).") var raw = false
 
@@ -107,6 +107,8 @@ struct InspectCat: ParsableCommand {
         case "tree":
             let tree = try store.loadTree(try blobID())
             FileHandle.standardOutput.write(Data(try tree.encoded()))
+        case "content-list":
+            FileHandle.standardOutput.write(Data(try store.loadContentList(try blobID()).map { $0.hex + "\n" }.joined().utf8))
         case "blob":
             let bid = try blobID()
             guard let l = store.index.lookup(bid) else { throw StoreError.missingBlob(bid) }
@@ -121,7 +123,7 @@ struct InspectCat: ParsableCommand {
                 FileHandle.standardOutput.write(Data(try store.loadBlob(bid)))
             }
         default:
-            throw ValidationError("unknown object kind '\(kind)': use config, snapshot, tree or blob")
+            throw ValidationError("unknown object kind '\(kind)': use config, snapshot, tree, content-list or blob")
         }
     }
 

@@ -35,16 +35,7 @@ public struct Pruner {
         public var durationSeconds = 0.0
     }
 
-    func dbg(_ label: String) {
-        guard ProcessInfo.processInfo.environment["DBGMEM"] != nil else { return }
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let lines = status.split(separator: "\n").filter { $0.hasPrefix("VmHWM") || $0.hasPrefix("VmRSS") || $0.hasPrefix("RssFile") || $0.hasPrefix("RssAnon") }
-        FileHandle.standardError.write("\(label): \(lines.joined(separator: " "))\n".data(using: .utf8)!)
-        if label == "repacked" { let p = Process(); p.executableURL = URL(fileURLWithPath: "/bin/sh"); p.arguments = ["-c", "cat /proc/\(getpid())/smaps > /tmp/smaps-\(getpid())"]; try? p.run(); p.waitUntilExit() }
-    }
-
     public func run() throws -> Report {
-        dbg("start")
         let clock = ContinuousClock.now
         let lock = try StoreLock.acquire(store, exclusive: true, purpose: "prune")
         defer { lock.release() }
@@ -88,9 +79,7 @@ public struct Pruner {
         }
         for (_, record) in records { try mark(record.tree) }
         visited = []
-        dbg("marked")
         live.sort()
-        dbg("sorted")
         report.liveBlobs = live.count
 
         // Where each live blob is (the entry a lookup finds), by one merge pass over the segments:
@@ -125,7 +114,6 @@ public struct Pruner {
         if next < live.count {
             throw StoreError.refused("refusing to prune: blob \(live[next].hex) is referenced but not in the index — run `shadowmover check`")
         }
-        dbg("resolved")
         // Sweep: packs with nothing live go, packs with too much dead are repacked.
         var delete: [ChunkID] = []
         var repack: [ChunkID] = []
@@ -179,7 +167,6 @@ public struct Pruner {
             report.packsRepacked = repack.count
         }
         packOf = []
-        dbg("repacked")
 
         // The new index: the newest entry of every live blob (repacked ones now point to their new
         // packs), streamed from the segments. Then old segments go, then packs.
@@ -189,7 +176,6 @@ public struct Pruner {
             throw StoreError.refused("prune stopped: the new index holds \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted")
         }
         let name = written?.name
-        dbg("indexed")
         let old = current.map(\.name)
         CrashPoint.step()
         for segment in old where segment != name {
@@ -203,7 +189,7 @@ public struct Pruner {
         }
         report.packsDeleted = delete.count
         let elapsed = ContinuousClock.now - clock
-        report.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        report.durationSeconds = elapsed.seconds
         return report
     }
 

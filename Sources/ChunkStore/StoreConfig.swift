@@ -160,3 +160,9 @@ public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
         return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as reports and JSON give it.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    public var milliseconds: Double { seconds * 1000 }
+}

@@ -87,7 +87,7 @@ public final class Backup: @unchecked Sendable {
         stats.treeBytesStored = total.treeBytesStored
         stats.errors = errorsLock.withLock { errors }
         let elapsed = ContinuousClock.now - clock
-        stats.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        stats.durationSeconds = elapsed.seconds
 
         var record = SnapshotRecord(
             time: started, hostname: options.hostname, username: NSUserName(), paths: paths.map(\.description),

@@ -38,7 +38,7 @@ final class ProgressCounter: @unchecked Sendable {  // guarded by `lock`
     func snapshot() -> ProgressEvent {
         lock.withLock {
             let elapsed = (ContinuousClock.now - started)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             let rate = seconds > 0 ? Double(bytesDone) / seconds : 0
             let eta: Double? = scanComplete && rate > 0 ? Double(bytesTotal &- min(bytesDone, bytesTotal)) / rate : nil
             return ProgressEvent(
@@ -51,7 +51,7 @@ final class ProgressCounter: @unchecked Sendable {  // guarded by `lock`
     func startTicker(interval: Duration, report: @escaping @Sendable (ProgressEvent) -> Void) {
         let t = Thread { [self] in
             while true {
-                Thread.sleep(forTimeInterval: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: interval.seconds)
                 if lock.withLock({ stopped }) { return }
                 report(snapshot())
             }

@@ -214,7 +214,7 @@ public final class Restorer: @unchecked Sendable {
         summary.warnings = lock.withLock { warnings }
         summary.bytesWritten = lock.withLock { bytesWritten }
         let elapsed = ContinuousClock.now - clock
-        summary.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        summary.durationSeconds = elapsed.seconds
         return summary
     }
 

@@ -119,7 +119,7 @@ final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `
     func popBatch(timeout: Duration) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
-        if batches.isEmpty { _ = condition.wait(until: Date().addingTimeInterval(Double(timeout.components.attoseconds) / 1e18 + Double(timeout.components.seconds))) }
+        if batches.isEmpty { _ = condition.wait(until: Date().addingTimeInterval(timeout.seconds)) }
         guard !batches.isEmpty else { return nil }
         condition.broadcast()
         return batches.removeFirst()

@@ -87,6 +87,3 @@ struct DebugJournalWriter: ParsableCommand {
     }
 }
 
-extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-}

@@ -39,7 +39,7 @@ struct ContentListTests {
         let ids = try store.content(of: node)
         #expect(ids.count > ContentList.idsPerBlob && ids.count > ContentList.inlineLimit)
         #expect(lists.count == (ids.count + ContentList.idsPerBlob - 1) / ContentList.idsPerBlob)
-        #expect(try store.index.lookup(lists[0])?.entry.type == .contentList)
+        #expect(store.index.lookup(lists[0])?.entry.type == .contentList)
         let total = try ids.reduce(0) { $0 + Int(try #require(store.index.lookup($1)).entry.rawLength) }
         #expect(total == bytes.count)
         #expect(try Self.fileNode(store, snapshot: first, path: source + "/small").content != nil, "small files stay inline")
@@ -48,7 +48,7 @@ struct ContentListTests {
         #expect(treeBytes.count < 64 << 10)
 
         // Restore.
-        try restore(store, first, to: scratch.sub("r1"))
+        #expect(try restore(store, first, to: scratch.sub("r1")).files == 2)
         #expect(FileManager.default.contents(atPath: scratch.sub("r1") + source + "/image") == Data(bytes))
 
         // Files cache: unchanged, the next snapshot names the same lists without reading the file.
@@ -62,7 +62,7 @@ struct ContentListTests {
         let third = try backup(store, [source]).snapshotID
         let changed = try Self.fileNode(store, snapshot: third, path: source + "/image")
         #expect(changed.contentLists != lists)
-        try restore(store, third, to: scratch.sub("r3"))
+        #expect(try restore(store, third, to: scratch.sub("r3")).files == 2)
         #expect(FileManager.default.contents(atPath: scratch.sub("r3") + source + "/image") == Data(bytes))
 
         // check reads through the lists; inspect chunk finds the file from a chunk inside a list;
@@ -82,7 +82,7 @@ struct ContentListTests {
         #expect(try CLI.run(["check", "--read-data", "--store", storePath]).code == 0)
         let pruned = try Store(path: storePath)
         #expect(pruned.index.lookup(lists[0]) == nil || changed.contentLists!.contains(lists[0]))
-        try restore(pruned, third, to: scratch.sub("r4"))
+        #expect(try restore(pruned, third, to: scratch.sub("r4")).files == 2)
         #expect(FileManager.default.contents(atPath: scratch.sub("r4") + source + "/image") == Data(bytes))
     }
 

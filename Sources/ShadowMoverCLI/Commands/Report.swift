@@ -15,18 +15,27 @@ struct InspectReport: ParsableCommand {
         let store = try storeOptions.open()
         let records = try store.snapshots().records
         let stats = try Inspector(store: store).stats(snapshots: records)
-        var cumulativeStored: UInt64 = 0
+        // Ratios are store-wide after each snapshot (all its and earlier snapshots' logical bytes over
+        // the new data they added): one snapshot's own logical / new ratio is unbounded for a snapshot
+        // that adds almost nothing, and would flatten every other point.
+        var stored: UInt64 = 0, logical: UInt64 = 0, added: UInt64 = 0, addedStored: UInt64 = 0
         var rows: [(label: String, logical: Double, stored: Double, dedup: Double, compression: Double, freeze: Double?)] = []
         for (id, r) in records {
-            cumulativeStored += r.summary.bytesStored + r.summary.treeBytesStored
+            stored += r.summary.bytesStored + r.summary.treeBytesStored
+            logical += r.summary.bytesProcessed
+            added += r.summary.bytesAdded
+            addedStored += r.summary.bytesStored
             let freeze = (try? r.shadowCopy?.decode(SessionReport.self))??.freezeWindow?.totalMs
-            rows.append((String(id.prefix(8)), Double(r.summary.bytesProcessed), Double(cumulativeStored), r.summary.dedupRatio ?? 0, r.summary.compressionRatio, freeze))
+            rows.append((
+                String(id.prefix(8)), Double(r.summary.bytesProcessed), Double(stored),
+                added == 0 ? 1 : Double(logical) / Double(added), addedStored == 0 ? 1 : Double(added) / Double(addedStored), freeze
+            ))
         }
         var body = "<h1>ShadowMover store report</h1>"
         body += "<p class=meta>\(Self.escape(store.path)) · \(records.count) snapshots · \(stats.uniqueChunks) unique chunks · logical \(Output.bytes(stats.logicalBytes)) · stored \(Output.bytes(stats.storedBytes)) · dedup \(String(format: "%.2f", stats.dedupRatio))× · generated \(Output.time(Date()))</p>"
         body += Self.section("Stored vs logical size over snapshots", Self.lines(rows.map(\.label), [("logical size of the snapshot", rows.map(\.logical), "#3b82f6"), ("store size after it", rows.map(\.stored), "#f97316")], unit: "bytes"))
-        body += Self.section("Dedup and compression ratio per snapshot", Self.lines(rows.map(\.label), [("dedup ratio (logical / new)", rows.map(\.dedup), "#10b981"), ("compression ratio (raw / stored)", rows.map(\.compression), "#8b5cf6")], unit: "×"))
-        body += Self.section("Chunk size histogram (unique chunks)", Self.bars(stats.histogram.map { "≤ " + Output.bytes($0.upTo) }, stats.histogram.map { Double($0.chunks) }, color: "#0ea5e9"))
+        body += Self.section("Dedup and compression ratio of the store after each snapshot", Self.lines(rows.map(\.label), [("dedup ratio (logical bytes so far / new data so far)", rows.map(\.dedup), "#10b981"), ("compression ratio (new data / its stored bytes)", rows.map(\.compression), "#8b5cf6")], unit: "×"))
+        body += Self.section("Chunk size histogram (unique chunks, by size up to)", Self.bars(stats.histogram.map { Self.shortSize($0.upTo) }, stats.histogram.map { Double($0.chunks) }, color: "#0ea5e9"))
         let frozen = rows.filter { $0.freeze != nil }
         body += Self.section("Freeze window per snapshot (ms)", frozen.isEmpty ? "<p>No snapshot was taken through a shadow copy session.</p>" : Self.bars(frozen.map(\.label), frozen.map { $0.freeze! }, color: "#ef4444"))
         let page = """
@@ -75,6 +84,11 @@ struct InspectReport: ParsableCommand {
         }
         svg += "</svg><div class=legend>" + series.map { "<span><i style='background:\($0.2)'></i>\(escape($0.0))</span>" }.joined() + "</div>"
         return svg
+    }
+
+    /// "64B", "4K", "1M": a power-of-two size short enough for an axis label.
+    static func shortSize(_ bytes: Int) -> String {
+        bytes >= 1 << 30 ? "\(bytes >> 30)G" : bytes >= 1 << 20 ? "\(bytes >> 20)M" : bytes >= 1 << 10 ? "\(bytes >> 10)K" : "\(bytes)B"
     }
 
     /// A bar chart.

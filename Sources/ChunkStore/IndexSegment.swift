@@ -3,9 +3,11 @@ import Crypto
 import Foundation
 
 /// One immutable, sorted index segment (docs/FORMAT.md, "Index segments"), memory-mapped for lookups,
-/// so that resident memory follows the pages binary searches visit, not the store's size. Passes over
-/// whole segments (compaction, prune) read them sequentially instead (`SegmentMerge`), which leaves
-/// nothing resident.
+/// so that resident memory follows the pages binary searches visit — though each fault maps the
+/// kernel's whole fault-around window or large folio (64 KiB to 2 MiB here), so a backup that looks
+/// up most chunks ends with most of the index resident (about 55 bytes per chunk). Passes over whole
+/// segments (compaction, prune) read them sequentially instead (`SegmentMerge`), which leaves nothing
+/// resident.
 ///
 ///     magic "SMINDEX1" | pack count u32 | entry count u32 | pack ids (count × 32) | entries (count × 52)
 ///

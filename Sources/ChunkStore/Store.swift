@@ -295,9 +295,12 @@ extension Store {
 
     /// Rebuilds the index from the packs' trailers: writes one new segment listing every blob of every
     /// readable pack, then removes the old segments (damaged ones included). Safe to interrupt: until
-    /// the old segments are gone, both describe the same blobs.
+    /// the old segments are gone, both describe the same blobs. Takes the exclusive lock: a backup
+    /// writing packs meanwhile would have its new segment deleted.
     /// - Returns: the number of packs and blobs indexed and the packs whose trailers are damaged.
     public func rebuildIndex() throws -> (packs: Int, blobs: Int, damagedPacks: [String]) {
+        let lock = try StoreLock.acquire(self, exclusive: true, purpose: "repair index")
+        defer { lock.release() }
         var locations: [BlobLocation] = []
         var damaged: [String] = []
         var packs = 0

@@ -63,21 +63,27 @@ final class ChunkSaver: @unchecked Sendable {
         return id
     }
 
-    /// Puts a file's chunk ids into its node: inline, or past `ContentList.inlineLimit` in content-list
-    /// blobs, so that the tree stays small.
-    func attach(_ content: [ChunkID], to node: inout Node) throws {
-        guard content.count > ContentList.inlineLimit else {
-            node.content = content
+    /// Stores one content list (up to `ContentList.idsPerBlob` consecutive chunk ids of a file).
+    func saveList(_ ids: ArraySlice<ChunkID>) throws -> ChunkID {
+        try ContentList.encode(ids).withUnsafeBytes { try save($0, type: .contentList) }
+    }
+
+    /// Puts a file's content into its node: chunk ids inline, or past `ContentList.inlineLimit` in
+    /// content-list blobs, so that the tree stays small.
+    func attach(_ content: SavedContent, to node: inout Node) throws {
+        switch content {
+        case .chunks(let ids) where ids.count <= ContentList.inlineLimit:
+            node.content = ids
             node.contentLists = nil
-            return
+        case .chunks(let ids):
+            node.content = nil
+            node.contentLists = try stride(from: 0, to: ids.count, by: ContentList.idsPerBlob).map {
+                try saveList(ids[$0..<min($0 + ContentList.idsPerBlob, ids.count)])
+            }
+        case .lists(let lists):
+            node.content = nil
+            node.contentLists = lists
         }
-        var lists: [ChunkID] = []
-        for start in stride(from: 0, to: content.count, by: ContentList.idsPerBlob) {
-            let bytes = ContentList.encode(content[start..<min(start + ContentList.idsPerBlob, content.count)])
-            lists.append(try bytes.withUnsafeBytes { try save($0, type: .contentList) })
-        }
-        node.content = nil
-        node.contentLists = lists
     }
 
     /// Encodes and stores a tree.
@@ -129,8 +135,8 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     }
 
     /// Reads the file at `path` to its end and stores its chunks.
-    /// - Returns: the chunk ids in order and the number of bytes read.
-    func saveFile(_ path: PathBytes, expectedSize: Int64) throws -> (content: [ChunkID], size: UInt64) {
+    /// - Returns: the chunk ids in order (or, for a large file, its content lists) and the bytes read.
+    func saveFile(_ path: PathBytes, expectedSize: Int64) throws -> (content: SavedContent, size: UInt64) {
         let fd = try Self.open(path)
         defer { close(fd) }
         if expectedSize >= Self.largeFileThreshold && lanes.workers > 1 {
@@ -150,7 +156,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
             content.append(try saver.save(chunk, type: .data))
         }
         saver.stats.bytesRead += size
-        return (content, size)
+        return (.chunks(content), size)
     }
 
     func read(_ fd: Int32, into free: UnsafeMutableRawBufferPointer, path: PathBytes) throws -> Int {
@@ -166,7 +172,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
     }
 
     /// A large file: this thread reads and cuts; batches of chunks go to all workers.
-    private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: [ChunkID], size: UInt64) {
+    private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: SavedContent, size: UInt64) {
         let maxSize = saver.store.chunker.parameters.maxSize
         let job = LargeFile(lanes: lanes, bufferBytes: maxSize + 2 * Self.readSize)
         defer { job.abandon(lanes, saver: saver) }
@@ -209,7 +215,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         if let p = previous { job.release(p.buffer, batch: false) }
         try job.waitForBatches(helping: lanes, saver: saver)
         saver.stats.bytesRead += size
-        return (job.content(), size)
+        return (try job.content(saver: saver), size)
     }
 }
 
@@ -262,19 +268,34 @@ struct ChunkBatch: @unchecked Sendable {
         for c in chunks {
             ids.append(try saver.save(UnsafeRawBufferPointer(rebasing: buffer[c.offset..<(c.offset + c.length)]), type: .data))
         }
-        job.set(firstIndex, ids)
+        try job.set(firstIndex, ids, saver: saver)
     }
+}
+
+/// What reading a file gave: its chunk ids, or (a large file, whose ids were stored as they arrived)
+/// the ids of its content lists.
+enum SavedContent {
+    case chunks([ChunkID])
+    case lists([ChunkID])
 }
 
 /// One large file in flight: a few read buffers (reused, counted: the reader holds one until the next
 /// has copied its tail; a batch holds one until hashed), the chunk ids as they arrive, and the first
 /// error any worker hit.
+///
+/// Chunk ids are kept in slots of `ContentList.idsPerBlob`; a slot is stored as a content list as soon
+/// as all its ids have arrived, so memory does not grow with the file (a 1 TiB image in 64 KiB chunks
+/// would otherwise hold 512 MiB of ids). The lists are cut exactly where `attach` would cut them.
 final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     private let condition = NSCondition()
     private var free: [UnsafeMutableRawBufferPointer] = []
     private var all: [UnsafeMutableRawBufferPointer] = []
     private var users: [UnsafeMutableRawPointer: Int] = [:]
-    private var ids: [ChunkID] = []
+    private var slots: [Int: (ids: [ChunkID], filled: Int)] = [:]
+    private var lists: [Int: ChunkID] = [:]
+    private var total = 0
+    private static let per = ContentList.idsPerBlob
+    private static let placeholder = ChunkID(hashing: [UInt8]())
     private var outstanding = 0
     private var error: Error?
     let limit: Int
@@ -316,8 +337,13 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
     func reserve(_ count: Int, in buffer: UnsafeMutableRawBufferPointer) -> Int {
         condition.withLock {
             users[buffer.baseAddress!, default: 0] += 1
-            let first = ids.count
-            ids.append(contentsOf: repeatElement(ChunkID(hashing: [UInt8]()), count: count))
+            let first = total
+            total += count
+            var slot = first / Self.per
+            while slot * Self.per < total {
+                if slots[slot] == nil && lists[slot] == nil { slots[slot] = (Array(repeating: Self.placeholder, count: Self.per), 0) }
+                slot += 1
+            }
             outstanding += 1
             return first
         }
@@ -345,8 +371,25 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
         condition.unlock()
     }
 
-    func set(_ first: Int, _ batchIDs: [ChunkID]) {
-        condition.withLock { ids.replaceSubrange(first..<(first + batchIDs.count), with: batchIDs) }
+    /// Records a batch's ids; stores every slot they complete as a content list.
+    func set(_ first: Int, _ batchIDs: [ChunkID], saver: ChunkSaver) throws {
+        var complete: [(slot: Int, ids: [ChunkID])] = []
+        condition.withLock {
+            var i = first
+            while i < first + batchIDs.count {
+                let slot = i / Self.per
+                let end = min(first + batchIDs.count, (slot + 1) * Self.per)
+                var entry = slots.removeValue(forKey: slot)!  // taken out and put back: no copy
+                for j in i..<end { entry.ids[j - slot * Self.per] = batchIDs[j - first] }
+                entry.filled += end - i
+                if entry.filled == Self.per { complete.append((slot, entry.ids)) } else { slots[slot] = entry }
+                i = end
+            }
+        }
+        for c in complete {
+            let id = try saver.saveList(c.ids[...])
+            condition.withLock { lists[c.slot] = id }
+        }
     }
 
     func fail(_ e: Error) { condition.withLock { if error == nil { error = e } } }
@@ -375,5 +418,21 @@ final class LargeFile: @unchecked Sendable {  // guarded by `condition`
         }
     }
 
-    func content() -> [ChunkID] { condition.withLock { ids } }
+    /// The file's content once every batch is done: its ids inline when few, else its content lists
+    /// (the last, partial one stored now).
+    func content(saver: ChunkSaver) throws -> SavedContent {
+        condition.lock()
+        let rest = slots, count = total
+        var lists = self.lists
+        condition.unlock()
+        if count <= ContentList.inlineLimit {
+            guard let first = rest[0] else { return .chunks([]) }
+            return .chunks(Array(first.ids[..<count]))
+        }
+        for (slot, entry) in rest {
+            let end = min(Self.per, count - slot * Self.per)
+            lists[slot] = try saver.saveList(entry.ids[..<end])
+        }
+        return .lists((0..<lists.count).map { lists[$0]! })
+    }
 }

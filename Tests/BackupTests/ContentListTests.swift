@@ -7,7 +7,7 @@ import Testing
 /// Files of more chunks than a tree holds inline keep their chunk ids in content-list blobs.
 @Suite("content lists")
 struct ContentListTests {
-    /// ~1 KiB chunks, so a 24 MiB file has ~24,000 chunks: two content lists.
+    /// ~1 KiB chunks, so a 33 MiB file has some 30,000 chunks: two content lists.
     static let tinyChunks = ChunkerParameters(minSize: 256, averageSize: 1024, maxSize: 4096, normalization: 2)
 
     static func fileNode(_ store: Store, snapshot: String, path: String) throws -> Node {
@@ -26,8 +26,11 @@ struct ContentListTests {
         let scratch = Scratch("lists")
         let source = scratch.sub("source")
         mkdirs(source)
-        var bytes = randomBytes(24 << 20, seed: 77 << 8)
+        // Above the large-file threshold (its ids are stored as lists while it is read), and one
+        // below it (its lists are cut from the whole list at the end): the lists must be the same cuts.
+        var bytes = randomBytes(33 << 20, seed: 77 << 8)
         write(source + "/image", bytes)
+        write(source + "/medium", randomBytes(6 << 20, seed: 6 << 8))
         write(source + "/small", randomBytes(100_000, seed: 5 << 8))
         let storePath = scratch.sub("store")
         let store = try Store.initialize(at: storePath, parameters: Self.tinyChunks)
@@ -38,7 +41,14 @@ struct ContentListTests {
         let lists = try #require(node.contentLists)
         let ids = try store.content(of: node)
         #expect(ids.count > ContentList.idsPerBlob && ids.count > ContentList.inlineLimit)
-        #expect(lists.count == (ids.count + ContentList.idsPerBlob - 1) / ContentList.idsPerBlob)
+        func expectedLists(_ ids: [ChunkID]) -> [ChunkID] {
+            stride(from: 0, to: ids.count, by: ContentList.idsPerBlob).map {
+                ChunkID(hashing: ContentList.encode(ids[$0..<min($0 + ContentList.idsPerBlob, ids.count)]))
+            }
+        }
+        #expect(lists.count >= 2 && lists == expectedLists(ids))
+        let medium = try Self.fileNode(store, snapshot: first, path: source + "/medium")
+        #expect(try medium.contentLists == expectedLists(store.content(of: medium)) && medium.contentLists?.count == 1)
         #expect(store.index.lookup(lists[0])?.entry.type == .contentList)
         let total = try ids.reduce(0) { $0 + Int(try #require(store.index.lookup($1)).entry.rawLength) }
         #expect(total == bytes.count)
@@ -48,12 +58,12 @@ struct ContentListTests {
         #expect(treeBytes.count < 64 << 10)
 
         // Restore.
-        #expect(try restore(store, first, to: scratch.sub("r1")).files == 2)
+        #expect(try restore(store, first, to: scratch.sub("r1")).files == 3)
         #expect(FileManager.default.contents(atPath: scratch.sub("r1") + source + "/image") == Data(bytes))
 
         // Files cache: unchanged, the next snapshot names the same lists without reading the file.
         let second = try backup(store, [source])
-        #expect(second.record.summary.filesUnchanged == 2)
+        #expect(second.record.summary.filesUnchanged == 3)
         #expect(try Self.fileNode(store, snapshot: second.snapshotID, path: source + "/image").contentLists == lists)
 
         // A change in the middle: new lists, and restore gives the new bytes.
@@ -62,7 +72,7 @@ struct ContentListTests {
         let third = try backup(store, [source]).snapshotID
         let changed = try Self.fileNode(store, snapshot: third, path: source + "/image")
         #expect(changed.contentLists != lists)
-        #expect(try restore(store, third, to: scratch.sub("r3")).files == 2)
+        #expect(try restore(store, third, to: scratch.sub("r3")).files == 3)
         #expect(FileManager.default.contents(atPath: scratch.sub("r3") + source + "/image") == Data(bytes))
 
         // check reads through the lists; inspect chunk finds the file from a chunk inside a list;
@@ -82,7 +92,7 @@ struct ContentListTests {
         #expect(try CLI.run(["check", "--read-data", "--store", storePath]).code == 0)
         let pruned = try Store(path: storePath)
         #expect(pruned.index.lookup(lists[0]) == nil || changed.contentLists!.contains(lists[0]))
-        #expect(try restore(pruned, third, to: scratch.sub("r4")).files == 2)
+        #expect(try restore(pruned, third, to: scratch.sub("r4")).files == 3)
         #expect(FileManager.default.contents(atPath: scratch.sub("r4") + source + "/image") == Data(bytes))
     }
 

@@ -24,7 +24,7 @@ final class Scratch {
 let smallChunks = ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536, normalization: 2)
 
 func write(_ path: String, _ bytes: [UInt8]) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "test fixture: cannot write \(path)")
 }
 
 func mkdirs(_ path: String) { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }

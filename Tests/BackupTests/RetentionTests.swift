@@ -85,4 +85,25 @@ struct RetentionTests {
         #expect(try Store(path: f.storePath).snapshots().records.count == 2)
         #expect(try f.cli(["check"]).code == 0)
     }
+
+    @Test("forget removes named snapshots (ids or prefixes), never with rules, never an unknown one")
+    func forgetByID() throws {
+        let f = try Fixture()
+        write(f.source + "/b", randomBytes(1000, seed: 71 << 8))
+        let second = try backup(f.store, [f.source]).snapshotID
+        let mixed = try f.cli(["forget", String(second.prefix(8)), "--keep-last", "1"])
+        #expect(mixed.code != 0 && mixed.stderr.contains("not both"))
+        let unknown = try f.cli(["forget", "ffffffffffff", "--apply"])
+        #expect(unknown.code != 0)
+        #expect(try Store(path: f.storePath).snapshots().records.count == 2)
+        let dry = try f.cli(["forget", String(second.prefix(8))])
+        #expect(dry.code == 0 && dry.stdout.contains("1 snapshot(s) would be removed"))
+        let applied = try f.cli(["forget", String(second.prefix(8)), "--apply"])
+        #expect(applied.code == 0)
+        #expect(try Store(path: f.storePath).snapshots().records.map(\.id) == [f.snapshot])
+        // The last one goes only with --allow-empty.
+        #expect(try f.cli(["forget", f.snapshot, "--apply"]).code != 0)
+        #expect(try f.cli(["forget", f.snapshot, "--apply", "--allow-empty"]).code == 0)
+        #expect(try Store(path: f.storePath).snapshots().records.isEmpty)
+    }
 }

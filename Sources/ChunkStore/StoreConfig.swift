@@ -4,8 +4,9 @@ import Foundation
 
 /// The store's `config` object: written once by `init`, read by every command.
 public struct StoreConfig: Codable, Sendable, Equatable {
-    /// Version of the on-disk format this program writes and reads (docs/FORMAT.md).
-    public static let currentVersion = 1
+    /// Version of the on-disk format this program writes (docs/FORMAT.md). It reads every version up to
+    /// this one: version 2 added content lists, which a version-1 store simply does not have.
+    public static let currentVersion = 2
 
     public var version: Int
     /// Random id of the store (64 hex digits), to tell stores apart.

@@ -24,6 +24,7 @@ public final class Backup: @unchecked Sendable {
         let paths = try Self.normalize(options.paths)
         let storeLock = try StoreLock.acquire(store, exclusive: false, purpose: "backup")
         defer { storeLock.release() }
+        try store.upgradeFormat()
         let packs = store.makePackWriter()
         defer { packs.cancel() }  // after commit: nothing left to cancel; on any error: stop its thread
         let codec = options.codec ?? store.codec

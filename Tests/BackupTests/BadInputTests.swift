@@ -156,15 +156,27 @@ struct BadInputTests {
         let viaEnv = try CLI.run(["snapshots"], environment: ["SHADOWMOVER_STORE": s.sub("store")])
         #expect(viaEnv.code == 0)
 
-        // A config from a newer format version.
+        // A version-1 store (before content lists) is read as it is; a backup marks it version 2 first.
         let configPath = s.sub("store") + "/config"
-        var config = String(decoding: FileManager.default.contents(atPath: configPath)!, as: UTF8.self)
-        config = config.replacingOccurrences(of: "\"version\":1", with: "\"version\":2")
-        chmod(configPath, 0o644)
-        write(configPath, Array(config.utf8))
+        func setVersion(_ from: Int, _ to: Int) {
+            var config = String(decoding: FileManager.default.contents(atPath: configPath)!, as: UTF8.self)
+            #expect(config.contains("\"version\":\(from)"))
+            config = config.replacingOccurrences(of: "\"version\":\(from)", with: "\"version\":\(to)")
+            chmod(configPath, 0o644)
+            write(configPath, Array(config.utf8))
+        }
+        setVersion(2, 1)
+        #expect(try CLI.run(["snapshots", "--store", s.sub("store")]).code == 0)
+        mkdirs(s.sub("data"))
+        write(s.sub("data/f"), randomBytes(1000, seed: 3 << 8))
+        #expect(try CLI.run(["backup", "--no-shadow-copy", "--store", s.sub("store"), s.sub("data")]).code == 0)
+        #expect(String(decoding: FileManager.default.contents(atPath: configPath)!, as: UTF8.self).contains("\"version\":2"))
+
+        // A config from a newer format version.
+        setVersion(2, 3)
         let newer = try CLI.run(["snapshots", "--store", s.sub("store")])
         #expect(newer.code == 1)
-        #expect(newer.stderr.contains("format version 2, newer than this shadowmover supports"))
+        #expect(newer.stderr.contains("format version 3, newer than this shadowmover supports"))
     }
 
     @Test("unknown and ambiguous snapshot ids are refused")

@@ -109,12 +109,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// written to it, so that an older program refuses it instead of misreading it (a version-1 reader
     /// would restore a file whose ids are in content lists as empty). Idempotent.
     public func upgradeFormat() throws {
-        let configPath = "\(path)/config"
-        guard var current = try? JSONDecoder.store.decode(StoreConfig.self, from: Data(try FileIO.readFile(configPath))),
-            current.version < StoreConfig.currentVersion
-        else { return }
-        current.version = StoreConfig.currentVersion
-        try FileIO.writeAtomically(directory: path, name: "config", bytes: Array(try JSONEncoder.store.encode(current)))
+        guard config.version < StoreConfig.currentVersion else { return }
+        var upgraded = config
+        upgraded.version = StoreConfig.currentVersion
+        try FileIO.writeAtomically(directory: path, name: "config", bytes: Array(try JSONEncoder.store.encode(upgraded)))
     }
 
     /// Writes the blobs recorded since the last segment as a new index segment.

@@ -9,6 +9,18 @@ public enum BlobType: UInt8, Sendable, Codable {
     /// Part of a large file's chunk list: chunk ids, 32 raw bytes each (`ContentList`).
     case contentList = 2
 
+    /// The largest raw length a blob of this type may have (docs/FORMAT.md, "Validity rules"): a data
+    /// chunk is at most the store's chunker maximum, a content list holds at most
+    /// `ContentList.idsPerBlob` ids, a tree is at most `Tree.maximumEncodedLength`. A reader refuses a
+    /// longer one as damage before allocating anything for it.
+    public func maximumRawLength(chunkerMaximum: Int) -> Int {
+        switch self {
+        case .data: chunkerMaximum
+        case .tree: Tree.maximumEncodedLength
+        case .contentList: ContentList.idsPerBlob * ChunkID.byteCount
+        }
+    }
+
     public var name: String {
         switch self {
         case .data: "data"

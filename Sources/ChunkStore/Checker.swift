@@ -120,10 +120,12 @@ public struct Checker {
             for pack in chosen {
                 for entry in trailers[pack] ?? [] {
                     report.blobsRead += 1
-                    if buffer.count < Int(entry.rawLength) { buffer = [UInt8](repeating: 0, count: Int(entry.rawLength)) }
                     do {
+                        let location = BlobLocation(pack: pack, entry: entry)
+                        let length = try store.checkBounds(location)
+                        if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
                         try buffer.withUnsafeMutableBytes { b in
-                            try store.readBlob(BlobLocation(pack: pack, entry: entry), into: UnsafeMutableRawBufferPointer(rebasing: b[..<Int(entry.rawLength)]), scratch: &scratch, compressor: compressor)
+                            try store.readBlob(location, into: UnsafeMutableRawBufferPointer(rebasing: b[..<length]), scratch: &scratch, compressor: compressor)
                         }
                     } catch {
                         bad[entry.id] = "\(error)"

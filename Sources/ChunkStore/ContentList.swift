@@ -35,7 +35,7 @@ extension Store {
     /// The chunk ids of one content-list blob (from `location` when the caller knows where it is).
     public func loadContentList(_ id: ChunkID, at known: BlobLocation? = nil) throws -> [ChunkID] {
         guard let location = known ?? index.lookup(id) else { throw StoreError.missingBlob(id) }
-        return try ContentList.decode(try loadBlob(id, at: location), id: id, pack: location.pack)
+        return try ContentList.decode(try loadBlob(id, at: location, expecting: .contentList), id: id, pack: location.pack)
     }
 
     /// A file's chunk ids in order: inline, or read from its content lists.

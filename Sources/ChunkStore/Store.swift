@@ -141,17 +141,41 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     // MARK: Reading
 
+    /// Checks `location` against the format's bounds before anything is allocated or read for it: the
+    /// raw length within the limit for its type (`BlobType.maximumRawLength`), the stored length no
+    /// larger than the raw one (a compressed blob is always smaller, docs/FORMAT.md), the stored bytes
+    /// inside the pack file, and the type the caller expects. A store is input: a crafted index entry
+    /// must cost a damage report, not gigabytes of memory.
+    /// - Returns: the raw length.
+    public func checkBounds(_ location: BlobLocation, expecting type: BlobType? = nil) throws -> Int {
+        let e = location.entry
+        func damaged(_ reason: String) -> StoreError { .damagedBlob(id: e.id, pack: location.pack.hex, reason: reason) }
+        if let type, e.type != type { throw damaged("it is a \(e.type.name) blob where a \(type.name) blob belongs") }
+        let limit = e.type.maximumRawLength(chunkerMaximum: config.chunker.maxSize)
+        guard Int(e.rawLength) <= limit else { throw damaged("raw length \(e.rawLength) exceeds the \(limit) a \(e.type.name) blob may have") }
+        guard e.storedLength <= e.rawLength else { throw damaged("stored length \(e.storedLength) exceeds its raw length \(e.rawLength)") }
+        if e.codec == .none && e.storedLength != e.rawLength { throw damaged("an uncompressed blob whose stored length \(e.storedLength) is not its raw length \(e.rawLength)") }
+        let packSize = try packFiles.open(packPath(location.pack), pack: location.pack.hex).size
+        guard Int(e.offset) + Int(e.storedLength) <= packSize else {
+            throw damaged("bytes \(e.offset)..<\(Int(e.offset) + Int(e.storedLength)) lie past the end of the pack (\(packSize) bytes)")
+        }
+        return Int(e.rawLength)
+    }
+
     /// Reads, decompresses and verifies a blob into `destination` (exactly `location.entry.rawLength` bytes).
     /// `scratch` holds the stored bytes; it is grown as needed and may be reused across calls.
     public func readBlob(
-        _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, scratch: inout [UInt8],
-        compressor: Compressor
+        _ location: BlobLocation, expecting type: BlobType? = nil, into destination: UnsafeMutableRawBufferPointer,
+        scratch: inout [UInt8], compressor: Compressor
     ) throws {
         let e = location.entry
         let packName = location.pack.hex
+        guard try checkBounds(location, expecting: type) == destination.count else {
+            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "raw length \(e.rawLength) differs from the \(destination.count) bytes expected")
+        }
         let stored = Int(e.storedLength)
         if scratch.count < stored { scratch = [UInt8](repeating: 0, count: stored) }
-        let fd = try packFiles.descriptor(for: packPath(location.pack))
+        let fd = try packFiles.open(packPath(location.pack), pack: packName).fd
         let got = try scratch.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws -> Int in
             try FileIO.preadFully(
                 fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: b[..<stored]), at: Int(e.offset), path: packPath(location.pack))
@@ -173,13 +197,13 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// Reads and verifies a whole blob (trees, tools). Data restore uses the buffer-reusing variant.
     /// `location` saves the index lookup when the caller already knows where the blob is.
-    public func loadBlob(_ id: ChunkID, at known: BlobLocation? = nil) throws -> [UInt8] {
+    public func loadBlob(_ id: ChunkID, at known: BlobLocation? = nil, expecting type: BlobType? = nil) throws -> [UInt8] {
         guard let location = known ?? index.lookup(id) else { throw StoreError.missingBlob(id) }
-        var out = [UInt8](repeating: 0, count: Int(location.entry.rawLength))
+        var out = [UInt8](repeating: 0, count: try checkBounds(location, expecting: type))
         var scratch: [UInt8] = []
         let compressor = Compressor(codec: .none)
         try out.withUnsafeMutableBytes { (d: UnsafeMutableRawBufferPointer) throws in
-            try readBlob(location, into: d, scratch: &scratch, compressor: compressor)
+            try readBlob(location, expecting: type, into: d, scratch: &scratch, compressor: compressor)
         }
         return out
     }
@@ -188,7 +212,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public func loadTree(_ id: ChunkID, at location: BlobLocation? = nil) throws -> Tree {
         let bytes: [UInt8]
         do {
-            bytes = try loadBlob(id, at: location)
+            bytes = try loadBlob(id, at: location, expecting: .tree)
         } catch StoreError.damagedBlob(_, _, let reason) {
             throw StoreError.damagedTree(id: id, reason: reason)
         } catch StoreError.missingBlob {
@@ -244,30 +268,39 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     }
 }
 
-/// Open pack files, shared by readers (pread needs no per-reader position).
-final class PackFileCache: @unchecked Sendable {
+/// Open pack files, shared by readers (pread needs no per-reader position), with their sizes: every
+/// read is checked against the pack that holds it.
+final class PackFileCache: @unchecked Sendable {  // guarded by `lock`
     private let lock = NSLock()
-    private var descriptors: [String: Int32] = [:]
+    private var files: [String: (fd: Int32, size: Int)] = [:]
+    /// Open descriptors kept at most; past this all are closed (a restore touches packs in bursts).
+    static let capacity = 256
 
-    func descriptor(for path: String) throws -> Int32 {
+    func open(_ path: String, pack: String) throws -> (fd: Int32, size: Int) {
         lock.lock()
         defer { lock.unlock() }
-        if let fd = descriptors[path] { return fd }
-        if descriptors.count >= 256 {
-            for fd in descriptors.values { close(fd) }
-            descriptors.removeAll()
+        if let file = files[path] { return file }
+        if files.count >= Self.capacity {
+            for file in files.values { close(file.fd) }
+            files.removeAll()
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            if code == ENOENT { throw StoreError.damagedPack(pack: (path as NSString).lastPathComponent, reason: "the pack file is missing") }
+            if code == ENOENT { throw StoreError.damagedPack(pack: pack, reason: "the pack file is missing") }
             throw StoreError.io(path: path, operation: "open", errno: code)
         }
-        descriptors[path] = fd
-        return fd
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let code = errno
+            close(fd)
+            throw StoreError.io(path: path, operation: "stat", errno: code)
+        }
+        files[path] = (fd, Int(st.st_size))
+        return (fd, Int(st.st_size))
     }
 
-    deinit { for fd in descriptors.values { close(fd) } }
+    deinit { for file in files.values { close(file.fd) } }
 }
 
 // MARK: Packs and index repair

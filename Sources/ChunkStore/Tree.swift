@@ -10,8 +10,57 @@ public struct Tree: Codable, Sendable, Equatable {
         self.nodes = nodes.sorted { $0.nameBytes.lexicographicallyPrecedes($1.nameBytes) }
     }
 
+    /// The largest encoded tree a reader accepts (docs/FORMAT.md, "Validity rules"), and so the largest
+    /// a backup writes: about a million entries of small files, or a thousand files of 4,096 inline
+    /// chunk ids each. Bounding it lets a reader refuse a crafted length before allocating for it.
+    public static let maximumEncodedLength = 256 << 20
+
+    /// Why a directory could not be stored as one tree.
+    public struct TooLarge: Error, CustomStringConvertible {
+        public var length: Int
+        public var description: String {
+            "the directory listing is \(length) bytes, more than the \(Tree.maximumEncodedLength) one tree may hold: split the directory, or back up its subdirectories separately"
+        }
+    }
+
+    /// Directories nest at most this deep below a snapshot's root: a path of PATH_MAX (4,096) bytes has
+    /// at most 2,048 components, so a backup, which reads by path, cannot make a deeper tree. Readers
+    /// that walk trees recursively stop here instead of at the end of their stack.
+    public static let maximumDepth = 2048
+
     /// The tree's JSON bytes (see `TreeEncoder`).
-    public func encoded() throws -> [UInt8] { TreeEncoder.encode(self) }
+    public func encoded() throws -> [UInt8] {
+        let bytes = TreeEncoder.encode(self)
+        guard bytes.count <= Self.maximumEncodedLength else { throw TooLarge(length: bytes.count) }
+        return bytes
+    }
+
+    /// A name a tree may hold: one path component that stays inside its directory — not empty, not
+    /// `.` or `..`, without `/` or NUL (docs/FORMAT.md, "Validity rules").
+    public static func isValidName(_ name: [UInt8]) -> Bool {
+        !name.isEmpty && name != [46] && name != [46, 46] && !name.contains(UInt8(ascii: "/")) && !name.contains(0)
+    }
+
+    /// Checks the rules every reader enforces on a tree's entries: valid names, strictly increasing by
+    /// bytes (so no name appears twice: restoring two entries of one name would let the second act
+    /// through the first, a symlink say).
+    static func checkNames(_ nodes: [Node]) throws {
+        for (i, node) in nodes.enumerated() {
+            guard isValidName(node.nameBytes) else {
+                throw InvalidEntry(reason: "entry \(i) has the name \(node.name.debugDescription), which is not a single path component")
+            }
+            if i > 0 && !nodes[i - 1].nameBytes.lexicographicallyPrecedes(node.nameBytes) {
+                let what = nodes[i - 1].nameBytes == node.nameBytes ? "appears twice" : "is out of order"
+                throw InvalidEntry(reason: "the name \(node.name.debugDescription) \(what) (entries \(i - 1) and \(i))")
+            }
+        }
+    }
+
+    /// A tree whose entries break the validity rules.
+    struct InvalidEntry: Error, CustomStringConvertible {
+        var reason: String
+        var description: String { reason }
+    }
 
     /// Reads a tree's JSON (see `TreeDecoder`).
     public static func decode(_ bytes: [UInt8]) throws -> Tree { try TreeDecoder.decode(bytes) }

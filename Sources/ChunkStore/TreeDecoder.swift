@@ -26,12 +26,24 @@ struct TreeDecoder {
         }
         d.whitespace()
         guard d.i == d.b.count else { throw Malformed(offset: d.i, reason: "trailing bytes") }
+        try Tree.checkNames(nodes)
         var tree = Tree(nodes: [])
-        tree.nodes = nodes  // already in the writer's order
+        tree.nodes = nodes  // already in the writer's order, which `checkNames` proved sorted
         return tree
     }
 
     private init(b: [UInt8]) { self.b = b }
+
+    /// Objects and arrays nest at most this deep: a tree's deepest value is an xattr's name (3 levels
+    /// below the tree object); the limit leaves room for unknown keys of later writers while keeping a
+    /// crafted `[[[[…` from exhausting the stack.
+    static let maximumNesting = 32
+    private var nesting = 0
+
+    private mutating func enter() throws {
+        nesting += 1
+        guard nesting <= Self.maximumNesting else { throw Malformed(offset: i, reason: "values nest deeper than \(Self.maximumNesting) levels") }
+    }
 
     private mutating func node() throws -> Node {
         var name: [UInt8]?
@@ -115,6 +127,8 @@ struct TreeDecoder {
 
     private mutating func object(_ member: (inout TreeDecoder, String) throws -> Void) throws {
         try expect(UInt8(ascii: "{"))
+        try enter()
+        defer { nesting -= 1 }
         if peek() == UInt8(ascii: "}") { i += 1; return }
         while true {
             let key = try string()
@@ -128,6 +142,8 @@ struct TreeDecoder {
 
     private mutating func array(_ element: (inout TreeDecoder) throws -> Void) throws {
         try expect(UInt8(ascii: "["))
+        try enter()
+        defer { nesting -= 1 }
         if peek() == UInt8(ascii: "]") { i += 1; return }
         while true {
             try element(&self)

@@ -27,14 +27,14 @@ final class ContentWriter {
 
     /// Writes chunks `range` of `node`'s content, the first at file offset `offset`.
     /// - Returns: the bytes written (holes excluded).
-    func write(_ path: PathBytes, _ node: Node, range: Range<Int>, offset: Int) throws -> UInt64 {
+    /// `fd` is the descriptor that created the file; `path` names it in errors only.
+    func write(fd buffered: Int32, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int) throws -> UInt64 {
         let content = node.content ?? []
-        let buffered = path.withCString { open($0, O_WRONLY | O_CLOEXEC) }
-        if buffered < 0 { throw FileSystem.Failure(path: path, operation: "open", code: errno) }
-        defer { close(buffered) }
         var direct: Int32 = -1
         if node.sparse != true && node.size >= Self.directThreshold {
-            direct = path.withCString { open($0, O_WRONLY | O_CLOEXEC | Self.openDirect) }  // -1 where refused (tmpfs)
+            // O_DIRECT needs a descriptor of its own. "/proc/self/fd/N" reopens the very file `fd` is
+            // open on (no name is looked up again); -1 where refused (tmpfs), and the writes stay buffered.
+            direct = open("/proc/self/fd/\(buffered)", O_WRONLY | O_CLOEXEC | Self.openDirect)
         }
         defer { if direct >= 0 { close(direct) } }
 
@@ -93,10 +93,10 @@ final class ContentWriter {
         for index in range {
             let id = content[index]
             guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
-            let length = Int(location.entry.rawLength)
+            let length = try store.checkBounds(location, expecting: .data)
             if end + length > staging.count { try flush(final: false) }
             let chunk = UnsafeMutableRawBufferPointer(rebasing: staging[end..<(end + length)])
-            try store.readBlob(location, into: chunk, scratch: &scratch, compressor: compressor)
+            try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
             if sparse {
                 if !Restorer.isZero(UnsafeRawBufferPointer(chunk)) {
                     end += length

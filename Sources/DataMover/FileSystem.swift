@@ -98,31 +98,34 @@ enum FileSystem {
         return result.sorted { $0.name < $1.name }
     }
 
-    static func writeXattrs(_ path: PathBytes, _ attributes: [ExtendedAttribute]) throws {
+    /// Sets extended attributes on `path` itself (not following a symlink); `shownAs` names it in errors.
+    static func writeXattrs(_ path: PathBytes, _ attributes: [ExtendedAttribute], shownAs shown: PathBytes) throws {
         for a in attributes {
             let rc = path.withCString { p in a.name.withCString { n in a.value.withUnsafeBytes { lsetxattr(p, n, $0.baseAddress, $0.count, 0) } } }
-            if rc != 0 { throw Failure(path: path, operation: "set xattr \(a.name) on", code: errno) }
+            if rc != 0 { throw Failure(path: shown, operation: "set xattr \(a.name) on", code: errno) }
         }
     }
 
-    /// Applies ownership, permissions and times (in that order: chown clears setuid bits, and every
-    /// change before the times would move ctime/mtime).
-    static func applyMetadata(_ path: PathBytes, _ node: Node, owner: Bool) throws {
-        if let x = node.xattrs, !x.isEmpty { try writeXattrs(path, x) }
-        if owner {
-            let rc = path.withCString { lchown($0, node.uid, node.gid) }
-            if rc != 0 { throw Failure(path: path, operation: "change owner of", code: errno) }
+    /// Applies a restored file's or directory's metadata through its descriptor: extended attributes,
+    /// ownership, permissions and times, in that order (chown clears setuid bits, and every change
+    /// before the times would move mtime). `path` names it in errors.
+    static func applyMetadata(fd: Int32, _ node: Node, owner: Bool, path: PathBytes) throws {
+        for a in node.xattrs ?? [] {
+            let rc = a.name.withCString { n in a.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
+            if rc != 0 { throw Failure(path: path, operation: "set xattr \(a.name) on", code: errno) }
         }
-        if node.kind != .symlink {
-            let rc = path.withCString { chmod($0, mode_t(node.mode)) }
-            if rc != 0 { throw Failure(path: path, operation: "change mode of", code: errno) }
-        }
-        // Access time is not stored; it is left at the restore's time (UTIME_OMIT).
-        var times = [
+        if owner && fchown(fd, node.uid, node.gid) != 0 { throw Failure(path: path, operation: "change owner of", code: errno) }
+        if fchmod(fd, mode_t(node.mode)) != 0 { throw Failure(path: path, operation: "change mode of", code: errno) }
+        var times = restoredTimes(node)
+        if futimens(fd, &times) != 0 { throw Failure(path: path, operation: "set times of", code: errno) }
+    }
+
+    /// The times a restore sets: access time is not stored, so it is left at the restore's time
+    /// (UTIME_OMIT); mtime to the nanosecond.
+    static func restoredTimes(_ node: Node) -> [timespec] {
+        [
             timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2),  // UTIME_OMIT
             timespec(tv_sec: Int(node.mtime.seconds), tv_nsec: Int(node.mtime.nanoseconds)),
         ]
-        let rc = path.withCString { utimensat(AT_FDCWD, $0, &times, AT_SYMLINK_NOFOLLOW) }
-        if rc != 0 { throw Failure(path: path, operation: "set times of", code: errno) }
     }
 }

@@ -41,23 +41,8 @@ public struct DamageReport: Sendable, Codable, CustomStringConvertible {
     }
 }
 
-/// Counts the parts of a file still being restored; the last one applies the file's metadata.
-final class FileCountdown: @unchecked Sendable {  // guarded by `lock`
-    private let lock = NSLock()
-    private var left: Int
-    private var damaged = false
-    init(_ parts: Int) { left = parts }
-
-    /// - Returns: true for the last part of an undamaged file.
-    func finishOne() -> Bool { lock.withLock { left -= 1; return left == 0 && !damaged } }
-
-    /// - Returns: true the first time (the caller removes the file).
-    func markDamaged() -> Bool { lock.withLock { defer { damaged = true }; return !damaged } }
-}
-
 public enum RestoreError: Error, CustomStringConvertible {
     case targetNotEmpty(String)
-    case unsafeName(entry: String, directory: String)
     case pathNotInSnapshot(String)
     case damaged([DamageReport])
     case damagedIndex([DamageReport])
@@ -66,8 +51,6 @@ public enum RestoreError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .targetNotEmpty(let t): "the target \(t) is not empty: choose an empty directory, or pass --overwrite"
-        case .unsafeName(let entry, let dir):
-            "refusing to restore entry \(entry.debugDescription) in \(dir): its name would escape the target (the snapshot's tree is damaged or malicious)"
         case .pathNotInSnapshot(let p): "\(p) is not in the snapshot: list its contents with `shadowmover ls`"
         case .damaged(let reports):
             "the snapshot refers to damaged data:\n" + reports.map { "  " + $0.description }.joined(separator: "\n")
@@ -80,11 +63,14 @@ public enum RestoreError: Error, CustomStringConvertible {
     }
 }
 
-/// Restores a snapshot: walks its trees (checking every name) into a plan, creates directories and
-/// special files, restores file contents on `workers` threads (each chunk read, decompressed and
-/// verified, then written with pwrite at its offset, all-zero chunks of sparse files left as holes),
-/// and finally applies directory metadata deepest first.
-public final class Restorer: @unchecked Sendable {
+/// Restores a snapshot, in four steps: walk its trees (every tree checked against the format's
+/// validity rules) into a plan; create its entries in plan order, each relative to its parent
+/// directory's descriptor (`TargetDirectory`: nothing is ever reached through a symlink), while
+/// `workers` threads write file contents through the descriptor that created each file (every chunk
+/// read, decompressed and verified, then written at its offset, all-zero chunks of sparse files left
+/// as holes); and finally apply directory metadata, deepest first. Holds a shared store lock, so a
+/// prune cannot remove the packs it reads.
+public final class Restorer: @unchecked Sendable {  // mutable state is guarded by `lock`
     public let store: Store
     public let options: RestoreOptions
     private let lock = NSLock()
@@ -98,29 +84,95 @@ public final class Restorer: @unchecked Sendable {
         self.options = options
     }
 
+    /// One entry to restore. `parent` is the plan index of its directory (-1: the target itself).
     struct Entry {
         var path: PathBytes
+        var parent: Int
         var node: Node
+        var name: [UInt8] { node.nameBytes }
     }
 
     public func run(snapshot record: SnapshotRecord) throws -> RestoreSummary {
         let clock = ContinuousClock.now
-        let target = PathBytes(options.target)
+        let storeLock = try lockStore()
+        defer { storeLock?.release() }
         let damagedIndex = store.index.damagedSegments.map {
             DamageReport(object: "index segment \($0.name)", reason: "\($0.error)", affectedFiles: ["any file whose chunks it lists"])
         }
         if !damagedIndex.isEmpty && !options.skipDamaged { throw RestoreError.damagedIndex(damagedIndex) }
+        let target = PathBytes(options.target)
         try prepareTarget(target)
-        var plan: [Entry] = []
-        var treeDamage: [DamageReport] = []
-        if let sub = options.subPath {
-            let node = try find(sub, in: record.tree)
-            try walk(node: node, at: target.appending(node.nameBytes), into: &plan, damage: &treeDamage)
-        } else {
-            try walk(tree: record.tree, at: target, display: "/", into: &plan, damage: &treeDamage)
-        }
+        let root = try TargetDirectory.openTarget(target)
+        let (plan, treeDamage) = try makePlan(record, target: target)
         if !treeDamage.isEmpty && !options.skipDamaged { throw RestoreError.damaged(treeDamage) }
 
+        var summary = try createEntries(plan, in: root)
+        let damage = lock.withLock {
+            damagedObjects.keys.sorted().map { DamageReport(object: $0, reason: damagedObjects[$0]!, affectedFiles: (damagedFiles[$0] ?? []).sorted()) }
+        } + treeDamage + damagedIndex
+        if !damage.isEmpty && !options.skipDamaged {
+            // Name every file the damaged chunks affect, not only the ones a worker happened to reach.
+            throw RestoreError.damaged(completeReports(damage, plan: plan))
+        }
+        try applyDirectoryMetadata(plan, root: root)
+        summary.damage = damage
+        summary.warnings = lock.withLock { warnings }
+        summary.bytesWritten = lock.withLock { bytesWritten }
+        summary.durationSeconds = (ContinuousClock.now - clock).seconds
+        return summary
+    }
+
+    /// A shared lock, so that prune waits for the restore instead of repacking the packs it reads. A
+    /// store on a read-only filesystem cannot hold a lock; nothing can prune it either, so the restore
+    /// goes on without one and says so.
+    private func lockStore() throws -> StoreLock? {
+        do {
+            return try StoreLock.acquire(store, exclusive: false, purpose: "restore")
+        } catch StoreError.io(_, _, let code) where code == EROFS {
+            lock.withLock { warnings.append("the store is on a read-only filesystem: restoring without a lock") }
+            return nil
+        }
+    }
+
+    // MARK: Creating entries
+
+    /// A file whose contents are being restored: the descriptor that created it (every write and its
+    /// metadata go through it), its directory (to remove it by name if its data is damaged), and how
+    /// many of its parts are still being written. The descriptor closes with the last reference.
+    final class RestoringFile: @unchecked Sendable {  // `left` and `damaged` guarded by `lock`
+        let fd: Int32
+        let directory: TargetDirectory
+        let entry: Entry
+        private let lock = NSLock()
+        private var left: Int
+        private var damaged = false
+
+        init(fd: Int32, directory: TargetDirectory, entry: Entry, parts: Int) {
+            self.fd = fd
+            self.directory = directory
+            self.entry = entry
+            left = parts
+        }
+
+        deinit { close(fd) }
+
+        /// - Returns: true for the last part of an undamaged file.
+        func finishOne() -> Bool { lock.withLock { left -= 1; return left == 0 && !damaged } }
+
+        /// - Returns: true the first time (the caller removes the file).
+        func markDamaged() -> Bool { lock.withLock { defer { damaged = true }; return !damaged } }
+    }
+
+    /// A part of a file to restore: chunks `chunks`, the first at file offset `offset`.
+    struct RestoreTask {
+        var file: RestoringFile
+        var chunks: Range<Int>
+        var offset: Int
+    }
+
+    /// Creates every entry of `plan` below `root` on this thread, in plan order (a directory before
+    /// what it holds), and hands file contents to worker threads as each file is created.
+    private func createEntries(_ plan: [Entry], in root: TargetDirectory) throws -> RestoreSummary {
         var summary = RestoreSummary()
         let owner = geteuid() == 0
         let queue = BoundedQueue<RestoreTask>(capacity: 4 * max(1, options.workers))
@@ -129,66 +181,53 @@ public final class Restorer: @unchecked Sendable {
             let writer = ContentWriter(store: store)
             while let task = queue.pop() {
                 if stop.isSet { continue }
-                do {
-                    let written = try writer.write(task.entry.path, task.entry.node, range: task.chunks, offset: task.offset)
-                    lock.withLock { bytesWritten += written }
-                    if task.file.finishOne() { try applyMetadata(task.entry, owner: owner) }
-                } catch let e as StoreError {
-                    noteDamage(e, file: task.entry.path)
-                    if task.file.markDamaged() { task.entry.path.withCString { _ = unlink($0) } }
-                    if !options.skipDamaged { stop.set(e) }
-                    _ = task.file.finishOne()
-                } catch {
-                    stop.set(error)
-                }
+                restore(task, with: writer, owner: owner, stop: stop)
             }
         }
 
-        var hardLinks: [HardLinkKey: PathBytes] = [:]
+        // The directories from the target down to the entry being created: plan order is depth first,
+        // so an entry's parent is always on this stack.
+        var open: [(entry: Int, directory: TargetDirectory)] = [(-1, root)]
+        var hardLinks: [HardLinkKey: Int] = [:]  // first entry restored for each linked inode
         do {
-            for entry in plan {
+            for (index, entry) in plan.enumerated() {
                 if stop.isSet { break }
+                while let top = open.last, top.entry != entry.parent { open.removeLast() }
+                guard let directory = open.last?.directory else { break }  // unreachable: the root never pops
                 switch entry.node.kind {
                 case .directory:
                     summary.directories += 1
-                    try make(entry.path, "create directory") { mkdir($0, 0o700) }
+                    open.append((index, try directory.makeDirectory(entry.name, overwrite: options.overwrite)))
                 case .file:
                     summary.files += 1
+                    try directory.clear(entry.name, overwrite: options.overwrite)
                     let key = HardLinkKey(device: entry.node.device, inode: entry.node.inode)
                     if entry.node.links > 1, let first = hardLinks[key] {
-                        try removeExisting(entry.path)
-                        try make(entry.path, "link") { p in first.withCString { link($0, p) } }
+                        let firstDirectory = try openDirectory(of: first, plan: plan, stack: open)
+                        try directory.makeLink(entry.name, to: plan[first].name, in: firstDirectory)
                         continue
                     }
-                    if entry.node.links > 1 { hardLinks[key] = entry.path }
-                    try removeExisting(entry.path)
-                    let fd = entry.path.withCString { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-                    if fd < 0 { throw FileSystem.Failure(path: entry.path, operation: "create", code: errno) }
-                    let rc = ftruncate(fd, off_t(entry.node.size))
-                    let code = errno
-                    close(fd)
-                    if rc != 0 { throw FileSystem.Failure(path: entry.path, operation: "size", code: code) }
-                    let tasks = split(entry)
-                    let countdown = FileCountdown(tasks.count)
-                    for t in tasks { queue.push(RestoreTask(entry: entry, chunks: t.chunks, offset: t.offset, file: countdown)) }
+                    if entry.node.links > 1 { hardLinks[key] = index }
+                    let fd = try directory.createFile(entry.name)
+                    let parts = split(entry)
+                    let file = RestoringFile(fd: fd, directory: directory, entry: entry, parts: parts.count)
+                    if ftruncate(fd, off_t(entry.node.size)) != 0 { throw FileSystem.Failure(path: entry.path, operation: "size", code: errno) }
+                    for part in parts { queue.push(RestoreTask(file: file, chunks: part.chunks, offset: part.offset)) }
                 case .symlink:
                     summary.otherEntries += 1
-                    try removeExisting(entry.path)
-                    try make(entry.path, "create symlink") { p in
-                        PathBytes(entry.node.linkTarget ?? []).withCString { symlink($0, p) }
+                    try directory.clear(entry.name, overwrite: options.overwrite)
+                    try directory.makeSymlink(entry.name, to: entry.node.linkTarget ?? [])
+                    try applyMetadata(entry, in: directory, owner: owner)
+                case .fifo, .characterDevice, .blockDevice:
+                    summary.otherEntries += 1
+                    try directory.clear(entry.name, overwrite: options.overwrite)
+                    let type: mode_t = switch entry.node.kind {
+                    case .characterDevice: Glibc.S_IFCHR
+                    case .blockDevice: Glibc.S_IFBLK
+                    default: Glibc.S_IFIFO
                     }
-                    try applyMetadata(entry, owner: owner)
-                case .fifo:
-                    summary.otherEntries += 1
-                    try removeExisting(entry.path)
-                    try make(entry.path, "create fifo") { mkfifo($0, 0o600) }
-                    try applyMetadata(entry, owner: owner)
-                case .characterDevice, .blockDevice:
-                    summary.otherEntries += 1
-                    try removeExisting(entry.path)
-                    let type: mode_t = entry.node.kind == .characterDevice ? Glibc.S_IFCHR : Glibc.S_IFBLK
-                    try make(entry.path, "create device") { mknod($0, type | 0o600, dev_t(entry.node.rdev ?? 0)) }
-                    try applyMetadata(entry, owner: owner)
+                    try directory.makeNode(entry.name, type: type, device: entry.node.rdev ?? 0)
+                    try applyMetadata(entry, in: directory, owner: owner)
                 case .socket:
                     summary.otherEntries += 1  // a socket is recreated by the program that listens on it
                 }
@@ -196,34 +235,45 @@ public final class Restorer: @unchecked Sendable {
         } catch {
             stop.set(error)
         }
+        open.removeAll()
         queue.close()
         workers.join()
         if let error = stop.error, !(error is StoreError) { throw error }
-
-        let damage = lock.withLock {
-            damagedObjects.keys.sorted().map { DamageReport(object: $0, reason: damagedObjects[$0]!, affectedFiles: (damagedFiles[$0] ?? []).sorted()) }
-        } + treeDamage + damagedIndex
-        if !damage.isEmpty && !options.skipDamaged {
-            // Name every file the damaged chunks affect, not only the ones a worker happened to reach.
-            throw RestoreError.damaged(completeReports(damage, plan: plan))
-        }
-        for entry in plan.reversed() where entry.node.kind == .directory {
-            try applyMetadata(entry, owner: owner)
-        }
-        summary.damage = damage
-        summary.warnings = lock.withLock { warnings }
-        summary.bytesWritten = lock.withLock { bytesWritten }
-        let elapsed = ContinuousClock.now - clock
-        summary.durationSeconds = elapsed.seconds
         return summary
     }
 
-    /// A part of a file to restore: chunks `chunks`, the first at file offset `offset`.
-    struct RestoreTask {
-        var entry: Entry
-        var chunks: Range<Int>
-        var offset: Int
-        var file: FileCountdown
+    /// Writes one part of a file on a worker thread; the file's last part applies its metadata.
+    private func restore(_ task: RestoreTask, with writer: ContentWriter, owner: Bool, stop: FirstFailure) {
+        let entry = task.file.entry
+        do {
+            let written = try writer.write(fd: task.file.fd, path: entry.path, entry.node, range: task.chunks, offset: task.offset)
+            lock.withLock { bytesWritten += written }
+            if task.file.finishOne() { try applyMetadata(entry, fd: task.file.fd, owner: owner) }
+        } catch let e as StoreError {
+            noteDamage(e, file: entry.path)
+            if task.file.markDamaged() { try? task.file.directory.remove(entry.name) }
+            if !options.skipDamaged { stop.set(e) }
+            _ = task.file.finishOne()
+        } catch {
+            stop.set(error)
+        }
+    }
+
+    /// Opens the directory holding plan entry `index` by walking down from the target one component at
+    /// a time, never following a symlink (hard links and directory metadata need directories that are
+    /// no longer on the creation stack). Reuses a directory still on `stack`.
+    private func openDirectory(of index: Int, plan: [Entry], stack: [(entry: Int, directory: TargetDirectory)]) throws -> TargetDirectory {
+        let parent = plan[index].parent
+        if let held = stack.last(where: { $0.entry == parent }) { return held.directory }
+        var chain: [Int] = []
+        var at = parent
+        while at >= 0 {
+            chain.append(at)
+            at = plan[at].parent
+        }
+        guard var directory = stack.first?.directory else { throw RestoreError.target("internal: no target directory open") }
+        for step in chain.reversed() { directory = try directory.openDirectory(plan[step].name) }
+        return directory
     }
 
     /// Files larger than this are restored in parts by several workers.
@@ -257,6 +307,20 @@ public final class Restorer: @unchecked Sendable {
 
     // MARK: Plan
 
+    /// The entries to restore in depth-first order, and the trees that could not be read (their
+    /// directories are restored empty with `skipDamaged`).
+    private func makePlan(_ record: SnapshotRecord, target: PathBytes) throws -> (plan: [Entry], damage: [DamageReport]) {
+        var plan: [Entry] = []
+        var damage: [DamageReport] = []
+        if let sub = options.subPath {
+            let node = try find(sub, in: record.tree)
+            walk(node: node, at: target.appending(node.nameBytes), parent: -1, depth: 0, into: &plan, damage: &damage)
+        } else {
+            walk(tree: record.tree, at: target, parent: -1, depth: 0, into: &plan, damage: &damage)
+        }
+        return (plan, damage)
+    }
+
     private func find(_ path: String, in root: ChunkID) throws -> Node {
         var tree = try store.loadTree(root)
         let parts = PathBytes(path).components
@@ -272,7 +336,7 @@ public final class Restorer: @unchecked Sendable {
         throw RestoreError.pathNotInSnapshot(path)
     }
 
-    private func walk(node: Node, at path: PathBytes, into plan: inout [Entry], damage: inout [DamageReport]) throws {
+    private func walk(node: Node, at path: PathBytes, parent: Int, depth: Int, into plan: inout [Entry], damage: inout [DamageReport]) {
         var node = node
         if node.contentLists != nil {  // a large file: its chunk ids are read from its content lists
             do {
@@ -280,34 +344,33 @@ public final class Restorer: @unchecked Sendable {
             } catch let e as StoreError {
                 damage.append(DamageReport(object: "a content list of \(path)", reason: "\(e)", affectedFiles: [path.description]))
                 node.content = []
+            } catch {
+                damage.append(DamageReport(object: "a content list of \(path)", reason: "\(error)", affectedFiles: [path.description]))
+                node.content = []
             }
             node.contentLists = nil
         }
-        plan.append(Entry(path: path, node: node))
+        plan.append(Entry(path: path, parent: parent, node: node))
         if node.kind == .directory, let sub = node.subtree {
-            try walk(tree: sub, at: path, display: path.description, into: &plan, damage: &damage)
+            walk(tree: sub, at: path, parent: plan.count - 1, depth: depth + 1, into: &plan, damage: &damage)
         }
     }
 
-    private func walk(tree id: ChunkID, at path: PathBytes, display: String, into plan: inout [Entry], damage: inout [DamageReport]) throws {
+    private func walk(tree id: ChunkID, at path: PathBytes, parent: Int, depth: Int, into plan: inout [Entry], damage: inout [DamageReport]) {
+        guard depth <= Tree.maximumDepth else {
+            damage.append(DamageReport(object: "tree \(id)", reason: "it nests deeper than \(Tree.maximumDepth) directories", affectedFiles: ["everything under \(path)"]))
+            return
+        }
         let tree: Tree
         do {
             tree = try store.loadTree(id)
-        } catch let e as StoreError {
-            damage.append(DamageReport(object: "tree \(id)", reason: "\(e)", affectedFiles: ["everything under \(path)"]))
+        } catch {
+            damage.append(DamageReport(object: "tree \(id)", reason: "\(error)", affectedFiles: ["everything under \(path)"]))
             return
         }
         for node in tree.nodes {
-            guard Self.isSafe(node.nameBytes) else {
-                throw RestoreError.unsafeName(entry: String(decoding: node.nameBytes, as: UTF8.self), directory: display)
-            }
-            try walk(node: node, at: path.appending(node.nameBytes), into: &plan, damage: &damage)
+            walk(node: node, at: path.appending(node.nameBytes), parent: parent, depth: depth, into: &plan, damage: &damage)
         }
-    }
-
-    /// A name is safe when it is one path component that stays inside its directory.
-    static func isSafe(_ name: [UInt8]) -> Bool {
-        !name.isEmpty && name != [46] && name != [46, 46] && !name.contains(UInt8(ascii: "/")) && !name.contains(0)
     }
 
     private func completeReports(_ reports: [DamageReport], plan: [Entry]) -> [DamageReport] {
@@ -348,7 +411,7 @@ public final class Restorer: @unchecked Sendable {
         }
     }
 
-    // MARK: Files and metadata
+    // MARK: Target and metadata
 
     private func prepareTarget(_ target: PathBytes) throws {
         var st = stat()
@@ -365,31 +428,31 @@ public final class Restorer: @unchecked Sendable {
         if !options.overwrite, !(try FileSystem.list(target)).isEmpty { throw RestoreError.targetNotEmpty(target.description) }
     }
 
-    private func make(_ path: PathBytes, _ what: String, _ call: (UnsafePointer<CChar>) -> Int32) throws {
-        if path.withCString(call) != 0 {
-            let code = errno
-            if code == EEXIST && what == "create directory" {
-                var st = stat()
-                if path.withCString({ lstat($0, &st) }) == 0 && st.st_mode & S_IFMT == S_IFDIR { return }
-            }
-            throw FileSystem.Failure(path: path, operation: what, code: code)
+    /// Applies directory metadata deepest first (a directory's mode may forbid creating in it, and
+    /// creating in it would move its mtime), each directory opened from the target down.
+    private func applyDirectoryMetadata(_ plan: [Entry], root: TargetDirectory) throws {
+        let owner = geteuid() == 0
+        for index in plan.indices.reversed() where plan[index].node.kind == .directory {
+            let parent = try openDirectory(of: index, plan: plan, stack: [(-1, root)])
+            let directory = try parent.openDirectory(plan[index].name)
+            try applyMetadata(plan[index], fd: directory.fd, owner: owner)
         }
     }
 
-    /// With --overwrite, removes a non-directory in the way.
-    private func removeExisting(_ path: PathBytes) throws {
-        guard options.overwrite else { return }
-        var st = stat()
-        guard path.withCString({ lstat($0, &st) }) == 0 else { return }
-        if st.st_mode & S_IFMT == S_IFDIR {
-            throw RestoreError.target("cannot overwrite directory \(path) with a non-directory: remove it first")
-        }
-        if path.withCString({ unlink($0) }) != 0 { throw FileSystem.Failure(path: path, operation: "remove", code: errno) }
-    }
-
-    private func applyMetadata(_ entry: Entry, owner: Bool) throws {
+    /// Applies a file's or directory's metadata through its descriptor; what cannot be applied (owners
+    /// without root) is a warning.
+    private func applyMetadata(_ entry: Entry, fd: Int32, owner: Bool) throws {
         do {
-            try FileSystem.applyMetadata(entry.path, entry.node, owner: owner)
+            try FileSystem.applyMetadata(fd: fd, entry.node, owner: owner, path: entry.path)
+        } catch let e as FileSystem.Failure {
+            lock.withLock { warnings.append(e.description) }
+        }
+    }
+
+    /// Applies the metadata of an entry that is not opened (symlink, FIFO, device) by its name.
+    private func applyMetadata(_ entry: Entry, in directory: TargetDirectory, owner: Bool) throws {
+        do {
+            try directory.applyMetadata(entry.name, entry.node, owner: owner)
         } catch let e as FileSystem.Failure {
             lock.withLock { warnings.append(e.description) }
         }

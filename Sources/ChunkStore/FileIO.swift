@@ -112,12 +112,22 @@ enum FileIO {
         try check(fsync(fd), directory, "fsync directory")
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
+    /// A small store file larger than its kind may be (`readFile(_:limit:)`).
+    struct TooLong: Error, CustomStringConvertible {
+        var size: Int
+        var limit: Int
+        var description: String { "it is \(size) bytes, more than the \(limit) it may have" }
+    }
+
+    /// Reads a whole small file (config, snapshot record, lock), refusing one longer than `limit`
+    /// before allocating for it: a store is input, and its files' sizes are the attacker's to choose.
+    static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try check(fd, path, "open")
         defer { close(fd) }
         var st = stat()
         try check(fstat(fd, &st), path, "stat")
+        guard Int(st.st_size) <= limit else { throw TooLong(size: Int(st.st_size), limit: limit) }
         var out = [UInt8](repeating: 0, count: Int(st.st_size))
         let got = try out.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws -> Int in
             try preadFully(fd: fd, into: b, at: 0, path: path)

@@ -67,6 +67,13 @@ public enum PackFormat {
             guard Int(entry.offset) + Int(entry.storedLength) <= dataEnd else {
                 throw StoreError.damagedPack(pack: pack, reason: "entry \(i) points past the blob area")
             }
+            // The type's own limit needs the store's chunker (`Store.checkBounds`); no type allows more
+            // than a tree.
+            guard entry.storedLength <= entry.rawLength, Int(entry.rawLength) <= Tree.maximumEncodedLength,
+                entry.codec != .none || entry.storedLength == entry.rawLength
+            else {
+                throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has stored length \(entry.storedLength) and raw length \(entry.rawLength), which no blob can have")
+            }
             entries.append(entry)
         }
         return entries

@@ -3,6 +3,9 @@ import Foundation
 /// The record of one backup: written last, it is the commit point (docs/FORMAT.md, "Snapshots"). The file
 /// is named by the SHA-256 of its bytes.
 public struct SnapshotRecord: Codable, Sendable {
+    /// The largest record a reader accepts: records hold a root tree id, statistics and the writers'
+    /// documents (kilobytes); a longer file is damage, refused before it is read.
+    public static let maximumLength = 16 << 20
     public var version: Int
     public var time: Date
     public var hostname: String

@@ -49,7 +49,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         }
         guard isDir.boolValue else { throw StoreError.notAStore(path: path, reason: "it is not a directory") }
         guard FileIO.exists(configPath) else { throw StoreError.notAStore(path: path, reason: "it has no config") }
-        let raw = try FileIO.readFile(configPath)
+        let raw: [UInt8]
+        do { raw = try FileIO.readFile(configPath, limit: StoreConfig.maximumLength) } catch let e as FileIO.TooLong {
+            throw StoreError.badConfig(path: configPath, reason: "\(e)")
+        }
         struct VersionOnly: Decodable { var version: Int }
         guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
             throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
@@ -134,6 +137,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// Writes a snapshot record: the commit point of a backup.
     public func saveSnapshot(_ record: SnapshotRecord) throws -> String {
         let bytes = Array(try JSONEncoder.store.encode(record))
+        guard bytes.count <= SnapshotRecord.maximumLength else {
+            throw StoreError.refused("the snapshot record would be \(bytes.count) bytes, more than the \(SnapshotRecord.maximumLength) a reader accepts: select fewer writers' components or paths")
+        }
         let id = ChunkID(hashing: bytes).hex
         try FileIO.writeAtomically(directory: "\(path)/snapshots", name: id, bytes: bytes)
         return id
@@ -231,7 +237,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// Loads a snapshot record and checks that its bytes match its id.
     public func loadSnapshot(id: String) throws -> SnapshotRecord {
-        let bytes = try FileIO.readFile("\(path)/snapshots/\(id)")
+        let bytes: [UInt8]
+        do { bytes = try FileIO.readFile("\(path)/snapshots/\(id)", limit: SnapshotRecord.maximumLength) } catch let e as FileIO.TooLong {
+            throw StoreError.damagedSnapshot(id: id, reason: "\(e)")
+        }
         guard ChunkID(hashing: bytes).hex == id else { throw StoreError.damagedSnapshot(id: id, reason: "checksum mismatch") }
         do {
             return try JSONDecoder.store.decode(SnapshotRecord.self, from: Data(bytes))

@@ -7,6 +7,8 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     /// Version of the on-disk format this program writes (docs/FORMAT.md). It reads every version up to
     /// this one: version 2 added content lists, which a version-1 store simply does not have.
     public static let currentVersion = 2
+    /// A config is a few hundred bytes; a longer file is damage, refused before it is read.
+    public static let maximumLength = 64 << 10
 
     public var version: Int
     /// Random id of the store (64 hex digits), to tell stores apart.

@@ -23,6 +23,8 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
     /// A heartbeat older than this marks a lock stale (the holder refreshes every `heartbeatInterval`).
     public static let staleAfter: TimeInterval = 30 * 60
     static let heartbeatInterval: TimeInterval = 60
+    /// A lock record is a few hundred bytes; a longer file is not read (it counts as unreadable).
+    static let maximumRecordLength = 64 << 10
 
     let store: Store
     let name: String
@@ -87,7 +89,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
     /// Every lock file and its record (nil for one that cannot be read).
     public static func list(_ store: Store) -> [(name: String, record: Record?)] {
         ((try? FileIO.list("\(store.path)/locks")) ?? []).map { name in
-            let record = (try? FileIO.readFile("\(store.path)/locks/\(name)")).flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
+            let record = (try? FileIO.readFile("\(store.path)/locks/\(name)", limit: Self.maximumRecordLength)).flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
             return (name, record)
         }
     }

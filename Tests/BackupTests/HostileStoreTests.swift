@@ -169,3 +169,183 @@ struct HostileStoreTests {
         #expect(TreeSnapshot(target).entries["link"]?.link == sentinel.path)
     }
 }
+
+// MARK: Length fields
+
+/// Byte-level edits of a store's objects, each left self-consistent (checksums and names fixed) so
+/// that only the lie in a length field is left to catch.
+enum StoreSurgery {
+    static func read(_ path: String) -> [UInt8] { Array(FileManager.default.contents(atPath: path) ?? Data()) }
+
+    static func setLE32(_ bytes: inout [UInt8], at offset: Int, _ value: UInt32) {
+        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+    }
+
+    static func le32(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+        (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[offset + $1]) << (8 * UInt32($1)) }
+    }
+
+    /// The store's only index segment: its path and bytes.
+    static func segment(_ store: String) throws -> String {
+        let names = try FileManager.default.contentsOfDirectory(atPath: store + "/index")
+        try #require(names.count == 1)
+        return store + "/index/" + names[0]
+    }
+
+    /// Rewrites the index segment with `edit` applied and names it by its new hash, as a writer would.
+    static func editSegment(_ store: String, _ edit: (inout [UInt8]) -> Void) throws {
+        let path = try segment(store)
+        var bytes = read(path)
+        edit(&bytes)
+        try FileManager.default.removeItem(atPath: path)
+        write(store + "/index/" + ChunkID(hashing: bytes).hex, bytes)
+    }
+
+    /// The offset of `id`'s entry in an index segment's bytes (layout in docs/FORMAT.md).
+    static func segmentEntry(_ bytes: [UInt8], _ id: ChunkID) -> Int {
+        let packs = Int(le32(bytes, at: 8)), count = Int(le32(bytes, at: 12))
+        let start = 16 + packs * 32
+        return (0..<count).map { start + $0 * 52 }.first { Array(bytes[$0..<$0 + 32]) == id.bytes }!
+    }
+
+    /// The pack holding `id` and the offset of its trailer entry.
+    static func packEntry(_ store: Store, _ id: ChunkID) throws -> (path: String, entry: Int) {
+        let location = try #require(store.index.lookup(id))
+        let path = store.packPath(location.pack)
+        let bytes = read(path)
+        let count = Int(le32(bytes, at: bytes.count - 16))
+        let start = bytes.count - 16 - count * 48
+        let entry = try #require((0..<count).map { start + $0 * 48 }.first { Array(bytes[$0..<$0 + 32]) == id.bytes })
+        return (path, entry)
+    }
+
+    /// Rewrites a pack with `edit` applied and its trailer checksum made to match again.
+    static func editPack(_ path: String, _ edit: (inout [UInt8]) -> Void) {
+        var bytes = read(path)
+        let count = Int(le32(bytes, at: bytes.count - 16))
+        let start = bytes.count - 16 - count * 48
+        edit(&bytes)
+        setLE32(&bytes, at: bytes.count - 12, crc32(bytes[start..<(bytes.count - 16)]))
+        chmod(path, 0o644)
+        write(path, bytes)
+    }
+
+    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
+    }
+}
+
+/// Runs the CLI under /usr/bin/time and returns its result and peak resident memory.
+func measured(_ args: [String]) throws -> (result: CLI.Result, peakBytes: Int) {
+    let scratch = Scratch("rss")
+    let report = scratch.sub("rss")
+    let result = try CLI.run(args, prefix: ["/usr/bin/time", "-f", "%M", "-o", report])
+    let kb = Int(String(decoding: StoreSurgery.read(report), as: UTF8.self).split(separator: "\n").last ?? "") ?? Int.max
+    return (result, kb * 1024)
+}
+
+@Suite("Hostile stores: length fields")
+struct LengthFieldTests {
+    /// What a lying field may cost: well below the gigabytes a trusted 32-bit length would allocate.
+    static let memoryCeiling = 200 << 20
+
+    struct Lie: CustomStringConvertible, Sendable {
+        var description: String
+        var expected: String
+        /// Restore reads through the index: a lie only the pack's trailer tells is check's to find.
+        var restoreAffected = true
+        var apply: @Sendable (Fixture, ChunkID) throws -> Void
+    }
+
+    static let entryField: [(name: String, offset: Int)] = [("offset", 36), ("stored length", 40), ("raw length", 44)]
+
+    static let lies: [Lie] = {
+        var lies: [Lie] = []
+        // An index entry of the first chunk of `a`: each length field at 0, at the maximum, and just
+        // past what its container allows.
+        for (field, at) in entryField {
+            for label in ["0", "max", "just past"] {
+                if field == "offset" && label == "0" { continue }  // offset 0 is where the first blob lives
+                lies.append(Lie(description: "index entry \(field) = \(label)", expected: "blob") { f, id in
+                    let location = try #require(f.store.index.lookup(id))
+                    let packSize = UInt32(StoreSurgery.read(f.store.packPath(location.pack)).count)
+                    let value: UInt32 = switch (label, field) {
+                    case ("0", _): 0
+                    case ("max", _): .max
+                    case (_, "offset"): packSize
+                    case (_, "stored length"): packSize - 1
+                    default: UInt32(smallChunks.maxSize + 1)
+                    }
+                    try StoreSurgery.editSegment(f.storePath) { bytes in
+                        StoreSurgery.setLE32(&bytes, at: StoreSurgery.segmentEntry(bytes, id) + at, value)
+                    }
+                })
+            }
+        }
+        // The segment header's counts.
+        for (field, at) in [("pack count", 8), ("entry count", 12)] {
+            for (label, value) in [("0", UInt32(0)), ("max", UInt32.max), ("just past", UInt32(1))] {
+                lies.append(Lie(description: "index header \(field) = \(label)", expected: "index segment") { f, _ in
+                    try StoreSurgery.editSegment(f.storePath) { bytes in
+                        let v = label == "just past" ? StoreSurgery.le32(bytes, at: at) + 1 : value
+                        StoreSurgery.setLE32(&bytes, at: at, v)
+                    }
+                })
+            }
+        }
+        // A pack trailer entry (checksum fixed), then the index rebuilt from the packs by `repair index`.
+        for (field, at) in [("offset", 32), ("stored length", 36), ("raw length", 40)] {
+            for label in ["max", "just past"] {
+                lies.append(Lie(description: "pack trailer \(field) = \(label), index repaired from it", expected: "") { f, id in
+                    let (path, entry) = try StoreSurgery.packEntry(f.store, id)
+                    StoreSurgery.editPack(path) { bytes in
+                        let old = StoreSurgery.le32(bytes, at: entry + at)
+                        let v: UInt32 = label == "max" ? .max : field == "raw length" ? UInt32(smallChunks.maxSize + 1) : old &+ UInt32(bytes.count)
+                        StoreSurgery.setLE32(&bytes, at: entry + at, v)
+                    }
+                    _ = try f.cli(["repair", "index"])
+                })
+            }
+        }
+        // The pack footer's entry count.
+        for label in ["0", "max"] {
+            lies.append(Lie(description: "pack footer count = \(label)", expected: "pack", restoreAffected: false) { f, id in
+                let (path, _) = try StoreSurgery.packEntry(f.store, id)
+                StoreSurgery.editPack(path) { bytes in StoreSurgery.setLE32(&bytes, at: bytes.count - 16, label == "0" ? 0 : .max) }
+            })
+        }
+        // Files whose whole length is the field.
+        lies.append(Lie(description: "a snapshot record past its limit", expected: "snapshot record") { f, _ in
+            let path = f.storePath + "/snapshots/" + f.snapshot
+            chmod(path, 0o644)
+            truncate(path, off_t(SnapshotRecord.maximumLength + 1))
+        })
+        lies.append(Lie(description: "a config past its limit", expected: "config") { f, _ in
+            chmod(f.storePath + "/config", 0o644)
+            truncate(f.storePath + "/config", off_t(StoreConfig.maximumLength + 1))
+        })
+        return lies
+    }()
+
+    @Test("a lying length is damage, named, in bounded memory", arguments: lies)
+    func lyingLength(lie: Lie) throws {
+        let f = try Fixture()
+        let id = try f.node("a").content![0]
+        try lie.apply(f, id)
+        let restore = ["restore", f.snapshot, "-t", f.scratch.sub("target")]
+        for command in [["check", "--read-data"]] + (lie.restoreAffected ? [restore] : []) {
+            let (r, peak) = try measured(command + ["--store", f.storePath])
+            let output = r.stdout + r.stderr
+            #expect(r.code == 1, "\(command[0]) after \(lie): \(output)")
+            #expect(peak < Self.memoryCeiling, "\(command[0]) after \(lie) peaked at \(peak >> 20) MiB")
+            #expect(output.contains("damaged") || output.contains("not in the store's index"), "\(command[0]) after \(lie): \(output)")
+            if !lie.expected.isEmpty { #expect(output.contains(lie.expected), "\(command[0]) after \(lie): \(output)") }
+            #expect(!output.contains("Fatal error"), "\(output)")
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import ChunkStore
+import Foundation
+import Testing
+
+/// Starts the CLI without waiting for it.
+func startCLI(_ arguments: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CLI.binary)
+    p.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.removeValue(forKey: "SHADOWMOVER_STORE")
+    p.environment = env
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try runUnblocked(p)
+    return p
+}
+
+/// Files of `source` (relative path → content), for comparing a restore with what was backed up.
+func contents(_ root: String) -> [String: [UInt8]] {
+    TreeSnapshot(root).entries.compactMapValues(\.content)
+}
+
+@Suite("Faults: killed backups, a full disk, prune during restore")
+struct FaultTests {
+    @Test("a backup killed at random moments (20 times) leaves a store that checks clean and restores the last snapshot")
+    func killedBackups() throws {
+        let s = Scratch("kill")
+        let source = s.sub("source")
+        mkdirs(source)
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store, "--min", "4096", "--avg", "16384", "--max", "65536"]).code == 0)
+        var generator = SystemRandomNumberGenerator()
+        var last: (id: String, files: [String: [UInt8]])?
+        var killed = 0
+        for round in 0..<20 {
+            // New data every round, so every backup has packs and index segments to write.
+            for k in 0..<6 { write(source + "/f\(round)-\(k)", randomBytes(1_500_000, seed: UInt64(round * 100 + k) << 8)) }
+            let backup = try startCLI(["backup", source, "--store", store, "--workers", "2"])
+            usleep(UInt32.random(in: 2_000...150_000, using: &generator))
+            if backup.isRunning {
+                kill(backup.processIdentifier, SIGKILL)
+                killed += 1
+            }
+            backup.waitUntilExit()
+
+            let check = try CLI.run(["check", "--store", store])
+            #expect(check.code == 0, "round \(round): check after a kill: \(check.stdout)\(check.stderr)")
+            if let last {
+                let target = s.sub("restore-\(round)")
+                let r = try CLI.run(["restore", last.id, "--store", store, "--target", target])
+                #expect(r.code == 0, "round \(round): \(r.stderr)")
+                #expect(contents(target + source) == last.files, "round \(round): the previous snapshot restores identical")
+                try? FileManager.default.removeItem(atPath: target)
+            }
+            // The next backup succeeds: a killed one's lock and leftovers do not stand in its way.
+            let next = try CLI.run(["backup", source, "--store", store, "--json"])
+            #expect(next.code == 0, "round \(round): \(next.stderr)")
+            let snapshots = try Store(path: store).snapshots().records
+            last = (try #require(snapshots.last).id, contents(source))
+        }
+        #expect(killed >= 10, "most backups were killed while running (\(killed) of 20)")
+    }
+
+    @Test("a full disk fails the backup clearly; the store checks clean, restores, and backs up again once space is freed")
+    func fullDisk() throws {
+        guard try requireRoot("a small loop filesystem") else { return }
+        let s = Scratch("enospc")
+        let volume = try LoopVolume("ext4", in: s, sizeMB: 48, name: "small")
+        let store = volume.sub("store")
+        #expect(try CLI.run(["init", "--store", store, "--codec", "none"]).code == 0)
+        let source = s.sub("source")
+        mkdirs(source)
+        write(source + "/small", randomBytes(2_000_000, seed: 11 << 8))
+        let first = try CLI.run(["backup", source, "--store", store])
+        #expect(first.code == 0, "\(first.stderr)")
+        let firstFiles = contents(source)
+        let firstID = try #require(try Store(path: store).snapshots().records.last).id
+
+        // More than the volume holds: incompressible, and stored raw.
+        write(source + "/big", randomBytes(80_000_000, seed: 12 << 8))
+        let full = try CLI.run(["backup", source, "--store", store])
+        #expect(full.code == 1)
+        #expect(full.stderr.contains("No space left on device"), "\(full.stderr)")
+        #expect(try Store(path: store).snapshots().records.count == 1, "the failed backup committed nothing")
+
+        let check = try CLI.run(["check", "--store", store])
+        #expect(check.code == 0, "\(check.stdout)\(check.stderr)")
+        let target = s.sub("target")
+        #expect(try CLI.run(["restore", firstID, "--store", store, "--target", target]).code == 0)
+        #expect(contents(target + source) == firstFiles)
+
+        // Space freed: the big file goes, prune removes what the failed backup left.
+        try FileManager.default.removeItem(atPath: source + "/big")
+        let prune = try CLI.run(["prune", "--store", store])
+        #expect(prune.code == 0, "\(prune.stderr)")
+        write(source + "/more", randomBytes(3_000_000, seed: 13 << 8))
+        let again = try CLI.run(["backup", source, "--store", store])
+        #expect(again.code == 0, "\(again.stderr)")
+        #expect(try CLI.run(["check", "--store", store, "--read-data"]).code == 0)
+    }
+
+    @Test("prune waits for a running restore instead of repacking the packs it reads")
+    func pruneDuringRestore() throws {
+        let f = try PruneFixture()
+        let id = try #require(f.expected.keys.sorted().first)
+        let restore = try startCLI(["restore", id, "--store", f.storePath, "--target", f.scratch.sub("target"), "--workers", "1"])
+        // Hold the restore still once its lock is visible, so prune meets it for certain.
+        let deadline = Date().addingTimeInterval(30)
+        var locked = false
+        while Date() < deadline && restore.isRunning {
+            let locks = (try? FileManager.default.contentsOfDirectory(atPath: f.storePath + "/locks")) ?? []
+            if locks.contains(where: { !$0.hasPrefix(".") }) {  // a committed lock, not its temporary file
+                kill(restore.processIdentifier, SIGSTOP)
+                locked = true
+                break
+            }
+            usleep(200)
+        }
+        if locked {
+            let prune = try f.cli(["prune"])
+            kill(restore.processIdentifier, SIGCONT)
+            #expect(prune.code == 1)
+            #expect(prune.stderr.contains("restore"), "the refusal names the restore holding the lock: \(prune.stderr)")
+        }
+        restore.waitUntilExit()
+        #expect(locked, "the restore's lock was seen while it ran")
+        #expect(restore.terminationStatus == 0)
+        #expect(try f.cli(["prune"]).code == 0, "prune runs once the restore is done")
+        try f.verifyRestores(f.storePath, into: f.scratch.sub("after"))
+    }
+}

@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "Compression", targets: ["Compression"]),
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .library(name: "DataMover", targets: ["DataMover"]),
+        .library(name: "ShadowCopy", targets: ["ShadowCopy"]),
+        .library(name: "Jobs", targets: ["Jobs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

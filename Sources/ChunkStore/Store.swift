@@ -53,28 +53,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         do { raw = try FileIO.readFile(configPath, limit: StoreConfig.maximumLength) } catch let e as FileIO.TooLong {
             throw StoreError.badConfig(path: configPath, reason: "\(e)")
         }
-        struct VersionOnly: Decodable { var version: Int }
-        guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
-            throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
-        }
-        guard version.version <= StoreConfig.currentVersion else {
-            throw StoreError.newerFormat(path: path, found: version.version, supported: StoreConfig.currentVersion)
-        }
-        let config: StoreConfig
-        do {
-            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(raw))
-        } catch {
-            throw StoreError.badConfig(path: configPath, reason: "\(error)")
-        }
-        guard config.hash == "sha256", config.chunker.algorithm == "fastcdc2020" else {
-            throw StoreError.badConfig(path: configPath, reason: "unknown hash '\(config.hash)' or chunker '\(config.chunker.algorithm)'")
-        }
-        do { try config.chunker.parameters.validate() } catch {
-            throw StoreError.badConfig(path: configPath, reason: "\(error)")
-        }
-        guard let codec = try? Codec(parsing: config.codec) else {
-            throw StoreError.badConfig(path: configPath, reason: "unknown codec '\(config.codec)'")
-        }
+        let (config, codec) = try StoreConfig.decode(raw, path: configPath, store: path)
         self.path = path
         self.config = config
         self.codec = codec

@@ -169,3 +169,35 @@ extension Duration {
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
     public var milliseconds: Double { seconds * 1000 }
 }
+
+extension StoreConfig {
+    /// Decodes and checks a store's config file: a version this program reads, the one hash and chunker
+    /// it knows, chunker parameters within their ranges and a codec it has.
+    /// - Parameters: `path` names the file in errors; `store` is the store's directory.
+    /// - Returns: the config and its default codec.
+    public static func decode(_ raw: [UInt8], path configPath: String, store path: String) throws -> (StoreConfig, Codec) {
+        struct VersionOnly: Decodable { var version: Int }
+        guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
+            throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
+        }
+        guard version.version <= currentVersion else {
+            throw StoreError.newerFormat(path: path, found: version.version, supported: currentVersion)
+        }
+        let config: StoreConfig
+        do {
+            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(raw))
+        } catch {
+            throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        guard config.hash == "sha256", config.chunker.algorithm == "fastcdc2020" else {
+            throw StoreError.badConfig(path: configPath, reason: "unknown hash '\(config.hash)' or chunker '\(config.chunker.algorithm)'")
+        }
+        do { try config.chunker.parameters.validate() } catch {
+            throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        guard let codec = try? Codec(parsing: config.codec) else {
+            throw StoreError.badConfig(path: configPath, reason: "unknown codec '\(config.codec)'")
+        }
+        return (config, codec)
+    }
+}

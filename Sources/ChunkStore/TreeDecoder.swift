@@ -176,6 +176,7 @@ struct TreeDecoder {
                     if (0xD800..<0xDC00).contains(scalar), i + 1 < b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") {
                         i += 2
                         let low = try hex4()
+                        guard (0xDC00..<0xE000).contains(low) else { throw Malformed(offset: i, reason: "a high surrogate without its low one") }
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     }
                     out.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
@@ -188,7 +189,9 @@ struct TreeDecoder {
     }
 
     private mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= b.count, let v = UInt32(String(decoding: b[i..<(i + 4)], as: UTF8.self), radix: 16) else {
+        guard i + 4 <= b.count, b[i..<(i + 4)].allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+            let v = UInt32(String(decoding: b[i..<(i + 4)], as: UTF8.self), radix: 16)
+        else {
             throw Malformed(offset: i, reason: "bad \\u escape")
         }
         i += 4
@@ -211,18 +214,20 @@ struct TreeDecoder {
     }
 
     private mutating func signed() throws -> Int64 {
-        if peek() == UInt8(ascii: "-") {
-            i += 1
-            return -Int64(try unsigned())
-        }
-        return Int64(try unsigned())
+        let negative = peek() == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let magnitude = try unsigned()
+        guard magnitude <= UInt64(Int64.max) else { throw Malformed(offset: i, reason: "number out of range") }
+        return negative ? -Int64(magnitude) : Int64(magnitude)
     }
 
     private mutating func timestamp() throws -> Timestamp {
         var parts: [Int64] = []
         try array { d in parts.append(try d.signed()) }
-        guard parts.count == 2 else { throw Malformed(offset: i, reason: "a time is [seconds, nanoseconds]") }
-        return Timestamp(seconds: parts[0], nanoseconds: Int32(truncatingIfNeeded: parts[1]))
+        guard parts.count == 2, (0..<1_000_000_000).contains(parts[1]) else {
+            throw Malformed(offset: i, reason: "a time is [seconds, nanoseconds below 10^9]")
+        }
+        return Timestamp(seconds: parts[0], nanoseconds: Int32(parts[1]))
     }
 
     private mutating func bool() throws -> Bool {

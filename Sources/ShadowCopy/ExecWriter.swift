@@ -112,15 +112,21 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
             return true
         }
         guard written else { throw WriterError(.notResponding, "\(label) is not running (its stdin is closed)") }
-        let answer = try readLine(deadline: deadline, event: message["event"] as? String ?? "?")
+        let event = message["event"] as? String ?? "?"
+        return try Self.parseReply(try readLine(deadline: deadline, event: event), from: label, to: event)
+    }
+
+    /// Reads one line a writer answered: `{"ok": true, …}`, or `{"ok": false, "failure": …, "message": …}`
+    /// as a veto. Anything else is a non-retryable failure quoting the start of the line.
+    static func parseReply(_ answer: [UInt8], from label: String, to event: String) throws -> [String: Any] {
         guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any], let ok = object["ok"] as? Bool else {
             let text = String(decoding: answer.prefix(200), as: UTF8.self)
-            throw WriterError(.nonRetryable, "\(label) answered \(message["event"]!) with something that is not {\"ok\": …}: \(text.debugDescription)")
+            throw WriterError(.nonRetryable, "\(label) answered \(event) with something that is not {\"ok\": …}: \(text.debugDescription)")
         }
         if !ok {
             let failure = (object["failure"] as? String).flatMap(WriterFailure.init(rawValue:)) ?? .nonRetryable
             let text = object["message"] as? String ?? "no message"
-            throw WriterError(failure, "\(label) vetoed \(message["event"]!): \(text)")
+            throw WriterError(failure, "\(label) vetoed \(event): \(text)")
         }
         return object
     }

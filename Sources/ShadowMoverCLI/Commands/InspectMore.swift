@@ -116,6 +116,7 @@ struct InspectCat: ParsableCommand {
                 let fd = open(store.packPath(l.pack), O_RDONLY)
                 guard fd >= 0 else { throw StoreError.damagedPack(pack: l.pack.hex, reason: "cannot open") }
                 defer { close(fd) }
+                _ = try store.checkBounds(l)  // the stored length is no larger than its pack
                 var bytes = [UInt8](repeating: 0, count: Int(l.entry.storedLength))
                 _ = pread(fd, &bytes, bytes.count, off_t(l.entry.offset))
                 FileHandle.standardOutput.write(Data(bytes))

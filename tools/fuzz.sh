@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (Fuzz/, with AddressSanitizer) and runs one, or all, for a time.
+#
+#   tools/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags]
+#
+# Targets: pack-trailer index-segment tree content-list snapshot-record config writer-reply job-file.
+# Each starts from the committed seeds in Fuzz/corpus/TARGET and keeps what it finds in
+# .build-fuzz/corpus/TARGET; a crash is written to .build-fuzz/artifacts/TARGET/ and fails the run.
+# The last line per target is libFuzzer's: runs, exec/s, coverage. See docs/FUZZING.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${1:?target: pack-trailer, index-segment, tree, content-list, snapshot-record, config, writer-reply, job-file or all}
+seconds=${2:?seconds to run each target}
+shift 2
+all=(pack-trailer index-segment tree content-list snapshot-record config writer-reply job-file)
+if [ "$target" = all ]; then targets=("${all[@]}"); else targets=("$target"); fi
+
+scratch=$root/.build-fuzz
+(cd "$root/Fuzz" && swift build --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address --product shadowmover-fuzz 2>&1 |
+    grep -v "Cannot export local symbol" | tail -3)
+binary=$scratch/debug/shadowmover-fuzz
+
+for t in "${targets[@]}"; do
+    work=$scratch/corpus/$t
+    artifacts=$scratch/artifacts/$t
+    mkdir -p "$work" "$artifacts"
+    echo "== $t for ${seconds}s"
+    # -rss_limit_mb: any input that makes a parser allocate beyond its size by this much is a finding.
+    if ! SHADOWMOVER_FUZZ_TARGET=$t "$binary" "$work" "$root/Fuzz/corpus/$t" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="$artifacts/" "$@" >"$scratch/$t.log" 2>&1; then
+        tail -40 "$scratch/$t.log"
+        echo "FAIL: $t found a crash (input in $artifacts)" >&2
+        exit 1
+    fi
+    grep -E "^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" "$scratch/$t.log" | tr '\n' ' '
+    grep -E "cov: [0-9]+" "$scratch/$t.log" | tail -1 | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+).*/ \1/'
+    echo
+done

@@ -75,9 +75,12 @@ public struct Checker {
         var seenTrees = Set<ChunkID>()
         var treeProblems: [(snapshot: String, path: String, tree: ChunkID, problem: String)] = []
         var references: [ChunkID: [String]] = [:]  // only for chunks already known bad, filled below
-        func walk(_ id: ChunkID, _ path: String, _ snapshot: String, visit: (Node, String) -> Void) {
+        func walk(_ id: ChunkID, _ path: String, _ snapshot: String, depth: Int = 0, visit: (Node, String) -> Void) {
             let tree: Tree
-            do { tree = try store.loadTree(id) } catch {
+            do {
+                guard depth <= Tree.maximumDepth else { throw StoreError.damagedTree(id: id, reason: "it nests deeper than \(Tree.maximumDepth) directories") }
+                tree = try store.loadTree(id)
+            } catch {
                 if seenTrees.insert(id).inserted { treeProblems.append((snapshot, path.isEmpty ? "/" : path, id, "\(error)")) }
                 return
             }
@@ -85,7 +88,7 @@ public struct Checker {
             for node in tree.nodes {
                 let full = path + "/" + node.name
                 visit(node, full)
-                if let sub = node.subtree { walk(sub, full, snapshot, visit: visit) }
+                if let sub = node.subtree { walk(sub, full, snapshot, depth: depth + 1, visit: visit) }
             }
         }
         /// A file's chunk ids; a content list that cannot be read is recorded as bad (its chunks

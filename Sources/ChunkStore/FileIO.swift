@@ -151,6 +151,32 @@ enum FileIO {
         return done
     }
 
+    /// Creates `path` and any missing directories above it.
+    static func makeDirectories(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.io(path: path, operation: "create directory", errno: EACCES)
+        }
+    }
+
+    /// Copies object `key` of `backend` into `directory/name` (temp → rename), 8 MiB at a time.
+    static func download(_ key: String, from backend: StorageBackend, into directory: String, name: String) throws {
+        guard let size = try backend.size(key) else { throw StoreError.missingObject(key) }
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: 16)
+        defer { block.deallocate() }
+        try writeThroughTemp(directory: directory) { fd, temp in
+            var offset = 0
+            while offset < size {
+                let n = try backend.read(key, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: block[..<min(block.count, size - offset)]))
+                guard n > 0 else { throw StoreError.missingObject(key) }
+                try writeAll(fd: fd, UnsafeRawBufferPointer(rebasing: block[..<n]), path: temp)
+                offset += n
+            }
+            return name
+        }
+    }
+
     static func makeDirectory(_ path: String) throws {
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw StoreError.io(path: path, operation: "create directory", errno: errno)

@@ -167,9 +167,8 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         CrashPoint.step()
         let id = ChunkID.random()
         let trailer = PackFormat.encodeTrailer(buffer.entries)
-        let directory = try store.packDirectory(for: id, create: true)
         try trailer.withUnsafeBytes { t in
-            try FileIO.writePackAtomically(directory: directory, name: id.hex, aligned: buffer.bytes, tail: t)
+            try store.backend.put(ObjectKey.pack(id), parts: [buffer.bytes, t], bulk: true)
         }
         store.index.record(buffer.entries, pack: id)
         // Keep the in-memory part of the index small: past this many new blobs, write them as a

@@ -145,15 +145,12 @@ public struct Pruner {
             for pack in repack {
                 let number = packNumbers[pack]!
                 let entries = try store.readPackTrailer(pack)
-                let fd = open(store.packPath(pack), O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw StoreError.io(path: store.packPath(pack), operation: "open", errno: errno) }
-                defer { close(fd) }
                 for e in entries {
                     guard let i = live.index(of: e.id), packOf[i] == number else { continue }
                     packOf[i] = .max  // copied
                     let n = Int(e.storedLength)
                     if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
-                    let got = try scratch.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n]), at: Int(e.offset), path: store.packPath(pack)) }
+                    let got = try scratch.withUnsafeMutableBytes { try store.readPack(pack, at: Int(e.offset), into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n])) }
                     guard got == n else { throw StoreError.damagedPack(pack: pack.hex, reason: "truncated") }
                     let buffer = try writer.checkout(room: n)
                     scratch.withUnsafeBytes { buffer.free.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
@@ -171,7 +168,11 @@ public struct Pruner {
         // The new index: the newest entry of every live blob (repacked ones now point to their new
         // packs), streamed from the segments. Then old segments go, then packs.
         let current = store.index.segments
-        let written = try IndexSegment.writeMerged(current, into: "\(store.path)/index", keep: live.ascendingFilter)
+        var written: (name: String, count: Int)?
+        _ = try store.writeSegment { directory in
+            written = try IndexSegment.writeMerged(current, into: directory, keep: live.ascendingFilter)
+            return written?.name
+        }
         guard written?.count ?? 0 == live.count else {
             throw StoreError.refused("prune stopped: the new index holds \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted")
         }
@@ -179,12 +180,11 @@ public struct Pruner {
         let old = current.map(\.name)
         CrashPoint.step()
         for segment in old where segment != name {
-            unlink("\(store.path)/index/\(segment)")
+            try store.backend.delete(ObjectKey.segment(segment))
             CrashPoint.step()
         }
-        try FileIO.fsyncDirectory("\(store.path)/index")
         for pack in delete + repack {
-            unlink(store.packPath(pack))
+            try store.deletePack(pack)
             CrashPoint.step()
         }
         report.packsDeleted = delete.count
@@ -193,18 +193,8 @@ public struct Pruner {
         return report
     }
 
-    /// Removes the temporary files (`.tmp-…`) interrupted writes left in index/ and packs/.
-    private func removeTemporaryFiles() throws -> Int {
-        var directories = ["\(store.path)/index"]
-        for name in try FileIO.list("\(store.path)/packs") { directories.append("\(store.path)/packs/\(name)") }
-        var removed = 0
-        for directory in directories {
-            for name in try FileIO.list(directory, hidden: true) where name.hasPrefix(".tmp-") {
-                if unlink("\(directory)/\(name)") == 0 { removed += 1 }
-            }
-        }
-        return removed
-    }
+    /// Removes the temporary files interrupted writes left (local stores: `.tmp-…` files).
+    private func removeTemporaryFiles() throws -> Int { try store.backend.removeTemporaries() }
 }
 
 /// Where every tree and content-list blob is, from one pass over the index segments: marking then

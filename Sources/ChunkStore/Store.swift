@@ -2,73 +2,134 @@ import Chunking
 import Compression
 import Foundation
 
-/// An open chunk store on a local directory (docs/FORMAT.md):
-///
-///     config  packs/XX/<pack id>  index/<segment id>  snapshots/<snapshot id>  locks/
+/// An open chunk store — the repository layer (docs/FORMAT.md): packs, index, trees, content lists and
+/// snapshot records, on a `StorageBackend` (a local directory, or object storage) that it names objects
+/// in by key only. A remote store keeps verified copies of its index segments in a local cache
+/// directory, which can be deleted at any time.
 ///
 /// Thread-safe: blob reads and the dedup index may be used from every worker.
 public final class Store: @unchecked Sendable {  // mutable state is guarded by locks
-    public let path: String
+    public let backend: StorageBackend
     public let config: StoreConfig
     public let chunker: FastCDC
     public let codec: Codec
     public let index: ChunkIndex
-    private let packFiles = PackFileCache()
+    /// Where a remote store's index segments are kept locally (nil for a local store).
+    let cacheDirectory: String?
+    private let packSizes = PackSizes()
     private let segmentWriteLock = NSLock()
 
-    /// Creates a new, empty store at `path` (the directory may exist but must be empty).
+    /// The store's location for messages (a directory or an `s3:` URL).
+    public var location: String { backend.location }
+
+    /// Creates a new, empty store in a local directory (which may exist but must be empty).
     @discardableResult
     public static func initialize(
         at path: String, parameters: ChunkerParameters = .default, codec: Codec = .default, keyed: Bool = true
     ) throws -> Store {
-        try parameters.validate()
-        if FileIO.exists("\(path)/config") { throw StoreError.alreadyExists(path: path) }
-        if FileIO.exists(path) {
-            let entries = try FileManager.default.contentsOfDirectory(atPath: path)
-            guard entries.isEmpty else {
-                throw StoreError.notAStore(path: path, reason: "the directory exists and is not empty")
-            }
-        } else {
-            try FileIO.makeDirectory(path)
-        }
-        for sub in ["packs", "index", "snapshots", "locks"] { try FileIO.makeDirectory("\(path)/\(sub)") }
-        let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed)
-        let bytes = Array(try JSONEncoder.store.encode(config))
-        // The config is written last: a directory without it is not a store, so an interrupted init
-        // can simply be run again.
-        try FileIO.writeAtomically(directory: path, name: "config", bytes: bytes)
-        return try Store(path: path)
+        try initialize(backend: LocalBackend(root: path), parameters: parameters, codec: codec, keyed: keyed)
     }
 
-    /// Opens the store at `path`, checking its config and loading (mapping) its index.
-    public init(path: String) throws {
-        let configPath = "\(path)/config"
+    /// Creates a new, empty store on `backend`.
+    @discardableResult
+    public static func initialize(
+        backend: StorageBackend, cacheDirectory: String? = nil, parameters: ChunkerParameters = .default, codec: Codec = .default,
+        keyed: Bool = true
+    ) throws -> Store {
+        try parameters.validate()
+        if try backend.size(ObjectKey.config) != nil { throw StoreError.alreadyExists(path: backend.location) }
+        try backend.prepareNew()
+        let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed)
+        // The config is written last: a location without it is not a store, so an interrupted init
+        // can simply be run again.
+        try backend.put(ObjectKey.config, Array(try JSONEncoder.store.encode(config)))
+        return try Store(backend: backend, cacheDirectory: cacheDirectory)
+    }
+
+    /// Opens the store in the local directory `path`.
+    public convenience init(path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw StoreError.notAStore(path: path, reason: "it does not exist")
         }
         guard isDir.boolValue else { throw StoreError.notAStore(path: path, reason: "it is not a directory") }
-        guard FileIO.exists(configPath) else { throw StoreError.notAStore(path: path, reason: "it has no config") }
+        try self.init(backend: LocalBackend(root: path))
+    }
+
+    /// Opens the store on `backend`, checking its config and loading (mapping) its index. A remote
+    /// store needs `cacheDirectory` for its index segments.
+    public init(backend: StorageBackend, cacheDirectory: String? = nil) throws {
+        let configName = "\(backend.location)/config"
         let raw: [UInt8]
-        do { raw = try FileIO.readFile(configPath, limit: StoreConfig.maximumLength) } catch let e as FileIO.TooLong {
-            throw StoreError.badConfig(path: configPath, reason: "\(e)")
+        do {
+            guard let bytes = try backend.get(ObjectKey.config, limit: StoreConfig.maximumLength) else {
+                throw StoreError.notAStore(path: backend.location, reason: "it has no config")
+            }
+            raw = bytes
+        } catch StoreError.tooLong(_, let size, let limit) {
+            throw StoreError.badConfig(path: configName, reason: "it is \(size) bytes, more than the \(limit) it may have")
         }
-        let (config, codec) = try StoreConfig.decode(raw, path: configPath, store: path)
-        self.path = path
+        let (config, codec) = try StoreConfig.decode(raw, path: configName, store: backend.location)
+        self.backend = backend
         self.config = config
         self.codec = codec
         self.chunker = FastCDC(parameters: config.chunker.parameters, table: config.gearTable)
+        if backend.localFile(ObjectKey.segment("x")) == nil {
+            guard let cacheDirectory else {
+                throw StoreError.refused("the store at \(backend.location) is remote: it needs a cache directory (--cache-dir)")
+            }
+            let directory = "\(cacheDirectory)/\(config.id)"
+            try FileIO.makeDirectories("\(directory)/index")
+            self.cacheDirectory = directory
+        } else {
+            self.cacheDirectory = nil
+        }
 
         var segments: [IndexSegment] = []
         var damaged: [(name: String, error: StoreError)] = []
-        for name in try FileIO.list("\(path)/index") {
+        let names = try backend.names("index/")
+        for name in names {
             do {
-                segments.append(try IndexSegment(path: "\(path)/index/\(name)", name: name))
+                segments.append(try Self.openSegment(name, backend: backend, cache: self.cacheDirectory))
             } catch {
                 damaged.append((name, error as? StoreError ?? .damagedIndex(segment: name, reason: "\(error)")))
             }
         }
         self.index = ChunkIndex(segments: segments, damaged: damaged)
+        if let cache = self.cacheDirectory {  // cached segments the store no longer has (compacted away)
+            let live = Set(names)
+            for name in (try? FileIO.list("\(cache)/index")) ?? [] where !live.contains(name) { unlink("\(cache)/index/\(name)") }
+        }
+    }
+
+    /// Opens index segment `name`: in place on a local store; for a remote one from the cache (`cache`,
+    /// this store's directory in it), copying
+    /// it there first (a cached copy whose bytes do not hash to its name is fetched again).
+    static func openSegment(_ name: String, backend: StorageBackend, cache: String?) throws -> IndexSegment {
+        let key = ObjectKey.segment(name)
+        if let file = backend.localFile(key) { return try IndexSegment(path: file, name: name) }
+        let directory = "\(cache!)/index"
+        if FileIO.exists("\(directory)/\(name)"), let cached = try? IndexSegment(path: "\(directory)/\(name)", name: name) { return cached }
+        try FileIO.download(key, from: backend, into: directory, name: name)
+        return try IndexSegment(path: "\(directory)/\(name)", name: name)
+    }
+
+    /// Writes an index segment with `write` (given a local directory, returning the segment's name),
+    /// into the store: in place on a local store, through the cache for a remote one.
+    func writeSegment(_ write: (_ directory: String) throws -> String?) throws -> String? {
+        if let cacheDirectory {
+            guard let name = try write("\(cacheDirectory)/index") else { return nil }
+            let bytes = try FileIO.readFile("\(cacheDirectory)/index/\(name)", limit: .max)
+            try backend.put(ObjectKey.segment(name), bytes)
+            return name
+        }
+        let file = backend.localFile(ObjectKey.segment("x"))!
+        return try write(String(file.dropLast(2)))
+    }
+
+    /// Opens a segment this process just wrote with `writeSegment`.
+    func openWrittenSegment(_ name: String) throws -> IndexSegment {
+        try Self.openSegment(name, backend: backend, cache: cacheDirectory)
     }
 
     // MARK: Writing
@@ -79,14 +140,6 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// every 16,384 blobs: the least memory.
     public func makePackWriter(lean: Bool = false) -> PackWriter { PackWriter(store: self, lean: lean) }
 
-    func packDirectory(for id: ChunkID, create: Bool) throws -> String {
-        let directory = "\(path)/packs/\(id.hex.prefix(2))"
-        if create { try FileIO.makeDirectory(directory) }
-        return directory
-    }
-
-    public func packPath(_ id: ChunkID) -> String { "\(path)/packs/\(id.hex.prefix(2))/\(id.hex)" }
-
     /// Marks an older store with the current format version before anything of the current format is
     /// written to it, so that an older program refuses it instead of misreading it (a version-1 reader
     /// would restore a file whose ids are in content lists as empty). Idempotent.
@@ -94,7 +147,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         guard config.version < StoreConfig.currentVersion else { return }
         var upgraded = config
         upgraded.version = StoreConfig.currentVersion
-        try FileIO.writeAtomically(directory: path, name: "config", bytes: Array(try JSONEncoder.store.encode(upgraded)))
+        try backend.put(ObjectKey.config, Array(try JSONEncoder.store.encode(upgraded)))
     }
 
     /// Writes the blobs recorded since the last segment as a new index segment.
@@ -107,8 +160,11 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         let locations = index.addedLocations()
         guard !locations.isEmpty else { return nil }
         let (name, bytes) = IndexSegment.encode(locations)
-        try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
-        index.appendSegment(try IndexSegment(path: "\(path)/index/\(name)", name: name), covering: locations)
+        _ = try writeSegment { directory in
+            try FileIO.writeAtomically(directory: directory, name: name, bytes: bytes)
+            return name
+        }
+        index.appendSegment(try openWrittenSegment(name), covering: locations)
         try compactIndexIfNeeded()
         return name
     }
@@ -120,7 +176,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
             throw StoreError.refused("the snapshot record would be \(bytes.count) bytes, more than the \(SnapshotRecord.maximumLength) a reader accepts: select fewer writers' components or paths")
         }
         let id = ChunkID(hashing: bytes).hex
-        try FileIO.writeAtomically(directory: "\(path)/snapshots", name: id, bytes: bytes)
+        try backend.put(ObjectKey.snapshot(id), bytes)
         return id
     }
 
@@ -140,7 +196,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         guard Int(e.rawLength) <= limit else { throw damaged("raw length \(e.rawLength) exceeds the \(limit) a \(e.type.name) blob may have") }
         guard e.storedLength <= e.rawLength else { throw damaged("stored length \(e.storedLength) exceeds its raw length \(e.rawLength)") }
         if e.codec == .none && e.storedLength != e.rawLength { throw damaged("an uncompressed blob whose stored length \(e.storedLength) is not its raw length \(e.rawLength)") }
-        let packSize = try packFiles.open(packPath(location.pack), pack: location.pack.hex).size
+        let packSize = try packSizes.size(of: location.pack, in: backend)
         guard Int(e.offset) + Int(e.storedLength) <= packSize else {
             throw damaged("bytes \(e.offset)..<\(Int(e.offset) + Int(e.storedLength)) lie past the end of the pack (\(packSize) bytes)")
         }
@@ -160,10 +216,8 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         }
         let stored = Int(e.storedLength)
         if scratch.count < stored { scratch = [UInt8](repeating: 0, count: stored) }
-        let fd = try packFiles.open(packPath(location.pack), pack: packName).fd
         let got = try scratch.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws -> Int in
-            try FileIO.preadFully(
-                fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: b[..<stored]), at: Int(e.offset), path: packPath(location.pack))
+            try readPack(location.pack, at: Int(e.offset), into: UnsafeMutableRawBufferPointer(rebasing: b[..<stored]))
         }
         guard got == stored else {
             throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "pack is truncated")
@@ -212,13 +266,18 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     // MARK: Snapshots
 
-    public func snapshotIDs() throws -> [String] { try FileIO.list("\(path)/snapshots") }
+    public func snapshotIDs() throws -> [String] { try backend.names("snapshots/") }
 
     /// Loads a snapshot record and checks that its bytes match its id.
     public func loadSnapshot(id: String) throws -> SnapshotRecord {
         let bytes: [UInt8]
-        do { bytes = try FileIO.readFile("\(path)/snapshots/\(id)", limit: SnapshotRecord.maximumLength) } catch let e as FileIO.TooLong {
-            throw StoreError.damagedSnapshot(id: id, reason: "\(e)")
+        do {
+            guard let b = try backend.get(ObjectKey.snapshot(id), limit: SnapshotRecord.maximumLength) else {
+                throw StoreError.damagedSnapshot(id: id, reason: "it is missing")
+            }
+            bytes = b
+        } catch StoreError.tooLong(_, let size, let limit) {
+            throw StoreError.damagedSnapshot(id: id, reason: "it is \(size) bytes, more than the \(limit) it may have")
         }
         guard ChunkID(hashing: bytes).hex == id else { throw StoreError.damagedSnapshot(id: id, reason: "checksum mismatch") }
         do {
@@ -256,73 +315,55 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     }
 }
 
-/// Open pack files, shared by readers (pread needs no per-reader position), with their sizes: every
-/// read is checked against the pack that holds it.
-final class PackFileCache: @unchecked Sendable {  // guarded by `lock`
+/// Pack sizes, looked up once per pack: every read is checked against the pack that holds it, and on
+/// object storage a size is a request.
+final class PackSizes: @unchecked Sendable {  // guarded by `lock`
     private let lock = NSLock()
-    private var files: [String: (fd: Int32, size: Int)] = [:]
-    /// Open descriptors kept at most; past this all are closed (a restore touches packs in bursts).
-    static let capacity = 256
+    private var sizes: [ChunkID: Int] = [:]
 
-    func open(_ path: String, pack: String) throws -> (fd: Int32, size: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let file = files[path] { return file }
-        if files.count >= Self.capacity {
-            for file in files.values { close(file.fd) }
-            files.removeAll()
+    func size(of pack: ChunkID, in backend: StorageBackend) throws -> Int {
+        if let size = lock.withLock({ sizes[pack] }) { return size }
+        guard let size = try backend.size(ObjectKey.pack(pack)) else {
+            throw StoreError.damagedPack(pack: pack.hex, reason: "the pack file is missing")
         }
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT { throw StoreError.damagedPack(pack: pack, reason: "the pack file is missing") }
-            throw StoreError.io(path: path, operation: "open", errno: code)
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let code = errno
-            close(fd)
-            throw StoreError.io(path: path, operation: "stat", errno: code)
-        }
-        files[path] = (fd, Int(st.st_size))
-        return (fd, Int(st.st_size))
+        lock.withLock { sizes[pack] = size }
+        return size
     }
-
-    deinit { for file in files.values { close(file.fd) } }
 }
 
 // MARK: Packs and index repair
 
 extension Store {
-    /// Every pack id in the store.
+    /// Every pack id in the store (one listing).
     public func packIDs() throws -> [ChunkID] {
-        var ids: [ChunkID] = []
-        for sub in try FileIO.list("\(path)/packs") {
-            for name in try FileIO.list("\(path)/packs/\(sub)") {
-                if let id = ChunkID(hex: name) { ids.append(id) }
-            }
+        try backend.list("packs/").compactMap { ChunkID(hex: String($0.split(separator: "/").last ?? "")) }
+    }
+
+    /// Reads bytes of a pack from `offset`. - Returns: the bytes read.
+    public func readPack(_ id: ChunkID, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        do {
+            return try backend.read(ObjectKey.pack(id), at: offset, into: buffer)
+        } catch StoreError.missingObject {
+            throw StoreError.damagedPack(pack: id.hex, reason: "the pack file is missing")
         }
-        return ids
     }
 
     /// Reads and checks a pack's trailer: the list of its blobs.
     public func readPackTrailer(_ id: ChunkID) throws -> [BlobEntry] {
-        let packPath = packPath(id)
-        let fd = open(packPath, O_RDONLY | O_CLOEXEC)
-        try FileIO.check(fd, packPath, "open")
-        defer { close(fd) }
-        var st = stat()
-        try FileIO.check(fstat(fd, &st), packPath, "stat")
-        let size = Int(st.st_size)
+        let size = try packSizes.size(of: id, in: backend)
         var footer = [UInt8](repeating: 0, count: min(size, PackFormat.footerSize))
-        _ = try footer.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: size - $0.count, path: packPath) }
+        _ = try footer.withUnsafeMutableBytes { try readPack(id, at: size - $0.count, into: $0) }
         let count = try footer.withUnsafeBytes { try PackFormat.entryCount(footer: $0, pack: id.hex) }
         let tailLength = count * PackFormat.entrySize + PackFormat.footerSize
         guard tailLength <= size else { throw StoreError.damagedPack(pack: id.hex, reason: "trailer longer than the pack") }
         var tail = [UInt8](repeating: 0, count: tailLength)
-        _ = try tail.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, at: size - tailLength, path: packPath) }
+        let got = try tail.withUnsafeMutableBytes { try readPack(id, at: size - tailLength, into: $0) }
+        guard got == tailLength else { throw StoreError.damagedPack(pack: id.hex, reason: "shorter than its size") }
         return try tail.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size, pack: id.hex) }
     }
+
+    /// Removes a pack (prune: only packs no snapshot references, under the exclusive lock).
+    func deletePack(_ id: ChunkID) throws { try backend.delete(ObjectKey.pack(id)) }
 
     /// Rebuilds the index from the packs' trailers: writes one new segment listing every blob of every
     /// readable pack, then removes the old segments (damaged ones included). Safe to interrupt: until
@@ -343,15 +384,16 @@ extension Store {
                 damaged.append("\(error)")
             }
         }
-        let old = try FileIO.list("\(path)/index")
+        let old = try backend.names("index/")
         var newName: String?
         if !locations.isEmpty {
             let (name, bytes) = IndexSegment.encode(locations)
-            try FileIO.writeAtomically(directory: "\(path)/index", name: name, bytes: bytes)
-            newName = name
+            newName = try writeSegment { directory in
+                try FileIO.writeAtomically(directory: directory, name: name, bytes: bytes)
+                return name
+            }
         }
-        for name in old where name != newName { unlink("\(path)/index/\(name)") }
-        try FileIO.fsyncDirectory("\(path)/index")
+        for name in old where name != newName { try backend.delete(ObjectKey.segment(name)) }
         return (packs, locations.count, damaged)
     }
 }
@@ -367,19 +409,42 @@ extension Store {
     func compactIndexIfNeeded() throws {
         let segments = index.segments
         guard segments.count > Self.maximumIndexSegments else { return }
-        guard let (name, _) = try IndexSegment.writeMerged(segments, into: "\(path)/index") else { return }
-        let merged = try IndexSegment(path: "\(path)/index/\(name)", name: name)
-        index.replaceSegments(segments, with: merged)
-        for s in segments where s.name != name { unlink("\(path)/index/\(s.name)") }
-        try FileIO.fsyncDirectory("\(path)/index")
+        guard let name = try writeSegment({ try IndexSegment.writeMerged(segments, into: $0)?.name }) else { return }
+        index.replaceSegments(segments, with: try openWrittenSegment(name))
+        for s in segments where s.name != name { try backend.delete(ObjectKey.segment(s.name)) }
     }
 }
 
 extension Store {
     /// Removes a snapshot record (the data stays until prune).
     public func deleteSnapshot(id: String) throws {
-        let path = "\(path)/snapshots/\(id)"
-        if unlink(path) != 0 { throw StoreError.io(path: path, operation: "remove", errno: errno) }
-        try FileIO.fsyncDirectory("\(self.path)/snapshots")
+        try backend.delete(ObjectKey.snapshot(id))
+    }
+
+    /// An object's bytes as stored, for `inspect cat` (config and snapshot records).
+    public func rawObject(_ key: String, limit: Int) throws -> [UInt8] {
+        guard let bytes = try backend.get(key, limit: limit) else { throw StoreError.missingObject(key) }
+        return bytes
+    }
+}
+
+// MARK: Job history
+
+extension Store {
+    /// A job-history record is a few kilobytes; a longer one is not read.
+    public static let maximumJobRunLength = 1 << 20
+
+    /// Records one run of job `job` as `jobs/<job>/<name>` (docs/FORMAT.md, "Job history").
+    public func appendJobRun(job: String, name: String, bytes: [UInt8]) throws {
+        try backend.put(ObjectKey.jobRun(job, name), bytes)
+    }
+
+    /// Every recorded job run that can be read, as (job, name, bytes), in key order.
+    public func jobRuns() throws -> [(job: String, name: String, bytes: [UInt8])] {
+        try backend.names("jobs/").sorted().compactMap { relative in
+            let parts = relative.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let bytes = try? backend.get(ObjectKey.jobRun(parts[0], parts[1]), limit: Self.maximumJobRunLength) else { return nil }
+            return (parts[0], parts[1], bytes)
+        }
     }
 }

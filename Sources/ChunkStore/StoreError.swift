@@ -14,6 +14,10 @@ public enum StoreError: Error, CustomStringConvertible {
     case damagedPack(pack: String, reason: String)
     case damagedBlob(id: ChunkID, pack: String, reason: String)
     case missingBlob(ChunkID)
+    /// An object the store needs is not there (`key` as in docs/FORMAT.md, "Layout").
+    case missingObject(String)
+    /// An object longer than its kind may be (docs/FORMAT.md, "Validity rules").
+    case tooLong(object: String, size: Int, limit: Int)
     case damagedTree(id: ChunkID, reason: String)
     case locked(String)
     case refused(String)
@@ -38,6 +42,8 @@ public enum StoreError: Error, CustomStringConvertible {
         case .damagedPack(let pack, let reason): "pack \(pack) is damaged: \(reason)"
         case .damagedBlob(let id, let pack, let reason): "blob \(id) in pack \(pack) is damaged: \(reason)"
         case .missingBlob(let id): "blob \(id) is not in the store's index"
+        case .missingObject(let key): "the store object \(key) is missing"
+        case .tooLong(let object, let size, let limit): "the store object \(object) is damaged: it is \(size) bytes, more than the \(limit) it may have"
         case .damagedTree(let id, let reason): "tree \(id) is damaged: \(reason)"
         case .locked(let message): message
         case .refused(let message): message

@@ -40,7 +40,6 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
 
     /// Takes a lock, or fails naming the holder (and `unlock` for a stale one).
     public static func acquire(_ store: Store, exclusive: Bool, purpose: String) throws -> StoreLock {
-        try FileIO.makeDirectory("\(store.path)/locks")
         try checkConflicts(store, exclusive: exclusive, ignoring: nil)
         let now = Date()
         let record = Record(exclusive: exclusive, host: ProcessInfo.processInfo.hostName, pid: getpid(), created: now, heartbeat: now, purpose: purpose)
@@ -48,7 +47,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
         try write(record, name: name, in: store)
         // Two agents may have checked at once: look again now that ours is visible.
         do { try checkConflicts(store, exclusive: exclusive, ignoring: name) } catch {
-            unlink("\(store.path)/locks/\(name)")
+            try? store.backend.delete(ObjectKey.lock(name))
             throw error
         }
         let held = StoreLock(store: store, name: name, record: record)
@@ -61,7 +60,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
             defer { released = true }
             return released
         }
-        if !done { unlink("\(store.path)/locks/\(name)") }
+        if !done { try? store.backend.delete(ObjectKey.lock(name)) }
     }
 
     deinit { release() }
@@ -83,15 +82,20 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
     }
 
     static func write(_ record: Record, name: String, in store: Store) throws {
-        try FileIO.writeAtomically(directory: "\(store.path)/locks", name: name, bytes: Array(try JSONEncoder.store.encode(record)))
+        try store.backend.put(ObjectKey.lock(name), Array(try JSONEncoder.store.encode(record)))
     }
 
     /// Every lock file and its record (nil for one that cannot be read).
     public static func list(_ store: Store) -> [(name: String, record: Record?)] {
-        ((try? FileIO.list("\(store.path)/locks")) ?? []).map { name in
-            let record = (try? FileIO.readFile("\(store.path)/locks/\(name)", limit: Self.maximumRecordLength)).flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
+        ((try? store.backend.names("locks/")) ?? []).map { name in
+            let record = (try? store.backend.get(ObjectKey.lock(name), limit: Self.maximumRecordLength)).flatMap { $0 }.flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
             return (name, record)
         }
+    }
+
+    /// Removes the lock `name` (`unlock`: a stale one, or every one with `--all`).
+    public static func remove(_ name: String, from store: Store) throws {
+        try store.backend.delete(ObjectKey.lock(name))
     }
 
     /// Throws what `acquire` would, without taking a lock.

@@ -86,26 +86,17 @@ public struct JobRunner: Sendable {
     }
 
     func appendHistory(_ r: HistoryRecord, to store: Store) throws {
-        let directory = "\(store.path)/jobs/\(job.name)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let name = "\(Timestamp(r.start).iso8601)-\(UUID().uuidString.prefix(8).lowercased()).json"  // sorts by start
-        let data = try JSONEncoder.storeLike.encode(r)
-        try data.write(to: URL(fileURLWithPath: "\(directory)/\(name)"), options: .atomic)
+        try store.appendJobRun(job: job.name, name: name, bytes: Array(try JSONEncoder.storeLike.encode(r)))
     }
 
     /// Every run of every job in the store, oldest first.
     public static func history(_ store: Store) -> [HistoryRecord] {
-        let root = "\(store.path)/jobs"
-        var out: [(file: String, record: HistoryRecord)] = []
-        for job in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
-            for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(job)")) ?? [] where file.hasSuffix(".json") {
-                if let data = FileManager.default.contents(atPath: "\(root)/\(job)/\(file)"), let r = try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: data) {
-                    out.append((file, r))
-                }
-            }
+        let runs = ((try? store.jobRuns()) ?? []).compactMap { run in
+            (try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: Data(run.bytes))).map { (run.name, $0) }
         }
-        // File names start with the start time to the nanosecond.
-        return out.sorted { $0.file < $1.file }.map(\.record)
+        // Names start with the start time to the nanosecond.
+        return runs.sorted { $0.0 < $1.0 }.map(\.1)
     }
 }
 

@@ -209,3 +209,11 @@ func runUnblocked(_ p: Process) throws {
     defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
     try p.run()
 }
+
+extension Store {
+    /// The directory of a local store (tests that damage stores by hand).
+    var path: String { location }
+
+    /// The file of a pack in a local store.
+    func packPath(_ id: ChunkID) -> String { backend.localFile(ObjectKey.pack(id))! }
+}

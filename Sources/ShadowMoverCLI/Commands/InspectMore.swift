@@ -100,10 +100,10 @@ struct InspectCat: ParsableCommand {
         let store = try storeOptions.open()
         switch kind {
         case "config":
-            FileHandle.standardOutput.write(Data(try Array(contentsOf: store.path + "/config")))
+            FileHandle.standardOutput.write(Data(try store.rawObject(ObjectKey.config, limit: StoreConfig.maximumLength)))
         case "snapshot":
             let (sid, _) = try store.resolveSnapshot(try need(id))
-            FileHandle.standardOutput.write(Data(try Array(contentsOf: store.path + "/snapshots/" + sid)))
+            FileHandle.standardOutput.write(Data(try store.rawObject(ObjectKey.snapshot(sid), limit: SnapshotRecord.maximumLength)))
         case "tree":
             let tree = try store.loadTree(try blobID())
             FileHandle.standardOutput.write(Data(try tree.encoded()))
@@ -113,12 +113,9 @@ struct InspectCat: ParsableCommand {
             let bid = try blobID()
             guard let l = store.index.lookup(bid) else { throw StoreError.missingBlob(bid) }
             if raw {
-                let fd = open(store.packPath(l.pack), O_RDONLY)
-                guard fd >= 0 else { throw StoreError.damagedPack(pack: l.pack.hex, reason: "cannot open") }
-                defer { close(fd) }
                 _ = try store.checkBounds(l)  // the stored length is no larger than its pack
                 var bytes = [UInt8](repeating: 0, count: Int(l.entry.storedLength))
-                _ = pread(fd, &bytes, bytes.count, off_t(l.entry.offset))
+                _ = try bytes.withUnsafeMutableBytes { try store.readPack(l.pack, at: Int(l.entry.offset), into: $0) }
                 FileHandle.standardOutput.write(Data(bytes))
             } else {
                 FileHandle.standardOutput.write(Data(try store.loadBlob(bid)))

@@ -44,7 +44,7 @@ struct Unlock: ParsableCommand {
         var removed = 0
         for (name, record) in StoreLock.list(store) {
             guard all || record == nil || record!.isStale(staleAfter: StoreLock.staleAfter) else { continue }
-            unlink("\(store.path)/locks/\(name)")
+            try StoreLock.remove(name, from: store)
             removed += 1
             Output.line("removed lock \(name.prefix(8))" + (record.map { " (pid \($0.pid) on \($0.host), \($0.purpose))" } ?? ""))
         }

@@ -32,7 +32,7 @@ struct InspectReport: ParsableCommand {
             ))
         }
         var body = "<h1>ShadowMover store report</h1>"
-        body += "<p class=meta>\(Self.escape(store.path)) · \(records.count) snapshots · \(stats.uniqueChunks) unique chunks · logical \(Output.bytes(stats.logicalBytes)) · stored \(Output.bytes(stats.storedBytes)) · dedup \(String(format: "%.2f", stats.dedupRatio))× · generated \(Output.time(Date()))</p>"
+        body += "<p class=meta>\(Self.escape(store.location)) · \(records.count) snapshots · \(stats.uniqueChunks) unique chunks · logical \(Output.bytes(stats.logicalBytes)) · stored \(Output.bytes(stats.storedBytes)) · dedup \(String(format: "%.2f", stats.dedupRatio))× · generated \(Output.time(Date()))</p>"
         body += Self.section("Stored vs logical size over snapshots", Self.lines(rows.map(\.label), [("logical size of the snapshot", rows.map(\.logical), "#3b82f6"), ("store size after it", rows.map(\.stored), "#f97316")], unit: "bytes"))
         body += Self.section("Dedup and compression ratio of the store after each snapshot", Self.lines(rows.map(\.label), [("dedup ratio (logical bytes so far / new data so far)", rows.map(\.dedup), "#10b981"), ("compression ratio (new data / its stored bytes)", rows.map(\.compression), "#8b5cf6")], unit: "×"))
         body += Self.section("Chunk size histogram (unique chunks, by size up to)", Self.bars(stats.histogram.map { Self.shortSize($0.upTo) }, stats.histogram.map { Double($0.chunks) }, color: "#0ea5e9"))

@@ -1,0 +1,70 @@
+/// Where a store's objects live: the one layer that knows about files, buckets and paths
+/// (docs/FORMAT.md, "Layout"). Everything above it — the repository (packs, index, trees, snapshot
+/// records), maintenance and inspection — names objects by key only:
+///
+///     config   packs/XX/<pack id>   index/<segment id>   snapshots/<snapshot id>   locks/<lock id>
+///     jobs/<job name>/<run>.json
+///
+/// Every object is immutable once written, except `config` (rewritten whole by a format upgrade) and
+/// lock records (rewritten whole by their heartbeat). Implementations are thread-safe: workers read and
+/// write concurrently.
+public protocol StorageBackend: AnyObject, Sendable {
+    /// The store's location for messages and for `--store` (a directory, or `s3:http://host/bucket/prefix`).
+    var location: String { get }
+
+    /// Prepares an empty location for a new store (creates the directory or bucket); refuses one that
+    /// already holds objects.
+    func prepareNew() throws
+
+    /// Writes `parts`, concatenated, as object `key`: atomically (readers see all of it under the name
+    /// or nothing) and durably before returning. `bulk` marks pack data (large, written once, read
+    /// rarely): a local disk writes it with O_DIRECT, an object store may upload it in parts; for a bulk
+    /// write the first part's base address is page-aligned.
+    func put(_ key: String, parts: [UnsafeRawBufferPointer], bulk: Bool) throws
+
+    /// The whole object, or nil when there is none; one longer than `limit` is refused as
+    /// `StoreError.tooLong` before anything is allocated for it.
+    func get(_ key: String, limit: Int) throws -> [UInt8]?
+
+    /// Reads bytes of object `key` from `offset` into `buffer`. - Returns: the bytes read (fewer at the
+    /// object's end). A missing object throws `StoreError.missingObject`.
+    func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+
+    /// The object's size, or nil when there is none.
+    func size(_ key: String) throws -> Int?
+
+    /// The keys under `prefix` (which ends in "/"), in any order, without temporaries.
+    func list(_ prefix: String) throws -> [String]
+
+    /// Removes an object; removing one that is gone is not an error.
+    func delete(_ key: String) throws
+
+    /// A local file holding the object, where the backend has one (index segments are memory-mapped):
+    /// nil for a remote backend, whose store keeps verified copies in its cache directory instead.
+    func localFile(_ key: String) -> String?
+
+    /// Removes what interrupted writes left (local temporary files); only called under the exclusive lock.
+    func removeTemporaries() throws -> Int
+}
+
+extension StorageBackend {
+    /// Writes one buffer as object `key` (see `put(_:parts:bulk:)`).
+    public func put(_ key: String, _ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try put(key, parts: [$0], bulk: false) }
+    }
+
+    /// The names under `prefix` (the keys without it).
+    public func names(_ prefix: String) throws -> [String] {
+        try list(prefix).map { String($0.dropFirst(prefix.count)) }
+    }
+}
+
+/// The keys of a store's objects (docs/FORMAT.md, "Layout").
+public enum ObjectKey {
+    public static let config = "config"
+    public static func pack(_ id: ChunkID) -> String { "packs/\(id.hex.prefix(2))/\(id.hex)" }
+    public static func segment(_ name: String) -> String { "index/\(name)" }
+    public static func snapshot(_ id: String) -> String { "snapshots/\(id)" }
+    public static func lock(_ name: String) -> String { "locks/\(name)" }
+    public static func jobRun(_ job: String, _ name: String) -> String { "jobs/\(job)/\(name)" }
+}

@@ -13,12 +13,14 @@ let package = Package(
         .library(name: "Compression", targets: ["Compression"]),
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .library(name: "DataMover", targets: ["DataMover"]),
+        .library(name: "ObjectStorage", targets: ["ObjectStorage"]),
         .library(name: "ShadowCopy", targets: ["ShadowCopy"]),
         .library(name: "Jobs", targets: ["Jobs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libzstd-dev, liblz4-dev, zlib1g-dev).
@@ -35,13 +37,21 @@ let package = Package(
             name: "ChunkStore",
             dependencies: ["Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The S3 backend: our own client (AWS Signature V4) on async-http-client.
+        .target(
+            name: "ObjectStorage",
+            dependencies: [
+                "ChunkStore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
         .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "Chunking", "Compression",
+                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "Chunking", "Compression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -52,7 +62,7 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackupTests",
-            dependencies: ["ChunkStore", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover"],
+            dependencies: ["ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover"],
             exclude: ["Fixtures"]
         ),
     ],

@@ -10,6 +10,9 @@ import ShadowCopy
 public struct JobFile: Sendable {
     public var name: String
     public var store = ""
+    /// A file of `AWS_ACCESS_KEY_ID=…` / `AWS_SECRET_ACCESS_KEY=…` lines for an S3 store (the job file
+    /// never holds keys itself).
+    public var credentialsFile: String?
     public var sources: [String] = []
     public var excludes: [String] = []
     public var codec: Codec?
@@ -23,7 +26,7 @@ public struct JobFile: Sendable {
 
     /// Every key a job file may hold, with the kind of value it takes.
     static let schema: [String: String] = [
-        "name": "string", "store": "string", "sources": "strings", "excludes": "strings", "codec": "string",
+        "name": "string", "store": "string", "credentials_file": "string", "sources": "strings", "excludes": "strings", "codec": "string",
         "one_file_system": "bool",
         "chunker.min": "int", "chunker.avg": "int", "chunker.max": "int", "chunker.level": "int",
         "writers.directory": "string", "writers.sqlite": "strings", "writers.sqlite_probe": "string",
@@ -85,6 +88,7 @@ public struct JobFile: Sendable {
             switch e.key {
             case "name": if let v = string() { job.name = v }
             case "store": if let v = string() { job.store = v }
+            case "credentials_file": if let v = string() { job.credentialsFile = v }
             case "sources": if let v = strings() { job.sources = v }
             case "excludes": if let v = strings() { job.excludes = v }
             case "codec":

@@ -1,6 +1,7 @@
 import ChunkStore
 import DataMover
 import Foundation
+import ObjectStorage
 import ShadowCopy
 
 /// One run of a job: create the store if needed, back up through a shadow copy session, apply
@@ -33,10 +34,11 @@ public struct JobRunner: Sendable {
     public func run() throws -> Outcome {
         let start = Date()
         let store: Store
-        if FileManager.default.fileExists(atPath: job.store + "/config") {
-            store = try Store(path: job.store)
+        if try StoreLocation.exists(job.store, credentialsFile: job.credentialsFile) {
+            store = try StoreLocation.open(job.store, credentialsFile: job.credentialsFile)
         } else {
-            store = try Store.initialize(at: job.store, parameters: job.chunker, codec: job.codec ?? .default)
+            store = try StoreLocation.initialize(
+                job.store, credentialsFile: job.credentialsFile, parameters: job.chunker, codec: job.codec ?? .default)
         }
         var record = HistoryRecord(job: job.name, start: start, end: start, result: "failed")
         do {

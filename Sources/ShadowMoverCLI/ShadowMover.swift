@@ -1,4 +1,5 @@
 import ArgumentParser
+import ObjectStorage
 import ChunkStore
 import DataMover
 import Foundation
@@ -41,8 +42,16 @@ public struct ShadowMover: ParsableCommand {
 
 /// Where the store is.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Path of the chunk store (default: $SHADOWMOVER_STORE).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The chunk store: a directory, or s3:http(s)://HOST:PORT/BUCKET/PREFIX (default: $SHADOWMOVER_STORE).", valueName: "location"))
     var store: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Index cache of a remote store; safe to delete (default: $XDG_CACHE_HOME/shadowmover).", valueName: "path"))
+    var cacheDir: String?
 
     func resolvedPath() throws -> String {
         if let store, !store.isEmpty { return store }
@@ -50,7 +59,7 @@ struct StoreOptions: ParsableArguments {
         throw ValidationError("no store given: pass --store PATH or set SHADOWMOVER_STORE")
     }
 
-    func open() throws -> Store { try Store(path: try resolvedPath()) }
+    func open() throws -> Store { try StoreLocation.open(try resolvedPath(), cacheDirectory: cacheDir) }
 }
 
 /// Output format.

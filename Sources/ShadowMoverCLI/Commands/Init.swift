@@ -3,6 +3,7 @@ import ChunkStore
 import Chunking
 import Compression
 import Foundation
+import ObjectStorage
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +23,8 @@ struct Init: ParsableCommand {
     func run() throws {
         let path = try storeOptions.resolvedPath()
         let parameters = ChunkerParameters(minSize: min, averageSize: avg, maxSize: max, normalization: level)
-        let store = try Store.initialize(at: path, parameters: parameters, codec: try Codec(parsing: codec), keyed: !unkeyed)
+        let store = try StoreLocation.initialize(
+            path, cacheDirectory: storeOptions.cacheDir, parameters: parameters, codec: try Codec(parsing: codec), keyed: !unkeyed)
         struct Created: Encodable { var path: String; var id: String; var chunker: ChunkerParameters; var codec: String; var keyed: Bool }
         if output.json {
             try Output.json(Created(path: path, id: store.config.id, chunker: parameters, codec: store.config.codec, keyed: !unkeyed))

@@ -1,0 +1,82 @@
+import ChunkStore
+import Foundation
+
+/// A store in an S3 bucket (Ceph RGW, MinIO, AWS), named restic's way:
+/// `s3:http://HOST:PORT/BUCKET/PREFIX` (or `https://`). Objects keep the store's keys under the prefix
+/// (docs/FORMAT.md, "Layout"); a PUT is atomic by S3's own rules, so there are no temporaries. Packs
+/// larger than `multipartThreshold` are uploaded in parts, several at once.
+public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutable after init
+    public let client: S3Client
+    public let prefix: String
+    public let location: String
+    /// Packs above this size are uploaded in parts (S3 allows at least 5 MiB per part).
+    public var multipartThreshold = 8 << 20
+    public var partSize = 8 << 20
+    public var parallelParts = 4
+
+    /// Parses `s3:http(s)://host[:port]/bucket[/prefix]`; credentials from the environment unless given.
+    public init(url: String, credentials: S3Credentials? = nil, parallelRequests: Int = 8) throws {
+        guard url.hasPrefix("s3:"), let parsed = URL(string: String(url.dropFirst(3))), let scheme = parsed.scheme,
+            scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty
+        else {
+            throw S3Error.configuration("\(url) is not an S3 store: write s3:http://HOST:PORT/BUCKET/PREFIX (or https)")
+        }
+        let parts = parsed.path.split(separator: "/").map(String.init)
+        guard let bucket = parts.first else { throw S3Error.configuration("\(url) names no bucket: write s3:http://HOST:PORT/BUCKET/PREFIX") }
+        guard let credentials = credentials ?? S3Credentials.fromEnvironment() else {
+            throw S3Error.configuration("no S3 credentials for \(url): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a credentials file in the job")
+        }
+        var endpoint = URLComponents()
+        endpoint.scheme = scheme
+        endpoint.host = host
+        endpoint.port = parsed.port
+        client = S3Client(endpoint: endpoint.url!, bucket: bucket, credentials: credentials, parallelRequests: parallelRequests)
+        prefix = parts.dropFirst().joined(separator: "/")
+        location = url
+    }
+
+    func objectKey(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
+
+    public func prepareNew() throws {
+        if try !client.bucketExists() { try client.createBucket() }
+        let present = try client.list(objectKey(""))
+        guard present.isEmpty else {
+            throw StoreError.notAStore(path: location, reason: "the bucket already holds \(present.count) object(s) under this prefix")
+        }
+    }
+
+    public func put(_ key: String, parts: [UnsafeRawBufferPointer], bulk: Bool) throws {
+        let size = parts.reduce(0) { $0 + $1.count }
+        if bulk && size > multipartThreshold {
+            try client.putMultipart(objectKey(key), parts, partSize: partSize, parallel: parallelParts)
+        } else {
+            try client.put(objectKey(key), parts)
+        }
+    }
+
+    public func get(_ key: String, limit: Int) throws -> [UInt8]? {
+        // Small objects: a HEAD first keeps a huge one from being fetched at all.
+        guard let size = try client.head(objectKey(key)) else { return nil }
+        guard size <= limit else { throw StoreError.tooLong(object: key, size: size, limit: limit) }
+        return try client.get(objectKey(key))
+    }
+
+    public func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let n = try client.get(objectKey(key), at: offset, into: buffer) else { throw StoreError.missingObject(key) }
+        return n
+    }
+
+    public func size(_ key: String) throws -> Int? { try client.head(objectKey(key)) }
+
+    public func list(_ keyPrefix: String) throws -> [String] {
+        let full = objectKey(keyPrefix)
+        let strip = prefix.isEmpty ? 0 : prefix.count + 1
+        return try client.list(full).map { String($0.dropFirst(strip)) }
+    }
+
+    public func delete(_ key: String) throws { try client.delete(objectKey(key)) }
+
+    public func localFile(_ key: String) -> String? { nil }
+
+    public func removeTemporaries() throws -> Int { 0 }
+}

@@ -17,7 +17,8 @@ conf=$dir/ceph.conf
 ceph() { command ceph -c "$conf" "$@"; }
 
 start_rgw() {
-    radosgw -c "$conf" -n client.rgw.a --rgw-frontends "beast endpoint=127.0.0.1:$(cat "$dir/port") tcp_nodelay=1"
+    # Daemons get no stdio of ours: a caller reading our output to its end would wait for them forever.
+    radosgw -c "$conf" -n client.rgw.a --rgw-frontends "beast endpoint=127.0.0.1:$(cat "$dir/port") tcp_nodelay=1" </dev/null >>"$dir/log/daemons.out" 2>&1
     # Ready when it answers HTTP (an anonymous request is refused with 4xx, which is fine).
     for _ in $(seq 1 300); do
         if curl -s -o /dev/null "http://127.0.0.1:$(cat "$dir/port")/"; then return 0; fi
@@ -91,12 +92,12 @@ EOF
     ceph-authtool "$k" --gen-key -n client.rgw.a --cap mon 'allow rw' --cap osd 'allow rwx' --cap mgr 'allow rw' >/dev/null
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$((port + 10)),v1:127.0.0.1:$((port + 11))]" "$dir/monmap" >/dev/null
     ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" --keyring "$k" >/dev/null
-    ceph-mon -c "$conf" -i a
-    ceph-mgr -c "$conf" -i a
+    ceph-mon -c "$conf" -i a </dev/null >>"$dir/log/daemons.out" 2>&1
+    ceph-mgr -c "$conf" -i a </dev/null >>"$dir/log/daemons.out" 2>&1
     uuid=$(cat /proc/sys/kernel/random/uuid)
     id=$(ceph osd new "$uuid" 0)
     ceph-osd -c "$conf" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-    ceph-osd -c "$conf" -i "$id" 2>/dev/null
+    ceph-osd -c "$conf" -i "$id" </dev/null >>"$dir/log/daemons.out" 2>&1
     for _ in $(seq 1 300); do
         if ceph osd stat 2>/dev/null | grep -q "1 up"; then break; fi
         sleep 0.1

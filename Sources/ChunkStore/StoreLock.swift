@@ -13,6 +13,12 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
         public var heartbeat: Date
         public var purpose: String
 
+        /// Taken on this host by a process that no longer exists. (A pid reused since then keeps the lock
+        /// alive, which errs on the safe side.)
+        public var isProvablyDead: Bool {
+            host == ProcessInfo.processInfo.hostName && kill(pid, 0) != 0 && errno == ESRCH
+        }
+
         /// Same host and the process is gone, or no heartbeat for `staleAfter`.
         public func isStale(staleAfter: TimeInterval) -> Bool {
             if host == ProcessInfo.processInfo.hostName && kill(pid, 0) != 0 && errno == ESRCH { return true }
@@ -87,9 +93,11 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
 
     /// Every lock file and its record (nil for one that cannot be read).
     public static func list(_ store: Store) -> [(name: String, record: Record?)] {
-        ((try? store.backend.names("locks/")) ?? []).map { name in
-            let record = (try? store.backend.get(ObjectKey.lock(name), limit: Self.maximumRecordLength)).flatMap { $0 }.flatMap { try? JSONDecoder.store.decode(Record.self, from: Data($0)) }
-            return (name, record)
+        ((try? store.backend.names("locks/")) ?? []).compactMap { name in
+            let bytes: [UInt8]?
+            do { bytes = try store.backend.get(ObjectKey.lock(name), limit: Self.maximumRecordLength) } catch { return (name, nil) }
+            guard let bytes else { return nil }  // released since the listing
+            return (name, try? JSONDecoder.store.decode(Record.self, from: Data(bytes)))
         }
     }
 
@@ -110,6 +118,12 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
             }
             guard exclusive || record.exclusive else { continue }
             let who = "pid \(record.pid) on \(record.host) (\(record.purpose), since \(Timestamp(record.created).iso8601))"
+            if record.isProvablyDead {
+                // Its process is gone from this very host: nothing can still be using it (restic does the same).
+                try? remove(name, from: store)
+                FileHandle.standardError.write(Data("removed the lock of \(who): that process no longer exists\n".utf8))
+                continue
+            }
             if record.isStale(staleAfter: staleAfter) {
                 throw StoreError.locked("the store has a stale lock held by \(who): that process is gone or silent; remove the lock with `shadowmover unlock`")
             }

@@ -15,7 +15,12 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
     public var parallelParts = 4
 
     /// Parses `s3:http(s)://host[:port]/bucket[/prefix]`; credentials from the environment unless given.
-    public init(url: String, credentials: S3Credentials? = nil, parallelRequests: Int = 8) throws {
+    /// `SHADOWMOVER_S3_CONNECTIONS` (parallel requests, default 8) and `SHADOWMOVER_S3_RETRIES` (default
+    /// 8, about 15 s of back-off in all) tune the client.
+    public init(url: String, credentials: S3Credentials? = nil) throws {
+        let env = ProcessInfo.processInfo.environment
+        let parallelRequests = env["SHADOWMOVER_S3_CONNECTIONS"].flatMap(Int.init) ?? 8
+        let retries = env["SHADOWMOVER_S3_RETRIES"].flatMap(Int.init) ?? 8
         guard url.hasPrefix("s3:"), let parsed = URL(string: String(url.dropFirst(3))), let scheme = parsed.scheme,
             scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty
         else {
@@ -30,7 +35,7 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         endpoint.scheme = scheme
         endpoint.host = host
         endpoint.port = parsed.port
-        client = S3Client(endpoint: endpoint.url!, bucket: bucket, credentials: credentials, parallelRequests: parallelRequests)
+        client = S3Client(endpoint: endpoint.url!, bucket: bucket, credentials: credentials, parallelRequests: parallelRequests, retries: retries)
         prefix = parts.dropFirst().joined(separator: "/")
         location = url
     }

@@ -47,6 +47,9 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
     static let http: HTTPClient = {
         var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5), read: .seconds(120)))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 32
+        // A refused connection fails the request at once; `send` retries it on its own schedule (the
+        // client's own retries would wait out the connect timeout on every request).
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()

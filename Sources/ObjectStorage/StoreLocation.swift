@@ -25,7 +25,16 @@ public enum StoreLocation {
     /// Opens the store at `location`.
     public static func open(_ location: String, cacheDirectory: String? = nil, credentialsFile: String? = nil) throws -> Store {
         guard isRemote(location) else { return try Store(path: location) }
-        return try Store(backend: try backend(location, credentialsFile: credentialsFile), cacheDirectory: cacheDirectory ?? defaultCacheDirectory)
+        let backend = try backend(location, credentialsFile: credentialsFile)
+        do {
+            return try Store(backend: backend, cacheDirectory: cacheDirectory ?? defaultCacheDirectory)
+        } catch StoreError.notAStore(_, let reason) {
+            // Say which: no bucket at all, or a bucket without a store under this prefix.
+            if let s3 = backend as? S3Backend, try !s3.client.bucketExists() {
+                throw StoreError.notAStore(path: location, reason: "the bucket \(s3.client.bucket) does not exist")
+            }
+            throw StoreError.notAStore(path: location, reason: reason)
+        }
     }
 
     /// True when `location` holds a store (its config exists).

@@ -22,6 +22,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// The store's location for messages (a directory or an `s3:` URL).
     public var location: String { backend.location }
 
+    /// True for a store on object storage (reads are requests, not page-cache hits).
+    public var isRemote: Bool { cacheDirectory != nil }
+
     /// Creates a new, empty store in a local directory (which may exist but must be empty).
     @discardableResult
     public static func initialize(

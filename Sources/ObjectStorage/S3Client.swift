@@ -152,16 +152,27 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         let whole = Concatenation(parts: parts)
         let count = (whole.count + partSize - 1) / partSize
         let etags = ETags(count)
-        DispatchQueue.concurrentPerform(iterations: count) { n in
-            guard !etags.failed else { return }
-            do {
-                let r = try send(.PUT, key: key, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadID)], body: whole.slice(n * partSize, min(whole.count, (n + 1) * partSize)), operation: "PUT part")
-                guard r.status == 200, let etag = r.headers.first(name: "ETag") else { throw Self.fail(r, "PUT part \(n + 1) of", key) }
-                etags.set(n, etag)
-            } catch {
-                etags.fail(error)
-            }
+        // Uploads wait on the network, not the CPU: `parallel` threads, each taking the next part.
+        let next = PartCounter()
+        let uploads = DispatchGroup()
+        for _ in 0..<min(parallel, count) {
+            uploads.enter()
+            Thread { [self] in
+                while let n = next.take(below: count), !etags.failed {
+                    do {
+                        let r = try send(
+                            .PUT, key: key, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadID)],
+                            body: whole.slice(n * partSize, min(whole.count, (n + 1) * partSize)), operation: "PUT part")
+                        guard r.status == 200, let etag = r.headers.first(name: "ETag") else { throw Self.fail(r, "PUT part \(n + 1) of", key) }
+                        etags.set(n, etag)
+                    } catch {
+                        etags.fail(error)
+                    }
+                }
+                uploads.leave()
+            }.start()
         }
+        uploads.wait()
         if let error = etags.error {
             _ = try? send(.DELETE, key: key, query: [("uploadId", uploadID)], operation: "abort multipart upload")
             throw error
@@ -241,6 +252,19 @@ struct Concatenation: @unchecked Sendable {
             base += p.count
         }
         return out
+    }
+}
+
+/// Hands out part numbers 0, 1, 2, … to upload threads.
+final class PartCounter: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var value = 0
+    func take(below limit: Int) -> Int? {
+        lock.withLock {
+            guard value < limit else { return nil }
+            defer { value += 1 }
+            return value
+        }
     }
 }
 

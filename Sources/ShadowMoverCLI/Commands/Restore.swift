@@ -22,7 +22,7 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "Restore only this path of the snapshot (as it was backed up, e.g. /home/me/docs).") var path: String?
     @Flag(help: "Allow a non-empty target and replace files in the way.") var overwrite = false
     @Flag(help: "Restore every file not affected by damaged data, and report the rest.") var skipDamaged = false
-    @Option(help: "Restore workers (default: one per core).") var workers: Int?
+    @Option(help: "Restore workers (default: one per core; 8 for a store on object storage).") var workers: Int?
 
     func run() throws {
         let store = try storeOptions.open()
@@ -31,7 +31,11 @@ struct RestoreCommand: ParsableCommand {
         options.subPath = path
         options.overwrite = overwrite
         options.skipDamaged = skipDamaged
-        if let workers { options.workers = Swift.max(1, workers) }
+        if let workers {
+            options.workers = Swift.max(1, workers)
+        } else if store.isRemote {
+            options.workers = RestoreOptions.remoteWorkers
+        }
         let summary = try Restorer(store: store, options: options).run(snapshot: record)
         for w in summary.warnings { Output.warn("warning: \(w)") }
         for d in summary.damage { Output.warn("damaged: \(d)") }

@@ -61,26 +61,32 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     private var partial: [PackBuffer] = []
     private var spare: [PackBuffer] = []
     private var full: [PackBuffer] = []
-    private var writing = false
+    /// Packs being written right now.
+    private var writing = 0
     private var closed = false
     private var failure: Error?
-    private var thread: Thread?
     public private(set) var packsWritten = 0
     /// Full packs queued or being written at once.
     private let inFlight: Int
     /// New blobs held in memory before they are written as an index segment.
     private let segmentFlushThreshold: Int
 
+    /// Packs written at once. A local disk takes one pack at a time at full speed; an object store
+    /// answers each upload after a round trip, so a remote store keeps three uploads going.
+    static func writerCount(remote: Bool, lean: Bool) -> Int { remote && !lean ? 3 : 1 }
+
     init(store: Store, lean: Bool) {
         self.store = store
-        inFlight = lean ? 1 : 2
+        let writers = Self.writerCount(remote: store.isRemote, lean: lean)
+        inFlight = lean ? 1 : writers + 1
         segmentFlushThreshold = lean ? 1 << 14 : 1 << 16
         capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + (64 << 10)
-        // The thread holds the writer until `commit` or `cancel` closes it (then the loop returns).
-        let t = Thread { self.writerLoop() }
-        t.name = "pack-writer"
-        thread = t
-        t.start()
+        // The threads hold the writer until `commit` or `cancel` closes it (then their loops return).
+        for n in 0..<writers {
+            let t = Thread { self.writerLoop() }
+            t.name = "pack-writer-\(n)"
+            t.start()
+        }
     }
 
     /// A buffer with room for at least `room` more bytes.
@@ -99,7 +105,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         condition.lock()
         defer { condition.unlock() }
         if buffer.isFull {
-            while full.count + (writing ? 1 : 0) >= inFlight && failure == nil { condition.wait() }
+            while full.count + writing >= inFlight && failure == nil { condition.wait() }
             full.append(buffer)
             condition.broadcast()
         } else {
@@ -117,7 +123,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         partial.removeAll()
         closed = true
         condition.broadcast()
-        while (!full.isEmpty || writing) && failure == nil { condition.wait() }
+        while (!full.isEmpty || writing > 0) && failure == nil { condition.wait() }
         let error = failure
         condition.unlock()
         if let error { throw error }
@@ -144,7 +150,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
                 return
             }
             let buffer = full.removeFirst()
-            writing = true
+            writing += 1
             condition.broadcast()
             condition.unlock()
             do {
@@ -157,7 +163,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
                 condition.lock()
                 failure = failure ?? error
             }
-            writing = false
+            writing -= 1
             condition.broadcast()
             condition.unlock()
         }

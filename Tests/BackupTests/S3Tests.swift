@@ -115,6 +115,37 @@ struct S3Tests {
         #expect(again.stdout.contains("\"chunksNew\":0"), "\(again.stdout.suffix(600))")
     }
 
+    @Test("a job backs up into S3 with keys from its credentials file, and its history lives in the store")
+    func jobIntoS3() throws {
+        guard let ceph = CephS3.require() else { return }
+        let store = ceph.newStore("job")
+        let source = scratch.sub("data")
+        mkdirs(source)
+        write(source + "/a", randomBytes(500_000, seed: 81 << 8))
+        let keys = scratch.sub("s3.env")
+        write(keys, Array("AWS_ACCESS_KEY_ID=\(ceph.accessKey)\nAWS_SECRET_ACCESS_KEY=\(ceph.secretKey)\n".utf8))
+        let job = scratch.sub("web.toml")
+        write(job, Array("""
+            store = "\(store)"
+            credentials_file = "\(keys)"
+            sources = ["\(source)"]
+            [shadow_copy]
+            enabled = false
+            """.utf8))
+        // No keys in the environment: the job's file is the only source.
+        let env = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "XDG_CACHE_HOME": scratch.sub("cache")]
+        for _ in 0..<2 {
+            let r = try CLI.run(["job", "run", job], environment: env)
+            #expect(r.code == 0, "\(r.stderr)")
+        }
+        let history = try cli(ceph, ["job", "history", "--store", store, "--json"])
+        #expect(history.code == 0, "\(history.stderr)")
+        #expect(history.stdout.components(separatedBy: "\"result\"").count - 1 == 2, "\(history.stdout)")
+        let target = scratch.sub("restore")
+        #expect(try cli(ceph, ["restore", "latest", "--store", store, "--target", target]).code == 0)
+        #expect(contents(target + source) == contents(source))
+    }
+
     @Test("two processes back up overlapping trees into one store at once: both restore; after prune every chunk is stored once")
     func concurrentBackups() throws {
         guard let ceph = CephS3.require() else { return }

@@ -109,15 +109,23 @@ enum FileSystem {
     /// Applies a restored file's or directory's metadata through its descriptor: extended attributes,
     /// ownership, permissions and times, in that order (chown clears setuid bits, and every change
     /// before the times would move mtime). `path` names it in errors.
-    static func applyMetadata(fd: Int32, _ node: Node, owner: Bool, path: PathBytes) throws {
+    /// - Returns: true when setuid/setgid bits were left off: without root the file is not the
+    /// snapshot's owner's, and a setuid program of the restoring user's is not what was backed up (tar
+    /// does the same).
+    @discardableResult
+    static func applyMetadata(fd: Int32, _ node: Node, owner: Bool, path: PathBytes) throws -> Bool {
+        var mode = mode_t(node.mode)
+        let stripped = !owner && node.kind == .file && mode & (S_ISUID | S_ISGID) != 0
+        if stripped { mode &= ~(S_ISUID | S_ISGID) }
         for a in node.xattrs ?? [] {
             let rc = a.name.withCString { n in a.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
             if rc != 0 { throw Failure(path: path, operation: "set xattr \(a.name) on", code: errno) }
         }
         if owner && fchown(fd, node.uid, node.gid) != 0 { throw Failure(path: path, operation: "change owner of", code: errno) }
-        if fchmod(fd, mode_t(node.mode)) != 0 { throw Failure(path: path, operation: "change mode of", code: errno) }
+        if fchmod(fd, mode) != 0 { throw Failure(path: path, operation: "change mode of", code: errno) }
         var times = restoredTimes(node)
         if futimens(fd, &times) != 0 { throw Failure(path: path, operation: "set times of", code: errno) }
+        return stripped
     }
 
     /// The times a restore sets: access time is not stored, so it is left at the restore's time

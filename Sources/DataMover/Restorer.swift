@@ -80,6 +80,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     private var damagedFiles: [String: [String]] = [:]  // object → files
     private var warnings: [String] = []
     private var bytesWritten: UInt64 = 0
+    private var setIDStripped = 0
 
     public init(store: Store, options: RestoreOptions) {
         self.store = store
@@ -118,7 +119,11 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         }
         try applyDirectoryMetadata(plan, root: root)
         summary.damage = damage
-        summary.warnings = lock.withLock { warnings }
+        summary.warnings = lock.withLock {
+            warnings + (setIDStripped == 0 ? [] : [
+                "setuid/setgid bits were left off \(setIDStripped) file(s): without root their owners cannot be restored (run the restore as root to keep them)"
+            ])
+        }
         summary.bytesWritten = lock.withLock { bytesWritten }
         summary.durationSeconds = (ContinuousClock.now - clock).seconds
         return summary
@@ -445,7 +450,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     /// without root) is a warning.
     private func applyMetadata(_ entry: Entry, fd: Int32, owner: Bool) throws {
         do {
-            try FileSystem.applyMetadata(fd: fd, entry.node, owner: owner, path: entry.path)
+            if try FileSystem.applyMetadata(fd: fd, entry.node, owner: owner, path: entry.path) { lock.withLock { setIDStripped += 1 } }
         } catch let e as FileSystem.Failure {
             lock.withLock { warnings.append(e.description) }
         }

@@ -54,7 +54,13 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
-    public init(endpoint: URL, bucket: String, credentials: S3Credentials, parallelRequests: Int = 8, retries: Int = 8) {
+    /// Keys per ListObjectsV2 page (S3's maximum is 1,000; smaller only to test continuation).
+    let listPageSize: Int
+
+    public init(
+        endpoint: URL, bucket: String, credentials: S3Credentials, parallelRequests: Int = 8, retries: Int = 8, listPageSize: Int = 1000
+    ) {
+        self.listPageSize = listPageSize
         self.endpoint = endpoint
         self.bucket = bucket
         self.signer = SigV4(credentials: credentials)
@@ -224,7 +230,7 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         var keys: [String] = []
         var token: String?
         repeat {
-            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", "\(listPageSize)")]
             if let token { query.append(("continuation-token", token)) }
             let r = try send(.GET, key: nil, query: query, operation: "LIST")
             guard r.status == 200 else { throw Self.fail(r, "LIST", prefix) }

@@ -15,8 +15,9 @@ final class PidLock: @unchecked Sendable {
     /// Takes the lock, waiting up to `wait` (nil: do not wait).
     /// - Returns: the lock, or the pid of the holder when it stayed busy.
     static func acquire(_ path: String, wait: Duration?) throws -> Result<PidLock, HolderPID> {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ShadowCopyError.lock("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
+        _ = fchmod(fd, 0o600)  // a file an older version made 0644: the holder's pid is nobody else's business
         let until = ContinuousClock.now + (wait ?? .zero)
         while true {
             if shadowmover_flock(fd, SHADOWMOVER_LOCK_EX | SHADOWMOVER_LOCK_NB) == 0 {

@@ -349,3 +349,37 @@ struct LengthFieldTests {
         }
     }
 }
+
+@Suite("Restore without root")
+struct UnprivilegedRestoreTests {
+    @Test("restoring as another user leaves setuid/setgid bits off the files it cannot give their owners, and says so once")
+    func setIDBitsStripped() throws {
+        guard try requireRoot("a restore as user nobody") else { return }
+        let s = Scratch("setuid")
+        let source = s.sub("source")
+        mkdirs(source)
+        write(source + "/tool", Array("#!/bin/sh\n".utf8))
+        write(source + "/group-tool", Array("#!/bin/sh\n".utf8))
+        write(source + "/plain", Array("data".utf8))
+        chmod(source + "/tool", 0o4755)
+        chmod(source + "/group-tool", 0o2755)
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        #expect(try CLI.run(["backup", "--store", store, source]).code == 0)
+        let plainMode = TreeSnapshot(source).entries["plain"]?.mode
+        // nobody may read the store and write its locks and the target; nothing else.
+        #expect(try Shell.run(["chmod", "-R", "a+rwX", store, s.path]).code == 0)
+        let target = s.sub("target")
+        let r = try CLI.run(["restore", "latest", "--store", store, "--target", target], prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let restored = TreeSnapshot(target + source)
+        #expect(restored.entries["tool"]?.mode == 0o755)
+        #expect(restored.entries["group-tool"]?.mode == 0o755)
+        #expect(restored.entries["plain"]?.mode == plainMode)
+        #expect(r.stderr.components(separatedBy: "setuid/setgid bits were left off 2 file(s)").count == 2, "one warning: \(r.stderr)")
+        // As root the bits stay.
+        let asRoot = s.sub("target-root")
+        #expect(try CLI.run(["restore", "latest", "--store", store, "--target", asRoot]).code == 0)
+        #expect(TreeSnapshot(asRoot + source).entries["tool"]?.mode == 0o4755)
+    }
+}

@@ -104,7 +104,17 @@ struct S3Tests {
         #expect(before.linkGroups == after.linkGroups)
         #expect(try cli(ceph, ["check", "--read-data", "--store", store]).code == 0)
         #expect(try cli(ceph, ["ls", "latest", "--store", store]).stdout.contains("sparse.img"))
-        #expect(try cli(ceph, ["inspect", "stats", "--store", store]).code == 0)
+        for inspect in [["stats"], ["snapshot", "latest"], ["report", "--html", scratch.sub("report.html")], ["pack", try #require(try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).packIDs().first).hex]] {
+            let r = try cli(ceph, ["inspect"] + inspect + ["--store", store])
+            #expect(r.code == 0, "inspect \(inspect[0]): \(r.stderr)")
+        }
+        // Listing follows continuation tokens: pages of two keys give the same packs as one page.
+        let bucket = String(store.split(separator: "/")[2])
+        let paged = S3Client(endpoint: URL(string: ceph.endpoint)!, bucket: bucket, credentials: ceph.credentials, listPageSize: 2)
+        let whole = S3Client(endpoint: URL(string: ceph.endpoint)!, bucket: bucket, credentials: ceph.credentials)
+        let all = try whole.list("store/")
+        #expect(all.count > 4)
+        #expect(try paged.list("store/").sorted() == all.sorted())
         // The index cache is disposable: without it, the store opens the same.
         try FileManager.default.removeItem(atPath: scratch.sub("cache"))
         #expect(try cli(ceph, ["repair", "index", "--store", store]).code == 0)

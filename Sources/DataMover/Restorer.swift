@@ -357,6 +357,11 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
             }
             node.contentLists = nil
         }
+        if let problem = store.sizeMismatch(node, content: node.content ?? []) {
+            // Restored as it says, it would be a file of the wrong size (a sparse terabyte, say): left out.
+            damage.append(DamageReport(object: "the tree entry of \(path)", reason: problem, affectedFiles: [path.description]))
+            return
+        }
         plan.append(Entry(path: path, parent: parent, node: node))
         if node.kind == .directory, let sub = node.subtree {
             walk(tree: sub, at: path, parent: plan.count - 1, depth: depth + 1, into: &plan, damage: &damage)
@@ -371,6 +376,9 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         let tree: Tree
         do {
             tree = try store.loadTree(id)
+        } catch StoreError.damagedTree(_, let reason) {
+            damage.append(DamageReport(object: "tree \(id)", reason: reason, affectedFiles: ["everything under \(path)"]))
+            return
         } catch {
             damage.append(DamageReport(object: "tree \(id)", reason: "\(error)", affectedFiles: ["everything under \(path)"]))
             return

@@ -2,16 +2,18 @@ import ChunkStore
 import Foundation
 import Testing
 
-/// Starts the CLI without waiting for it.
-func startCLI(_ arguments: [String]) throws -> Process {
+/// Starts the CLI without waiting for it, with `environment` added to the test's own; its standard
+/// error goes to `stderr` (discarded when nil), its output is discarded.
+func startCLI(_ arguments: [String], environment: [String: String] = [:], stderr: Pipe? = nil) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: CLI.binary)
     p.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env.removeValue(forKey: "SHADOWMOVER_STORE")
+    for (k, v) in environment { env[k] = v }
     p.environment = env
     p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
+    p.standardError = stderr ?? FileHandle.nullDevice
     try runUnblocked(p)
     return p
 }

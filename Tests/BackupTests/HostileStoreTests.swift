@@ -383,3 +383,25 @@ struct UnprivilegedRestoreTests {
         #expect(TreeSnapshot(asRoot + source).entries["tool"]?.mode == 0o4755)
     }
 }
+
+@Suite("Hostile stores: sizes")
+struct SizeTests {
+    @Test("a file whose declared size differs from its chunks is damage for check and restore, not a sparse terabyte", arguments: [UInt64(1) << 40, 3, 0])
+    func lyingSize(size: UInt64) throws {
+        let crafted = try CraftedStore("size")
+        var liar = try crafted.file("liar", Array("ten bytes!".utf8))
+        liar.size = size
+        let id = try crafted.snapshot([try crafted.file("honest", Array("fine".utf8)), liar])
+        let target = crafted.scratch.sub("target")
+        let r = try crafted.cli(["restore", id, "-t", target])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("liar") && r.stderr.contains("its size is \(size) bytes but its 1 chunk(s) hold 10"), "\(r.stderr)")
+        #expect(storeListing(target).isEmpty)
+        let skipped = try crafted.cli(["restore", id, "-t", crafted.scratch.sub("skip"), "--skip-damaged"])
+        #expect(skipped.code == 3)
+        #expect(TreeSnapshot(crafted.scratch.sub("skip")).entries.keys.sorted() == ["honest"])
+        let check = try crafted.cli(["check"])
+        #expect(check.code == 1)
+        #expect(check.stdout.contains("/liar") && check.stdout.contains("its size is \(size) bytes"), "\(check.stdout)")
+    }
+}

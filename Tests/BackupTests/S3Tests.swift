@@ -64,16 +64,7 @@ struct CephS3 {
 
     /// Starts the CLI in the background with this cluster's environment.
     func start(_ arguments: [String], cache: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment(cache: cache) { env[k] = v }
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try runUnblocked(p)
-        return p
+        try startCLI(arguments, environment: environment(cache: cache))
     }
 }
 
@@ -237,14 +228,8 @@ struct S3Tests {
         write(source + "/big", randomBytes(40_000_000, seed: 42 << 8))
         var env = ceph.environment(cache: scratch.sub("cache-b"), retries: 3)
         env["SHADOWMOVER_S3_CONNECTIONS"] = "2"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["backup", "--store", store, source]
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try runUnblocked(p)
+        let p = try startCLI(["backup", "--store", store, source], environment: env, stderr: err)
         // Once the backup holds its lock (it is writing), hold it still, stop the gateway under it, and
         // let it go on: every request it makes from then on fails.
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))

@@ -102,13 +102,21 @@ public struct Checker {
             }
             return ids
         }
-        // Pass 1: every referenced chunk must be indexed.
+        // Pass 1: every referenced chunk must be indexed, and a file's chunks must hold its size.
+        var sizeProblems: [String: (problem: String, affects: [String])] = [:]
         for (id, record) in records {
-            walk(record.tree, "", id) { node, _ in
-                for chunk in chunks(of: node) where bad[chunk] == nil && store.index.lookup(chunk) == nil {
+            walk(record.tree, "", id) { node, path in
+                let ids = chunks(of: node)
+                for chunk in ids where bad[chunk] == nil && store.index.lookup(chunk) == nil {
                     bad[chunk] = "it is referenced but not in the index"
                 }
+                if let problem = store.sizeMismatch(node, content: ids) {
+                    sizeProblems[path, default: (problem, [])].affects.append("\(id.prefix(8)):\(path)")
+                }
             }
+        }
+        for (path, p) in sizeProblems.sorted(by: { $0.key < $1.key }) {
+            report.findings.append(Finding(object: "the tree entry of \(path)", problem: p.problem, affects: p.affects))
         }
         for t in treeProblems {
             report.findings.append(Finding(object: "tree \(t.tree)", problem: t.problem, affects: ["\(t.snapshot.prefix(8)):\(t.path) and everything below"]))

@@ -52,3 +52,19 @@ extension Node {
     /// The blobs this node references directly besides data chunks: its subtree and content lists.
     public var metadataBlobs: [ChunkID] { (subtree.map { [$0] } ?? []) + (contentLists ?? []) }
 }
+
+extension Store {
+    /// Checks that a file's chunks hold exactly its size (docs/FORMAT.md, "Validity rules"): a node
+    /// that declares more would restore as a sparse file of that size, one that declares less would
+    /// cut its content. - Returns: why not, or nil when they agree, or when a chunk is not indexed or
+    /// its entry is out of bounds (that is the blob's damage, reported as such when it is read).
+    public func sizeMismatch(_ node: Node, content: [ChunkID]) -> String? {
+        guard node.kind == .file else { return nil }
+        var total: UInt64 = 0
+        for id in content {
+            guard let location = index.lookup(id), let length = try? checkBounds(location, expecting: .data) else { return nil }
+            total += UInt64(length)
+        }
+        return total == node.size ? nil : "its size is \(node.size) bytes but its \(content.count) chunk(s) hold \(total)"
+    }
+}

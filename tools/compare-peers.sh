@@ -9,6 +9,8 @@
 # default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
 # Debian's packages when missing. Peers use their defaults (restic: compression auto; borg: lz4, as in
 # DESIGN.md's figures); ShadowMover its default (zstd level 1). Hot page cache: PATH is read first.
+# With SHADOWMOVER_S3_ENDPOINT and the AWS keys set (tools/ceph-s3.sh start prints them), ShadowMover
+# and restic also back up into and restore from that S3 endpoint (a new bucket each round): the S3 rows.
 set -euo pipefail
 path=$(cd "${1:?usage: compare-peers.sh PATH [ROUNDS]}" && pwd)
 rounds=${2:-3}
@@ -69,9 +71,32 @@ run_borg() {
     rm -rf "$repo" "$target"
 }
 
+run_shadowmover_s3() {
+    local r=$1 repo="s3:$SHADOWMOVER_S3_ENDPOINT/compare-sm-$r-$$/store" target="$scratch/target"
+    rm -rf "$target"
+    XDG_CACHE_HOME="$scratch/sm-cache" "$sm" init --store "$repo" > /dev/null
+    measure shadowmover-s3 backup "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" backup --no-shadow-copy --store "$repo" "$path"
+    measure shadowmover-s3 reread "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
+    measure shadowmover-s3 restore "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" restore latest --store "$repo" --target "$target"
+    rm -rf "$target" "$scratch/sm-cache"
+}
+
+run_restic_s3() {
+    local r=$1 repo="s3:$SHADOWMOVER_S3_ENDPOINT/compare-restic-$r-$$" target="$scratch/target"
+    rm -rf "$target" "$RESTIC_CACHE_DIR"
+    restic init --repo "$repo" -q > /dev/null
+    measure restic-s3 backup "$r" restic -r "$repo" backup -q "$path"
+    measure restic-s3 reread "$r" restic -r "$repo" backup -q --force "$path"
+    measure restic-s3 restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    rm -rf "$target"
+}
+
+tools="shadowmover restic borg"
+[ -n "${SHADOWMOVER_S3_ENDPOINT:-}" ] && tools="$tools shadowmover_s3 restic_s3"
 for r in $(seq 1 "$rounds"); do
     echo "round $r"
-    if [ $((r % 2)) -eq 1 ]; then order="shadowmover restic borg"; else order="borg restic shadowmover"; fi
+    order=$tools
+    if [ $((r % 2)) -eq 0 ]; then order=$(echo "$tools" | tr ' ' '\n' | tac | tr '\n' ' '); fi
     for tool in $order; do "run_$tool" "$r"; done
 done
 
@@ -86,13 +111,16 @@ def m(tool, phase, i):
     return statistics.median(v[i] for v in med[(tool, phase)])
 print(f"\n{sys.argv[3]}: {total/1e9:.2f} GB, medians of {len(med[('shadowmover','backup')])} rounds")
 print(f"{'':14}{'first backup':>16}{'forced re-read':>16}{'restore':>16}{'peak memory':>14}")
-for tool in ("shadowmover", "restic", "borg"):
+tools = [t for t in ("shadowmover", "restic", "borg", "shadowmover-s3", "restic-s3") if (t, "backup") in med]
+for tool in tools:
     cells = [f"{total/1e6/m(tool, p, 0):11.0f} MB/s" for p in ("backup", "reread", "restore")]
     mem = max(m(tool, p, 1) for p in ("backup", "reread", "restore")) / 1024
     print(f"{tool:14}" + "".join(f"{c:>16}" for c in cells) + f"{mem:10.0f} MiB")
-for peer in ("restic", "borg"):
-    ratios = [m(peer, p, 0) / m("shadowmover", p, 0) for p in ("backup", "reread", "restore")]
-    mem = max(m("shadowmover", p, 1) for p in ("backup", "reread", "restore")) / max(m(peer, p, 1) for p in ("backup", "reread", "restore"))
-    print(f"{'ShadowMover/' + peer:14}" + "".join(f"{r:15.2f}×" for r in ratios) + f"{mem:13.2f}×")
+pairs = [("shadowmover", "restic"), ("shadowmover", "borg")] + ([("shadowmover-s3", "restic-s3")] if "restic-s3" in tools else [])
+for ours, peer in pairs:
+    ratios = [m(peer, p, 0) / m(ours, p, 0) for p in ("backup", "reread", "restore")]
+    mem = max(m(ours, p, 1) for p in ("backup", "reread", "restore")) / max(m(peer, p, 1) for p in ("backup", "reread", "restore"))
+    label = ("S3: SM/" if ours.endswith("-s3") else "ShadowMover/") + peer.replace("-s3", "")
+    print(f"{label:14}" + "".join(f"{r:15.2f}×" for r in ratios) + f"{mem:13.2f}×")
 print("(throughput ratios > 1: ShadowMover faster; memory ratio < 1: ShadowMover smaller)")
 PY

@@ -118,6 +118,18 @@ struct HostileStoreTests {
         #expect(check.stdout.contains("appears twice") || check.stderr.contains("appears twice"), "\(check.stdout)\(check.stderr)")
     }
 
+    @Test("a config with a format version below 1 is refused, naming the file")
+    func negativeVersion() throws {
+        let crafted = try CraftedStore("version")
+        let config = crafted.path + "/config"
+        chmod(config, 0o644)
+        let text = String(decoding: StoreSurgery.read(config), as: UTF8.self).replacingOccurrences(of: "\"version\":2", with: "\"version\":-1")
+        write(config, Array(text.utf8))
+        let r = try crafted.cli(["snapshots"])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("config") && r.stderr.contains("version -1 does not exist"), "\(r.stderr)")
+    }
+
     @Test("entries out of order are damage, named with their tree")
     func unsortedNames() throws {
         let crafted = try CraftedStore("unsorted")

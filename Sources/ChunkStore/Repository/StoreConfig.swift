@@ -180,6 +180,9 @@ extension StoreConfig {
         guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
             throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
         }
+        guard version.version >= 1 else {
+            throw StoreError.badConfig(path: configPath, reason: "format version \(version.version) does not exist (versions start at 1)")
+        }
         guard version.version <= currentVersion else {
             throw StoreError.newerFormat(path: path, found: version.version, supported: currentVersion)
         }

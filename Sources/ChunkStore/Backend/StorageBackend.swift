@@ -63,7 +63,9 @@ extension StorageBackend {
 public enum ObjectKey {
     public static let config = "config"
     public static func pack(_ id: ChunkID) -> String { "packs/\(id.hex.prefix(2))/\(id.hex)" }
-    public static func segment(_ name: String) -> String { "index/\(name)" }
+    public static func segment(_ name: String) -> String { "\(segmentDirectory)/\(name)" }
+    /// Where index segments are; a local backend's `localFile` of it is the directory they are written in.
+    public static let segmentDirectory = "index"
     public static func snapshot(_ id: String) -> String { "snapshots/\(id)" }
     public static func lock(_ name: String) -> String { "locks/\(name)" }
     public static func jobRun(_ job: String, _ name: String) -> String { "jobs/\(job)/\(name)" }

@@ -77,7 +77,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         self.config = config
         self.codec = codec
         self.chunker = FastCDC(parameters: config.chunker.parameters, table: config.gearTable)
-        if backend.localFile(ObjectKey.segment("x")) == nil {
+        if backend.localFile(ObjectKey.segmentDirectory) == nil {
             guard let cacheDirectory else {
                 throw StoreError.refused("the store at \(backend.location) is remote: it needs a cache directory (--cache-dir)")
             }
@@ -126,8 +126,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
             try backend.put(ObjectKey.segment(name), bytes)
             return name
         }
-        let file = backend.localFile(ObjectKey.segment("x"))!
-        return try write(String(file.dropLast(2)))
+        return try write(backend.localFile(ObjectKey.segmentDirectory)!)
     }
 
     /// Opens a segment this process just wrote with `writeSegment`.

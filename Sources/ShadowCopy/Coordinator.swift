@@ -320,7 +320,7 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             case .failure(let e):
                 o.slot.state = event.failedState
                 o.slot.lastError = e
-                if e.failure == .timeout || e.failure == .notResponding, let exec = o.slot.writer as? ExecWriter { exec.kill() }
+                if e.failure == .timeout || e.failure == .notResponding, let exec = o.slot.writer as? ExecWriter { exec.terminate() }
                 if first == nil { first = (o.slot, e) }
             }
         }
@@ -335,11 +335,13 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
     /// Abort: every involved writer undoes freeze (within a second), partial shadow copies are deleted.
     func abortAll(_ involved: [WriterSlot], plans: [VolumePlan], registry: ShadowRegistry) {
         let deadline = ContinuousClock.now + .seconds(1)
-        let outcomes = WriterDispatch.send(.abort, to: involved, deadline: deadline) { self.context($0, deadline: deadline) }
+        // A writer already ended after a failure got its EOF and SIGTERM: abort has nobody to reach.
+        let reachable = involved.filter { ($0.writer as? ExecWriter)?.isStopped != true }
+        let outcomes = WriterDispatch.send(.abort, to: reachable, deadline: deadline) { self.context($0, deadline: deadline) }
         for o in outcomes {
             if case .failure(let e) = o.result {
                 o.slot.lastError = e
-                if let exec = o.slot.writer as? ExecWriter { exec.kill() }  // EOF makes it thaw
+                if let exec = o.slot.writer as? ExecWriter { exec.terminate() }  // EOF, then SIGTERM: thaw
             } else if !o.slot.state.isFailed {
                 o.slot.state = .stable
             }

@@ -68,15 +68,49 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         self.process = nil
     }
 
-    /// Kills the writer at once (after a timeout: it did not answer, so it cannot be trusted to).
-    func kill() {
-        lock.withLock {
-            if let p = process, p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
+    /// How long a writer that failed has to exit after EOF on its stdin, and then after SIGTERM, before
+    /// it is killed (docs/WRITERS.md, "When a writer does not answer").
+    static let eofGrace: Duration = .seconds(1)
+    static let termGrace: Duration = .seconds(1)
+    /// Set once the writer was ended after a failure: it is not started again in this session.
+    private var stopped = false
+
+    /// True once `terminate` ended the writer.
+    var isStopped: Bool { lock.withLock { stopped } }
+
+    /// Ends a writer that timed out or stopped answering, the way qemu-ga's fsfreeze guard does: EOF on
+    /// its stdin first (the protocol's "thaw and exit"), SIGTERM after `eofGrace` (a writer should thaw
+    /// on it too), SIGKILL after `termGrace`. It is never started again in this session: an `abort`
+    /// sent to a fresh copy would reach a process that knows nothing of the freeze, while the one that
+    /// holds the application keeps holding it.
+    func terminate() {
+        lock.lock()
+        defer { lock.unlock() }
+        stopped = true
+        guard let process else { return }
+        try? input?.close()
+        input = nil
+        if !Self.waitForExit(process, Self.eofGrace) {
+            Glibc.kill(process.processIdentifier, SIGTERM)
+            if !Self.waitForExit(process, Self.termGrace) { Glibc.kill(process.processIdentifier, SIGKILL) }
         }
-        shutdown()
+        process.waitUntilExit()
+        if outputFD >= 0 { close(outputFD) }
+        outputFD = -1
+        self.process = nil
+    }
+
+    /// Waits up to `limit` for `process` to exit. - Returns: true when it did.
+    private static func waitForExit(_ process: Process, _ limit: Duration) -> Bool {
+        let until = ContinuousClock.now + limit
+        while process.isRunning && ContinuousClock.now < until { usleep(5_000) }
+        return !process.isRunning
     }
 
     private func start() throws {
+        guard !stopped else {
+            throw WriterError(.notResponding, "\(label) was ended after it failed to answer; it is not started again in this session")
+        }
         guard process == nil else { return }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)

@@ -132,3 +132,51 @@ struct FaultTests {
         try f.verifyRestores(f.storePath, into: f.scratch.sub("after"))
     }
 }
+
+/// The state letter of a process (`/proc/PID/stat`): "T" while it is stopped.
+func processState(_ pid: Int32) -> String {
+    let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+    guard let close = stat.lastIndex(of: ")") else { return "?" }
+    return String(stat[stat.index(close, offsetBy: 2)])
+}
+
+@Suite("Faults: writers that hold an application")
+struct FrozenApplicationTests {
+    @Test(
+        "a writer that hangs at freeze or thaw, crashes or answers garbage never leaves its application stopped, and abort never reaches a fresh copy",
+        arguments: ["--hang freeze", "--hang thaw", "--crash freeze --guard", "--garbage freeze"])
+    func applicationRunsAgain(misbehaviour: String) throws {
+        guard try requireRoot("the writer escalation tests (loop volumes)") else { return }
+        let s = Scratch("frozen-app")
+        let volume = try LoopVolume("btrfs", in: s)
+        mkdirs(volume.sub("data"))
+        write(volume.sub("data/file"), [1, 2, 3])
+        let store = s.sub("store")
+        _ = try CLI.run(["init", "--store", store])
+        let app = Process()
+        app.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        app.arguments = ["600"]
+        try runUnblocked(app)
+        defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit() }
+        let limit = 1.0
+        for run in 0..<5 {
+            let log = s.sub("w\(run).log")
+            let started = Date()
+            let r = try CLI.run(
+                ["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "\(limit)", "--retries", "0",
+                 "--exec-writer", "\(Shell.faultWriter) \(log) --app \(app.processIdentifier) \(misbehaviour)", volume.sub("data")],
+                environment: coordinatorEnv(s))
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(r.code == 1, "run \(run): \(r.stderr)")
+            // The guard of a crashed writer wakes the application a moment after the crash.
+            var state = processState(app.processIdentifier)
+            for _ in 0..<100 where state == "T" {
+                usleep(10_000)
+                state = processState(app.processIdentifier)
+            }
+            #expect(state != "T", "run \(run) with \(misbehaviour): the application is still stopped")
+            #expect(lines(log).filter { $0 == "start" }.count == 1, "run \(run): one writer process per session: \(lines(log))")
+            #expect(elapsed < limit + 2 + 3, "run \(run) took \(elapsed) s")  // limit, EOF and SIGTERM graces, start-up
+        }
+    }
+}

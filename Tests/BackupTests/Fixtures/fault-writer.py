@@ -2,13 +2,19 @@
 """A writer for fault tests: logs every event it receives, and misbehaves on request.
 
   fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--garbage EVENT]
-                  [--veto EVENT --failure KIND [--times N]]
+                  [--veto EVENT --failure KIND [--times N]] [--app PID]
 
 On EOF it logs "eof" (and "thawed-on-eof" if it was frozen), then exits.
+
+With --app it holds a real application the way a database writer would: SIGSTOP at freeze, SIGCONT at
+thaw, abort, EOF and SIGTERM. With --guard too, so that even its own crash cannot leave the application
+stopped, a guard process resumes it when this writer dies (the pipe between them closes). With --app,
+each writer process logs "start" first, so a test can count the processes a session started.
 """
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -24,7 +30,47 @@ p.add_argument("--veto")
 p.add_argument("--failure", default="nonRetryable")
 p.add_argument("--times", type=int, default=1000000)
 p.add_argument("--counter", help="file counting vetoes across processes")
+p.add_argument("--app", type=int, help="pid of an application to suspend while frozen")
+p.add_argument("--guard", action="store_true", help="resume the application when this writer dies")
 a = p.parse_args()
+
+
+def resume_app():
+    if a.app:
+        try:
+            os.kill(a.app, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def suspend_app():
+    if not a.app:
+        return
+    if a.guard:
+        start_guard()
+    os.kill(a.app, signal.SIGSTOP)
+
+
+def start_guard():
+    r, w = os.pipe()
+    if os.fork() == 0:  # the guard: wakes when the writer's end of the pipe closes, however it ends
+        os.close(w)
+        os.close(0)  # the coordinator's pipes are the writer's alone: its exit must read as EOF there
+        os.close(1)
+        os.read(r, 1)
+        resume_app()
+        os._exit(0)
+    os.close(r)
+    start_guard.pipe = w  # held open for the writer's life
+
+
+def on_term(signum, frame):
+    log("sigterm")
+    resume_app()
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
 
 
 def log(text):
@@ -37,10 +83,16 @@ def answer(obj):
     sys.stdout.flush()
 
 
+if a.app:
+    log("start")
 frozen = False
 for line in sys.stdin:
     event = json.loads(line)["event"]
     log(event)
+    if event == "freeze":
+        suspend_app()
+    if event in ("thaw", "abort"):
+        resume_app()
     if event == a.crash:
         os._exit(7)
     if event == a.hang:
@@ -70,5 +122,6 @@ for line in sys.stdin:
         frozen = False
     answer({"ok": True})
 log("eof")
+resume_app()
 if frozen:
     log("thawed-on-eof")

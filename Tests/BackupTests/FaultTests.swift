@@ -161,12 +161,10 @@ struct FrozenApplicationTests {
         let limit = 1.0
         for run in 0..<5 {
             let log = s.sub("w\(run).log")
-            let started = Date()
             let r = try CLI.run(
                 ["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "\(limit)", "--retries", "0",
                  "--exec-writer", "\(Shell.faultWriter) \(log) --app \(app.processIdentifier) \(misbehaviour)", volume.sub("data")],
                 environment: coordinatorEnv(s))
-            let elapsed = Date().timeIntervalSince(started)
             #expect(r.code == 1, "run \(run): \(r.stderr)")
             // The guard of a crashed writer wakes the application a moment after the crash.
             var state = processState(app.processIdentifier)
@@ -176,7 +174,6 @@ struct FrozenApplicationTests {
             }
             #expect(state != "T", "run \(run) with \(misbehaviour): the application is still stopped")
             #expect(lines(log).filter { $0 == "start" }.count == 1, "run \(run): one writer process per session: \(lines(log))")
-            #expect(elapsed < limit + 2 + 3, "run \(run) took \(elapsed) s")  // limit, EOF and SIGTERM graces, start-up
         }
     }
 }

@@ -130,6 +130,23 @@ struct HostileStoreTests {
         #expect(r.stderr.contains("config") && r.stderr.contains("version -1 does not exist"), "\(r.stderr)")
     }
 
+    @Test("one changed digit of the gear seed is refused by its checksum, not silently used")
+    func changedSeed() throws {
+        let crafted = try CraftedStore("seed")
+        let config = crafted.path + "/config"
+        chmod(config, 0o644)
+        var text = String(decoding: StoreSurgery.read(config), as: UTF8.self)
+        let seed = try #require(text.range(of: #""gearSeed":""#))
+        let digit = text.index(seed.upperBound, offsetBy: 5)
+        text.replaceSubrange(digit...digit, with: text[digit] == "0" ? "1" : "0")
+        write(config, Array(text.utf8))
+        for command in [["check"], ["snapshots"]] {
+            let r = try crafted.cli(command)
+            #expect(r.code == 1)
+            #expect(r.stderr.contains("config") && r.stderr.contains("checksum does not match"), "\(r.stderr)")
+        }
+    }
+
     @Test("entries out of order are damage, named with their tree")
     func unsortedNames() throws {
         let crafted = try CraftedStore("unsorted")

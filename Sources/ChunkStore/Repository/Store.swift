@@ -45,7 +45,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed)
         // The config is written last: a location without it is not a store, so an interrupted init
         // can simply be run again.
-        try backend.put(ObjectKey.config, Array(try JSONEncoder.store.encode(config)))
+        try backend.put(ObjectKey.config, try config.encoded())
         return try Store(backend: backend, cacheDirectory: cacheDirectory)
     }
 
@@ -149,7 +149,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         guard config.version < StoreConfig.currentVersion else { return }
         var upgraded = config
         upgraded.version = StoreConfig.currentVersion
-        try backend.put(ObjectKey.config, Array(try JSONEncoder.store.encode(upgraded)))
+        try backend.put(ObjectKey.config, try upgraded.encoded())
     }
 
     /// Writes the blobs recorded since the last segment as a new index segment.

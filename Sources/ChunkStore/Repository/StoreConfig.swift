@@ -48,6 +48,33 @@ public struct StoreConfig: Codable, Sendable, Equatable {
             hash: "sha256", codec: codec.description)
     }
 
+    /// The config file's bytes: the JSON, sealed with its checksum (`sealed(_:)`).
+    public func encoded() throws -> [UInt8] { Self.sealed(Array(try JSONEncoder.store.encode(self))) }
+
+    /// The member that ends a sealed config: `,"checksum":"<SHA-256 of the bytes before it, plus "}">"}`.
+    /// Byte-exact, so no reader has to re-encode the JSON to check it; readers of the format that do not
+    /// know it ignore an unknown key. A config without it (written before it existed) is read as it is.
+    static let checksumKey = Array(#","checksum":""#.utf8)
+    static let sealLength = checksumKey.count + 64 + 2
+
+    static func sealed(_ json: [UInt8]) -> [UInt8] {
+        var out = json
+        out.removeLast()  // the closing brace
+        let digest = ChunkID(hashing: json).hex
+        out += checksumKey + Array(digest.utf8) + Array(#""}"#.utf8)
+        return out
+    }
+
+    /// Checks a sealed config's checksum. - Returns: false when the config carries none.
+    static func verifySeal(_ raw: [UInt8]) -> Bool? {
+        guard raw.count > sealLength, Array(raw[(raw.count - sealLength)..<(raw.count - sealLength + checksumKey.count)]) == checksumKey else {
+            return nil
+        }
+        let json = Array(raw[..<(raw.count - sealLength)]) + [UInt8(ascii: "}")]
+        let stated = String(decoding: raw[(raw.count - 66)..<(raw.count - 2)], as: UTF8.self)
+        return ChunkID(hashing: json).hex == stated
+    }
+
     /// The gear table the store's chunker uses.
     public var gearTable: GearTable {
         guard let seed = chunker.gearSeed, let id = ChunkID(hex: seed) else { return .reference }
@@ -186,11 +213,17 @@ extension StoreConfig {
         guard version.version <= currentVersion else {
             throw StoreError.newerFormat(path: path, found: version.version, supported: currentVersion)
         }
+        if verifySeal(raw) == false {
+            throw StoreError.badConfig(path: configPath, reason: "its checksum does not match: it was changed or damaged (a changed chunker or seed would silently lose deduplication)")
+        }
         let config: StoreConfig
         do {
             config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(raw))
         } catch {
             throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        guard ChunkID(hex: config.id) != nil, config.chunker.gearSeed.map({ ChunkID(hex: $0) != nil }) ?? true else {
+            throw StoreError.badConfig(path: configPath, reason: "its id or gear seed is not 64 hex digits")
         }
         guard config.hash == "sha256", config.chunker.algorithm == "fastcdc2020" else {
             throw StoreError.badConfig(path: configPath, reason: "unknown hash '\(config.hash)' or chunker '\(config.chunker.algorithm)'")

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ShadowMover builds and tests with (skips those already present).
 set -euo pipefail
-PACKAGES=(pkg-config libzstd-dev liblz4-dev zlib1g-dev libsqlite3-dev attr util-linux btrfs-progs xfsprogs e2fsprogs time
-    ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl)
+#
+#   tools/install-deps.sh          # what building and running ShadowMover needs
+#   tools/install-deps.sh --test   # and what the tests need besides: a single-node Ceph for the S3 tests
+PACKAGES=(pkg-config libzstd-dev liblz4-dev zlib1g-dev libsqlite3-dev attr util-linux btrfs-progs xfsprogs e2fsprogs time)
+if [ "${1:-}" = "--test" ]; then
+    PACKAGES+=(ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install-deps.sh
+tools/install-deps.sh --test   # --test: Ceph too, so that `swift test` runs the S3 tests
 
 swift build -c release
 BIN="$PWD/.build/release/shadowmover"

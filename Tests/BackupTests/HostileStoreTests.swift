@@ -434,3 +434,27 @@ struct SizeTests {
         #expect(check.stdout.contains("/liar") && check.stdout.contains("its size is \(size) bytes"), "\(check.stdout)")
     }
 }
+
+@Suite("Hostile stores: repair")
+struct RepairTests {
+    @Test("repair index --read-data leaves out a trailer entry that lies about its blob, and names it")
+    func lyingTrailerEntry() throws {
+        let f = try Fixture()
+        let id = try f.node("b").content![0]
+        let (path, entry) = try StoreSurgery.packEntry(f.store, id)
+        StoreSurgery.editPack(path) { bytes in bytes[entry] ^= 0xFF }  // the id no longer names these bytes
+        let verified = try f.cli(["repair", "index", "--read-data"])
+        #expect(verified.code == 1)
+        #expect(verified.stderr.contains("content does not match its SHA-256"), "\(verified.stderr)")
+        let store = try Store(path: f.storePath)
+        var forged = id.bytes
+        forged[0] ^= 0xFF
+        let forgedID = forged.withUnsafeBytes { ChunkID(bytes: $0) }
+        #expect(store.index.lookup(forgedID) == nil, "the lying entry was not indexed")
+        #expect(store.index.lookup(try f.node("a").content![0]) != nil, "the rest was")
+        // Restore names what is now missing, and restores the rest with --skip-damaged.
+        let r = try f.cli(["restore", f.snapshot, "-t", f.scratch.sub("t"), "--skip-damaged"])
+        #expect(r.code == 3)
+        #expect(r.stderr.contains(id.hex), "\(r.stderr)")
+    }
+}

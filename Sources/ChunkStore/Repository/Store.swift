@@ -371,16 +371,37 @@ extension Store {
     /// readable pack, then removes the old segments (damaged ones included). Safe to interrupt: until
     /// the old segments are gone, both describe the same blobs. Takes the exclusive lock: a backup
     /// writing packs meanwhile would have its new segment deleted.
-    /// - Returns: the number of packs and blobs indexed and the packs whose trailers are damaged.
-    public func rebuildIndex() throws -> (packs: Int, blobs: Int, damagedPacks: [String]) {
+    /// A trailer's lengths are checked against its pack and the format's limits; with `readData`, every
+    /// blob is also read and its hash verified before it is indexed (a trailer whose CRC matches can
+    /// still lie), and blobs that fail are left out and reported.
+    /// - Returns: the number of packs and blobs indexed, and what was left out: damaged packs (their
+    ///   trailers) and, with `readData`, damaged blobs.
+    public func rebuildIndex(readData: Bool = false) throws -> (packs: Int, blobs: Int, damagedPacks: [String]) {
         let lock = try StoreLock.acquire(self, exclusive: true, purpose: "repair index")
         defer { lock.release() }
         var locations: [BlobLocation] = []
         var damaged: [String] = []
         var packs = 0
+        let compressor = Compressor(codec: .none)
+        var scratch: [UInt8] = [], buffer: [UInt8] = []
         for id in try packIDs() {
             do {
-                for e in try readPackTrailer(id) { locations.append(BlobLocation(pack: id, entry: e)) }
+                for e in try readPackTrailer(id) {
+                    let location = BlobLocation(pack: id, entry: e)
+                    if readData {
+                        do {
+                            let length = try checkBounds(location)
+                            if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
+                            try buffer.withUnsafeMutableBytes { b in
+                                try readBlob(location, into: UnsafeMutableRawBufferPointer(rebasing: b[..<length]), scratch: &scratch, compressor: compressor)
+                            }
+                        } catch {
+                            damaged.append("\(error)")
+                            continue
+                        }
+                    }
+                    locations.append(location)
+                }
                 packs += 1
             } catch {
                 damaged.append("\(error)")

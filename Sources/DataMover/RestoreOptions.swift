@@ -1,0 +1,64 @@
+import ChunkStore
+import Foundation
+
+/// What to restore and where.
+public struct RestoreOptions: Sendable {
+    public var target: String
+    /// Restore only this path of the snapshot (absolute, as backed up); it is placed in the target under
+    /// its own name.
+    public var subPath: String?
+    /// Allow a non-empty target; existing files in the way are replaced.
+    public var overwrite = false
+    /// Restore every file that does not touch a damaged object, and report the rest.
+    public var skipDamaged = false
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Workers for a store on object storage, where each waits on a ranged GET most of the time.
+    public static let remoteWorkers = 8
+
+    public init(target: String) { self.target = target }
+}
+
+public struct RestoreSummary: Sendable, Codable {
+    public var files = 0
+    public var directories = 0
+    public var otherEntries = 0
+    public var bytesWritten: UInt64 = 0
+    public var durationSeconds: Double = 0
+    /// Damaged or missing objects and the files they made unrestorable (with `skipDamaged`).
+    public var damage: [DamageReport] = []
+    /// Metadata that could not be applied (e.g. ownership without root), one message each.
+    public var warnings: [String] = []
+}
+
+/// A damaged object and the restored paths it affects.
+public struct DamageReport: Sendable, Codable, CustomStringConvertible {
+    public var object: String
+    public var reason: String
+    public var affectedFiles: [String]
+
+    public var description: String {
+        "\(object) is damaged (\(reason)); affected: " + (affectedFiles.isEmpty ? "nothing restored" : affectedFiles.joined(separator: ", "))
+    }
+}
+
+public enum RestoreError: Error, CustomStringConvertible {
+    case targetNotEmpty(String)
+    case pathNotInSnapshot(String)
+    case damaged([DamageReport])
+    case damagedIndex([DamageReport])
+    case target(String)
+
+    public var description: String {
+        switch self {
+        case .targetNotEmpty(let t): "the target \(t) is not empty: choose an empty directory, or pass --overwrite"
+        case .pathNotInSnapshot(let p): "\(p) is not in the snapshot: list its contents with `shadowmover ls`"
+        case .damaged(let reports):
+            "the snapshot refers to damaged data:\n" + reports.map { "  " + $0.description }.joined(separator: "\n")
+                + "\nrestore the other files with --skip-damaged"
+        case .damagedIndex(let reports):
+            reports.map(\.description).joined(separator: "\n")
+                + "\nrebuild the index from the packs with `shadowmover repair index`, or restore what can be found with --skip-damaged"
+        case .target(let m): m
+        }
+    }
+}

@@ -6,7 +6,7 @@ set -euo pipefail
 #   tools/install-deps.sh --test   # and what the tests need besides: a single-node Ceph for the S3 tests
 PACKAGES=(pkg-config libzstd-dev liblz4-dev zlib1g-dev libsqlite3-dev attr util-linux btrfs-progs xfsprogs e2fsprogs time)
 if [ "${1:-}" = "--test" ]; then
-    PACKAGES+=(ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl)
+    PACKAGES+=(ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl procps)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

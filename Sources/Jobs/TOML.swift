@@ -90,7 +90,12 @@ enum TOML {
         return s
     }
 
-    private static func parseValue(_ s: inout Substring) throws -> TOMLValue {
+    /// Arrays nest at most this deep: a job's values are strings and lists of strings, and a line of
+    /// `[[[[…` must be an error, not the end of the stack.
+    static let maximumNesting = 8
+
+    private static func parseValue(_ s: inout Substring, depth: Int = 0) throws -> TOMLValue {
+        guard depth <= maximumNesting else { throw TOMLError(line: 0, message: "arrays nest deeper than \(maximumNesting) levels") }
         s = s.drop { $0 == " " || $0 == "\t" }
         guard let first = s.first else { throw TOMLError(line: 0, message: "missing value") }
         if first == "\"" {
@@ -120,7 +125,7 @@ enum TOML {
             while true {
                 s = s.drop { $0 == " " || $0 == "\t" }
                 if s.first == "]" { s = s.dropFirst(); return .array(items) }
-                items.append(try parseValue(&s))
+                items.append(try parseValue(&s, depth: depth + 1))
                 s = s.drop { $0 == " " || $0 == "\t" }
                 if s.first == "," { s = s.dropFirst(); continue }
                 guard s.first == "]" else { throw TOMLError(line: 0, message: "expected , or ] in the array") }

@@ -78,3 +78,16 @@ struct JobTests {
         #expect(after.last?.result == "failed")
     }
 }
+
+@Suite("job files: hostile input")
+struct JobFileInputTests {
+    @Test("a job file with arrays nested thousands deep is an error naming its line, not a crash")
+    func deepArrays() throws {
+        let s = Scratch("deep-job")
+        let path = s.sub("deep.toml")
+        write(path, Array(("sources = " + String(repeating: "[", count: 20_000) + "\n").utf8))
+        let r = try CLI.run(["job", "validate", path])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("deep.toml:1") && r.stderr.contains("nest deeper"), "\(r.stderr)")
+    }
+}

@@ -138,7 +138,9 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
             for (index, entry) in plan.enumerated() {
                 if stop.isSet { break }
                 while let top = open.last, top.entry != entry.parent { open.removeLast() }
-                guard let directory = open.last?.directory else { break }  // unreachable: the root never pops
+                guard let directory = open.last?.directory else {  // the plan is depth first: its parent is open
+                    throw RestoreError.target("internal error: the directory of \(entry.path) is not open; please report")
+                }
                 switch entry.node.kind {
                 case .directory:
                     summary.directories += 1

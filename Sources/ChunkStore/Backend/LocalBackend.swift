@@ -81,7 +81,10 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         let full = path(key)
         files.forget(full)
         if unlink(full) != 0 && errno != ENOENT { throw StoreError.io(path: full, operation: "remove", errno: errno) }
-        try FileIO.fsyncDirectory(String(full[..<full.lastIndex(of: "/")!]))
+        // A forgotten snapshot must stay forgotten. Anything else a crash may bring back harmlessly (an
+        // unreferenced pack, a redundant index segment, the lock of a process that is gone), and an
+        // fsync per object would make a prune of thousands of packs wait on the disk thousands of times.
+        if key.hasPrefix("snapshots/") { try FileIO.fsyncDirectory(String(full[..<full.lastIndex(of: "/")!])) }
     }
 
     public func localFile(_ key: String) -> String? { path(key) }

@@ -98,7 +98,7 @@ final class ContentWriter {
             let chunk = UnsafeMutableRawBufferPointer(rebasing: staging[end..<(end + length)])
             try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
             if sparse {
-                if !Restorer.isZero(UnsafeRawBufferPointer(chunk)) {
+                if !Self.isZero(UnsafeRawBufferPointer(chunk)) {
                     end += length
                     try flush(final: true)
                     written += UInt64(length)
@@ -116,5 +116,15 @@ final class ContentWriter {
         }
         try flush(final: true)
         return written
+    }
+
+    /// True when every byte is zero (a sparse file's hole).
+    static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
+        let words = b.count / 8
+        let p = b.baseAddress!
+        var acc: UInt64 = 0
+        for i in 0..<words { acc |= p.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+        for i in (words * 8)..<b.count { acc |= UInt64(b[i]) }
+        return acc == 0
     }
 }

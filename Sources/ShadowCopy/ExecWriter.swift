@@ -52,20 +52,10 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         return info
     }
 
+    /// Ends the writer at the end of a session: EOF (thaw and exit), SIGKILL if it is still there
+    /// after half a second.
     public func shutdown() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let process else { return }
-        try? input?.close()
-        input = nil
-        // Give it a moment to thaw and exit on EOF, then make sure.
-        let until = ContinuousClock.now + .milliseconds(500)
-        while process.isRunning && ContinuousClock.now < until { usleep(5_000) }
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        if outputFD >= 0 { close(outputFD) }
-        outputFD = -1
-        self.process = nil
+        lock.withLock { end(afterEOF: .milliseconds(500), afterTerm: nil) }
     }
 
     /// How long a writer that failed has to exit after EOF on its stdin, and then after SIGTERM, before
@@ -84,15 +74,25 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
     /// sent to a fresh copy would reach a process that knows nothing of the freeze, while the one that
     /// holds the application keeps holding it.
     func terminate() {
-        lock.lock()
-        defer { lock.unlock() }
-        stopped = true
+        lock.withLock {
+            stopped = true
+            end(afterEOF: Self.eofGrace, afterTerm: Self.termGrace)
+        }
+    }
+
+    /// Closes the writer's stdin, waits up to `afterEOF` for it to exit, then (with `afterTerm`) sends
+    /// SIGTERM and waits that long, then SIGKILLs it; reaps it. Called with `lock` held.
+    private func end(afterEOF: Duration, afterTerm: Duration?) {
         guard let process else { return }
         try? input?.close()
         input = nil
-        if !Self.waitForExit(process, Self.eofGrace) {
-            Glibc.kill(process.processIdentifier, SIGTERM)
-            if !Self.waitForExit(process, Self.termGrace) { Glibc.kill(process.processIdentifier, SIGKILL) }
+        if !Self.waitForExit(process, afterEOF) {
+            if let afterTerm {
+                Glibc.kill(process.processIdentifier, SIGTERM)
+                if !Self.waitForExit(process, afterTerm) { Glibc.kill(process.processIdentifier, SIGKILL) }
+            } else {
+                Glibc.kill(process.processIdentifier, SIGKILL)
+            }
         }
         process.waitUntilExit()
         if outputFD >= 0 { close(outputFD) }

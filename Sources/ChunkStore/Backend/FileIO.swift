@@ -153,10 +153,10 @@ enum FileIO {
 
     /// Creates `path` and any missing directories above it.
     static func makeDirectories(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw StoreError.io(path: path, operation: "create directory", errno: EACCES)
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/\(component)"
+            try makeDirectory(prefix)
         }
     }
 

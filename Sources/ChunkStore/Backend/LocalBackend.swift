@@ -84,7 +84,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         // A forgotten snapshot must stay forgotten. Anything else a crash may bring back harmlessly (an
         // unreferenced pack, a redundant index segment, the lock of a process that is gone), and an
         // fsync per object would make a prune of thousands of packs wait on the disk thousands of times.
-        if key.hasPrefix("snapshots/") { try FileIO.fsyncDirectory(String(full[..<full.lastIndex(of: "/")!])) }
+        if key.hasPrefix(ObjectKey.snapshots) { try FileIO.fsyncDirectory(String(full[..<full.lastIndex(of: "/")!])) }
     }
 
     public func localFile(_ key: String) -> String? { path(key) }

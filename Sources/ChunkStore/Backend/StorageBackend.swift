@@ -62,11 +62,14 @@ extension StorageBackend {
 /// The keys of a store's objects (docs/FORMAT.md, "Layout").
 public enum ObjectKey {
     public static let config = "config"
-    public static func pack(_ id: ChunkID) -> String { "packs/\(id.hex.prefix(2))/\(id.hex)" }
-    public static func segment(_ name: String) -> String { "\(segmentDirectory)/\(name)" }
+    /// The prefixes that `list` and `names` take, one per kind of object.
+    public static let packs = "packs/", segments = "index/", snapshots = "snapshots/", locks = "locks/", jobs = "jobs/"
     /// Where index segments are; a local backend's `localFile` of it is the directory they are written in.
-    public static let segmentDirectory = "index"
-    public static func snapshot(_ id: String) -> String { "snapshots/\(id)" }
-    public static func lock(_ name: String) -> String { "locks/\(name)" }
-    public static func jobRun(_ job: String, _ name: String) -> String { "jobs/\(job)/\(name)" }
+    public static let segmentDirectory = String(segments.dropLast())
+
+    public static func pack(_ id: ChunkID) -> String { "\(packs)\(id.hex.prefix(2))/\(id.hex)" }
+    public static func segment(_ name: String) -> String { segments + name }
+    public static func snapshot(_ id: String) -> String { snapshots + id }
+    public static func lock(_ name: String) -> String { locks + name }
+    public static func jobRun(_ job: String, _ name: String) -> String { "\(jobs)\(job)/\(name)" }
 }

@@ -6,7 +6,7 @@ import Foundation
 extension Store {
     /// Every pack id in the store (one listing).
     public func packIDs() throws -> [ChunkID] {
-        try backend.list("packs/").compactMap { ChunkID(hex: String($0.split(separator: "/").last ?? "")) }
+        try backend.list(ObjectKey.packs).compactMap { ChunkID(hex: String($0.split(separator: "/").last ?? "")) }
     }
 
     /// Reads bytes of a pack from `offset`. - Returns: the bytes read.
@@ -33,7 +33,10 @@ extension Store {
     }
 
     /// Removes a pack (prune: only packs no snapshot references, under the exclusive lock).
-    func deletePack(_ id: ChunkID) throws { try backend.delete(ObjectKey.pack(id)) }
+    func deletePack(_ id: ChunkID) throws {
+        packSizes.forget(id)
+        try backend.delete(ObjectKey.pack(id))
+    }
 
     /// Rebuilds the index from the packs' trailers: writes one new segment listing every blob of every
     /// readable pack, then removes the old segments (damaged ones included). Safe to interrupt: until
@@ -75,7 +78,7 @@ extension Store {
                 damaged.append("\(error)")
             }
         }
-        let old = try backend.names("index/")
+        let old = try backend.names(ObjectKey.segments)
         var newName: String?
         if !locations.isEmpty {
             let (name, bytes) = IndexSegment.encode(locations)

@@ -90,7 +90,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
         var segments: [IndexSegment] = []
         var damaged: [(name: String, error: StoreError)] = []
-        let names = try backend.names("index/")
+        let names = try backend.names(ObjectKey.segments)
         for name in names {
             do {
                 segments.append(try Self.openSegment(name, backend: backend, cache: self.cacheDirectory))
@@ -268,7 +268,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     // MARK: Snapshots
 
-    public func snapshotIDs() throws -> [String] { try backend.names("snapshots/") }
+    public func snapshotIDs() throws -> [String] { try backend.names(ObjectKey.snapshots) }
 
     /// Loads a snapshot record and checks that its bytes match its id.
     public func loadSnapshot(id: String) throws -> SnapshotRecord {
@@ -331,6 +331,9 @@ final class PackSizes: @unchecked Sendable {  // guarded by `lock`
         lock.withLock { sizes[pack] = size }
         return size
     }
+
+    /// Drops a pack that is being removed.
+    func forget(_ pack: ChunkID) { _ = lock.withLock { sizes.removeValue(forKey: pack) } }
 }
 
 // MARK: Job history
@@ -346,7 +349,7 @@ extension Store {
 
     /// Every recorded job run that can be read, as (job, name, bytes), in key order.
     public func jobRuns() throws -> [(job: String, name: String, bytes: [UInt8])] {
-        try backend.names("jobs/").sorted().compactMap { relative in
+        try backend.names(ObjectKey.jobs).sorted().compactMap { relative in
             let parts = relative.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2, let bytes = try? backend.get(ObjectKey.jobRun(parts[0], parts[1]), limit: Self.maximumJobRunLength) else { return nil }
             return (parts[0], parts[1], bytes)

@@ -93,7 +93,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
 
     /// Every lock file and its record (nil for one that cannot be read).
     public static func list(_ store: Store) -> [(name: String, record: Record?)] {
-        ((try? store.backend.names("locks/")) ?? []).compactMap { name in
+        ((try? store.backend.names(ObjectKey.locks)) ?? []).compactMap { name in
             let bytes: [UInt8]?
             do { bytes = try store.backend.get(ObjectKey.lock(name), limit: Self.maximumRecordLength) } catch { return (name, nil) }
             guard let bytes else { return nil }  // released since the listing

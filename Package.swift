@@ -35,7 +35,10 @@ let package = Package(
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
         .target(
             name: "ChunkStore",
-            dependencies: ["Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         // The S3 backend: our own client (AWS Signature V4) on async-http-client.
         .target(

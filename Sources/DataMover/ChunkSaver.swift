@@ -41,18 +41,18 @@ final class ChunkSaver: @unchecked Sendable {
 
     /// Stores one blob unless the store already has it, and returns its id.
     func save(_ raw: UnsafeRawBufferPointer, type: BlobType) throws -> ChunkID {
-        let id = ChunkID(hashing: raw)
+        let id = store.cipher.blobID(raw)
         if type == .data { stats.chunks += 1 }
         guard store.index.claim(id) else { return id }
-        let bound = Compressor.bound(raw.count)
+        let bound = Compressor.bound(raw.count) + store.cipher.blobOverhead
         if let b = buffer, b.free.count < bound {
             buffer = nil
             try packs.checkin(b)
         }
         let target = try buffer ?? packs.checkout(room: bound)
         buffer = target
-        let (kind, count) = compressor.compress(raw, into: target.free)
-        target.append(id: id, type: type, codec: kind, storedLength: count, rawLength: raw.count)
+        let (kind, compressed) = compressor.compress(raw, into: target.free)
+        let count = target.append(id: id, type: type, codec: kind, storedLength: compressed, rawLength: raw.count)
         if type == .data {
             stats.chunksNew += 1
             stats.bytesAdded += UInt64(raw.count)

@@ -13,6 +13,10 @@ public struct JobFile: Sendable {
     /// A file of `AWS_ACCESS_KEY_ID=…` / `AWS_SECRET_ACCESS_KEY=…` lines for an S3 store (the job file
     /// never holds keys itself).
     public var credentialsFile: String?
+    /// Where an encrypted store's password comes from: a file, or a command that prints it (the job file
+    /// never holds the password itself).
+    public var passwordFile: String?
+    public var passwordCommand: String?
     public var sources: [String] = []
     public var excludes: [String] = []
     public var codec: Codec?
@@ -24,9 +28,13 @@ public struct JobFile: Sendable {
     public var retention = RetentionPolicy()
     public var prune = false
 
+    /// The store's password source: the job's file or command, else the environment's.
+    public var secret: SecretSource { SecretSource(passwordFile: passwordFile, passwordCommand: passwordCommand) }
+
     /// Every key a job file may hold, with the kind of value it takes.
     static let schema: [String: String] = [
-        "name": "string", "store": "string", "credentials_file": "string", "sources": "strings", "excludes": "strings", "codec": "string",
+        "name": "string", "store": "string", "credentials_file": "string", "password_file": "string", "password_command": "string",
+        "sources": "strings", "excludes": "strings", "codec": "string",
         "one_file_system": "bool",
         "chunker.min": "int", "chunker.avg": "int", "chunker.max": "int", "chunker.level": "int",
         "writers.directory": "string", "writers.sqlite": "strings", "writers.sqlite_probe": "string",
@@ -89,6 +97,8 @@ public struct JobFile: Sendable {
             case "name": if let v = string() { job.name = v }
             case "store": if let v = string() { job.store = v }
             case "credentials_file": if let v = string() { job.credentialsFile = v }
+            case "password_file": if let v = string() { job.passwordFile = v }
+            case "password_command": if let v = string() { job.passwordCommand = v }
             case "sources": if let v = strings() { job.sources = v }
             case "excludes": if let v = strings() { job.excludes = v }
             case "codec":

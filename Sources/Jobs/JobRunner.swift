@@ -35,10 +35,14 @@ public struct JobRunner: Sendable {
         let start = Date()
         let store: Store
         if try StoreLocation.exists(job.store, credentialsFile: job.credentialsFile) {
-            store = try StoreLocation.open(job.store, credentialsFile: job.credentialsFile)
+            store = try StoreLocation.open(job.store, credentialsFile: job.credentialsFile, secret: job.secret)
         } else {
+            // A job creates its store encrypted, with the job's password (file or command).
+            guard job.secret.isGiven else {
+                throw StoreError.refused("job \(job.name): the store \(job.store) does not exist, and the job names no password_file or password_command to encrypt a new one with: add one, or create the store with `shadowmover init`")
+            }
             store = try StoreLocation.initialize(
-                job.store, credentialsFile: job.credentialsFile, parameters: job.chunker, codec: job.codec ?? .default)
+                job.store, credentialsFile: job.credentialsFile, parameters: job.chunker, codec: job.codec ?? .default, encryption: job.secret)
         }
         var record = HistoryRecord(job: job.name, start: start, end: start, result: "failed")
         do {

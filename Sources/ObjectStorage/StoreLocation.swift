@@ -8,26 +8,20 @@ public enum StoreLocation {
     /// True for a location on object storage.
     public static func isRemote(_ location: String) -> Bool { location.hasPrefix("s3:") }
 
-    /// Where remote stores keep their disposable index cache unless told otherwise:
-    /// `$XDG_CACHE_HOME/shadowmover`, or `~/.cache/shadowmover`.
-    public static var defaultCacheDirectory: String {
-        let env = ProcessInfo.processInfo.environment
-        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return "\(xdg)/shadowmover" }
-        return "\(env["HOME"] ?? NSTemporaryDirectory())/.cache/shadowmover"
-    }
-
     /// The backend for `location`. `credentialsFile` (a job's) overrides the environment's S3 keys.
     public static func backend(_ location: String, credentialsFile: String? = nil) throws -> StorageBackend {
         guard isRemote(location) else { return LocalBackend(root: location) }
         return try S3Backend(url: location, credentials: try credentialsFile.map(S3Credentials.fromFile))
     }
 
-    /// Opens the store at `location`.
-    public static func open(_ location: String, cacheDirectory: String? = nil, credentialsFile: String? = nil) throws -> Store {
-        guard isRemote(location) else { return try Store(path: location) }
+    /// Opens the store at `location`; an encrypted one with the password or key file `secret` gives.
+    public static func open(
+        _ location: String, cacheDirectory: String? = nil, credentialsFile: String? = nil, secret: SecretSource = SecretSource()
+    ) throws -> Store {
+        guard isRemote(location) else { return try Store(path: location, secret: secret, cacheDirectory: cacheDirectory) }
         let backend = try backend(location, credentialsFile: credentialsFile)
         do {
-            return try Store(backend: backend, cacheDirectory: cacheDirectory ?? defaultCacheDirectory)
+            return try Store(backend: backend, cacheDirectory: cacheDirectory, secret: secret)
         } catch StoreError.notAStore(_, let reason) {
             // Say which: no bucket at all, or a bucket without a store under this prefix.
             if let s3 = backend as? S3Backend, try !s3.client.bucketExists() {
@@ -42,13 +36,14 @@ public enum StoreLocation {
         try backend(location, credentialsFile: credentialsFile).size(ObjectKey.config) != nil
     }
 
-    /// Creates a store at `location` (for S3, the bucket too when it is missing).
+    /// Creates a store at `location` (for S3, the bucket too when it is missing): encrypted with a first
+    /// key slot for `encryption`'s secret, or without encryption when it is nil.
     public static func initialize(
         _ location: String, cacheDirectory: String? = nil, credentialsFile: String? = nil, parameters: ChunkerParameters = .default,
-        codec: Codec = .default, keyed: Bool = true
+        codec: Codec = .default, keyed: Bool = true, encryption: SecretSource?, kdf: KeySlot.KDF? = nil
     ) throws -> Store {
         try Store.initialize(
-            backend: try backend(location, credentialsFile: credentialsFile), cacheDirectory: cacheDirectory ?? defaultCacheDirectory,
-            parameters: parameters, codec: codec, keyed: keyed)
+            backend: try backend(location, credentialsFile: credentialsFile), cacheDirectory: cacheDirectory,
+            parameters: parameters, codec: codec, keyed: keyed, encryption: encryption, kdf: kdf)
     }
 }

@@ -15,7 +15,7 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Check.self, Forget.self, Prune.self, Unlock.self, Job.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Check.self, Forget.self, Prune.self, Unlock.self, Key.self, Job.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
     )
 
     public init() {}
@@ -53,13 +53,27 @@ struct StoreOptions: ParsableArguments {
         help: ArgumentHelp("Index cache of a remote store; safe to delete (default: $XDG_CACHE_HOME/shadowmover).", valueName: "path"))
     var cacheDir: String?
 
+    @Option(name: .long, help: ArgumentHelp("File whose first line is the store's password (or $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND, or a prompt).", valueName: "file"))
+    var passwordFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Key file that opens the store instead of a password (made by `init --key-file` or `key add --new-key-file`).", valueName: "file"))
+    var keyFile: String?
+
+    @Flag(name: .long, help: "Accept an empty password (anyone can then open the store's key).")
+    var insecureEmptyPassword = false
+
+    /// Where the store's password or key file comes from.
+    var secret: SecretSource {
+        SecretSource(keyFile: keyFile, passwordFile: passwordFile, allowEmptyPassword: insecureEmptyPassword)
+    }
+
     func resolvedPath() throws -> String {
         if let store, !store.isEmpty { return store }
         if let env = ProcessInfo.processInfo.environment["SHADOWMOVER_STORE"], !env.isEmpty { return env }
         throw ValidationError("no store given: pass --store PATH or set SHADOWMOVER_STORE")
     }
 
-    func open() throws -> Store { try StoreLocation.open(try resolvedPath(), cacheDirectory: cacheDir) }
+    func open() throws -> Store { try StoreLocation.open(try resolvedPath(), cacheDirectory: cacheDir, secret: secret) }
 }
 
 /// Output format.

@@ -43,9 +43,8 @@ enum FuzzTarget: String, CaseIterable {
     /// The bytes are the tail of a pack: footer, then the trailer it describes (as `readPackTrailer`).
     static func packTrailer(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { tail in
-            guard let count = try? PackFormat.entryCount(footer: tail, pack: "fuzz") else { return }
-            guard count * PackFormat.entrySize + PackFormat.footerSize <= tail.count else { return }
-            _ = try? PackFormat.decodeTrailer(tail, packSize: tail.count, pack: "fuzz")
+            guard let length = try? PackFormat.tailLength(footer: tail, packSize: tail.count, pack: "fuzz", encrypted: false) else { return }
+            _ = try? PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: tail[(tail.count - length)...]), packSize: tail.count, pack: ChunkID(hashing: []), cipher: .plaintext)
         }
     }
 

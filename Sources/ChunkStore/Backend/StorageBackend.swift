@@ -2,8 +2,8 @@
 /// (docs/FORMAT.md, "Layout"). Everything above it — the repository (packs, index, trees, snapshot
 /// records), maintenance and inspection — names objects by key only:
 ///
-///     config   packs/XX/<pack id>   index/<segment id>   snapshots/<snapshot id>   locks/<lock id>
-///     jobs/<job name>/<run>.json
+///     config   keys/<slot id>   packs/XX/<pack id>   index/<segment id>   snapshots/<snapshot id>
+///     locks/<lock id>   jobs/<job name>/<run>.json
 ///
 /// Every object is immutable once written, except `config` (rewritten whole by a format upgrade) and
 /// lock records (rewritten whole by their heartbeat). Implementations are thread-safe: workers read and
@@ -63,7 +63,7 @@ extension StorageBackend {
 public enum ObjectKey {
     public static let config = "config"
     /// The prefixes that `list` and `names` take, one per kind of object.
-    public static let packs = "packs/", segments = "index/", snapshots = "snapshots/", locks = "locks/", jobs = "jobs/"
+    public static let packs = "packs/", segments = "index/", snapshots = "snapshots/", locks = "locks/", jobs = "jobs/", keys = "keys/"
     /// Where index segments are; a local backend's `localFile` of it is the directory they are written in.
     public static let segmentDirectory = String(segments.dropLast())
 
@@ -71,5 +71,6 @@ public enum ObjectKey {
     public static func segment(_ name: String) -> String { segments + name }
     public static func snapshot(_ id: String) -> String { snapshots + id }
     public static func lock(_ name: String) -> String { locks + name }
+    public static func key(_ slot: String) -> String { keys + slot }
     public static func jobRun(_ job: String, _ name: String) -> String { "\(jobs)\(job)/\(name)" }
 }

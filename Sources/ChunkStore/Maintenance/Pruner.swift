@@ -152,9 +152,15 @@ public struct Pruner {
                     if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
                     let got = try scratch.withUnsafeMutableBytes { try store.readPack(pack, at: Int(e.offset), into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n])) }
                     guard got == n else { throw StoreError.damagedPack(pack: pack.hex, reason: "truncated") }
+                    // Copied as compressed; in an encrypted store opened (authenticated) and sealed
+                    // again under the new pack's key.
                     let buffer = try writer.checkout(room: n)
-                    scratch.withUnsafeBytes { buffer.free.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-                    buffer.append(id: e.id, type: e.type, codec: e.codec, storedLength: n, rawLength: Int(e.rawLength))
+                    try scratch.withUnsafeBytes { stored in
+                        try store.cipher.openBlob(UnsafeRawBufferPointer(rebasing: stored[..<n]), pack: pack, entry: e) { plain in
+                            buffer.free.copyMemory(from: plain)
+                            buffer.append(id: e.id, type: e.type, codec: e.codec, storedLength: plain.count, rawLength: Int(e.rawLength))
+                        }
+                    }
                     try writer.checkin(buffer)
                     report.bytesRepacked += UInt64(n)
                 }

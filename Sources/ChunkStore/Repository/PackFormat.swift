@@ -16,9 +16,15 @@ public enum PackFormat {
     /// thousands of files, not millions; small enough to repack cheaply (DESIGN.md §4: 16–64 MiB).
     public static let targetSize = 16 << 20
 
-    static func encodeTrailer(_ entries: [BlobEntry]) -> [UInt8] {
+    /// The footer magic of an encrypted pack (store version 3), whose footer's first field is the
+    /// sealed trailer's length instead of the entry count.
+    public static let sealedMagic = Array("SMPACK02".utf8)
+
+    /// The trailer and footer of a pack holding `entries`: plaintext with a CRC (store version 2), or
+    /// sealed under the pack's trailer key (version 3).
+    static func encodeTrailer(_ entries: [BlobEntry], pack: ChunkID, cipher: StoreCipher) -> [UInt8] {
         var out = [UInt8]()
-        out.reserveCapacity(entries.count * entrySize + footerSize)
+        out.reserveCapacity(entries.count * entrySize + footerSize + StoreCipher.tagLength)
         for e in entries {
             out.append(e.id)
             out.appendLE32(e.offset)
@@ -29,6 +35,13 @@ public enum PackFormat {
             out.append(0)
             out.append(0)
         }
+        if cipher.isEncrypted {
+            out = cipher.sealTrailer(out, pack: pack)
+            out.appendLE32(UInt32(out.count))
+            out.appendLE32(0)
+            out.append(contentsOf: sealedMagic)
+            return out
+        }
         let crc = out.withUnsafeBytes { crc32(0, $0.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt($0.count)) }
         out.appendLE32(UInt32(entries.count))
         out.appendLE32(UInt32(crc))
@@ -36,54 +49,78 @@ public enum PackFormat {
         return out
     }
 
-    /// Parses the trailer from the tail of a pack file.
-    /// - Parameters:
-    ///   - tail: the last bytes of the pack; must include the whole trailer (call `trailerLength` first).
-    ///   - packSize: size of the whole pack, to check that every blob lies inside it.
-    static func decodeTrailer(_ tail: UnsafeRawBufferPointer, packSize: Int, pack: String) throws -> [BlobEntry] {
-        let count = try entryCount(footer: tail, pack: pack)
-        let trailerBytes = count * entrySize
-        guard tail.count >= trailerBytes + footerSize else {
-            throw StoreError.damagedPack(pack: pack, reason: "trailer length \(trailerBytes) exceeds the file")
-        }
-        let start = tail.count - footerSize - trailerBytes
-        let trailer = UnsafeRawBufferPointer(rebasing: tail[start..<(tail.count - footerSize)])
-        let crc = crc32(0, trailer.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(trailer.count))
-        guard UInt32(crc) == tail.le32(tail.count - footerSize + 4) else {
-            throw StoreError.damagedPack(pack: pack, reason: "trailer checksum mismatch")
-        }
-        let dataEnd = packSize - footerSize - trailerBytes
-        var entries: [BlobEntry] = []
-        entries.reserveCapacity(count)
-        for i in 0..<count {
-            let base = i * entrySize
-            let typeByte = trailer[base + 44], codecByte = trailer[base + 45]
-            guard let type = BlobType(rawValue: typeByte), let codec = Codec.Kind(rawValue: codecByte) else {
-                throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has unknown type \(typeByte) or codec \(codecByte)")
+    /// How long the trailer and footer are, from the footer (the last 16 bytes), checked against the
+    /// pack's size and the store's kind: a plaintext store has plaintext packs, an encrypted one sealed packs.
+    static func tailLength(footer tail: UnsafeRawBufferPointer, packSize: Int, pack: String, encrypted: Bool) throws -> Int {
+        guard tail.count >= footerSize else { throw StoreError.damagedPack(pack: pack, reason: "shorter than its footer") }
+        let found = Array(tail[(tail.count - 8)...])
+        guard found == (encrypted ? sealedMagic : magic) else {
+            if found == magic || found == sealedMagic {
+                throw StoreError.damagedPack(pack: pack, reason: encrypted ? "it is not encrypted, in an encrypted store" : "it is encrypted, in a store without encryption")
             }
-            let entry = BlobEntry(
-                id: ChunkID(bytes: UnsafeRawBufferPointer(rebasing: trailer[base..<base + 32])), type: type, codec: codec,
-                offset: trailer.le32(base + 32), storedLength: trailer.le32(base + 36), rawLength: trailer.le32(base + 40))
-            guard Int(entry.offset) + Int(entry.storedLength) <= dataEnd else {
-                throw StoreError.damagedPack(pack: pack, reason: "entry \(i) points past the blob area")
-            }
-            // The type's own limit needs the store's chunker (`Store.checkBounds`); no type allows more
-            // than a tree.
-            guard entry.storedLength <= entry.rawLength, Int(entry.rawLength) <= Tree.maximumEncodedLength,
-                entry.codec != .none || entry.storedLength == entry.rawLength
-            else {
-                throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has stored length \(entry.storedLength) and raw length \(entry.rawLength), which no blob can have")
-            }
-            entries.append(entry)
+            throw StoreError.damagedPack(pack: pack, reason: "bad footer magic")
         }
-        return entries
+        let first = Int(tail.le32(tail.count - footerSize))
+        let length: Int
+        if encrypted {
+            guard first >= StoreCipher.tagLength, (first - StoreCipher.tagLength) % entrySize == 0 else {
+                throw StoreError.damagedPack(pack: pack, reason: "sealed trailer length \(first) is not a whole number of entries")
+            }
+            length = first + footerSize
+        } else {
+            length = first * entrySize + footerSize
+        }
+        guard length <= packSize else { throw StoreError.damagedPack(pack: pack, reason: "trailer longer than the pack") }
+        return length
     }
 
-    /// The number of trailer entries, from the footer (the last 16 bytes).
-    static func entryCount(footer tail: UnsafeRawBufferPointer, pack: String) throws -> Int {
-        guard tail.count >= footerSize else { throw StoreError.damagedPack(pack: pack, reason: "shorter than its footer") }
-        let magicStart = tail.count - 8
-        guard Array(tail[magicStart...]) == magic else { throw StoreError.damagedPack(pack: pack, reason: "bad footer magic") }
-        return Int(tail.le32(tail.count - footerSize))
+    /// Parses the trailer from the tail of a pack file (the whole of `tailLength`'s bytes).
+    /// - Parameters:
+    ///   - packSize: size of the whole pack, to check that every blob lies inside it.
+    static func decodeTrailer(_ tail: UnsafeRawBufferPointer, packSize: Int, pack id: ChunkID, cipher: StoreCipher) throws -> [BlobEntry] {
+        let pack = id.hex
+        let body = UnsafeRawBufferPointer(rebasing: tail[..<(tail.count - footerSize)])
+        let entriesBytes: [UInt8]
+        if cipher.isEncrypted {
+            do { entriesBytes = try cipher.openTrailer(body, pack: id) } catch {
+                throw StoreError.damagedPack(pack: pack, reason: "its trailer: \(error)")
+            }
+        } else {
+            let crc = crc32(0, body.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(body.count))
+            guard UInt32(crc) == tail.le32(tail.count - footerSize + 4) else {
+                throw StoreError.damagedPack(pack: pack, reason: "trailer checksum mismatch")
+            }
+            entriesBytes = Array(body)
+        }
+        let count = entriesBytes.count / entrySize
+        let dataEnd = packSize - tail.count
+        let seal = cipher.blobOverhead
+        return try entriesBytes.withUnsafeBytes { trailer in
+            var entries: [BlobEntry] = []
+            entries.reserveCapacity(count)
+            for i in 0..<count {
+                let base = i * entrySize
+                let typeByte = trailer[base + 44], codecByte = trailer[base + 45]
+                guard let type = BlobType(rawValue: typeByte), let codec = Codec.Kind(rawValue: codecByte) else {
+                    throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has unknown type \(typeByte) or codec \(codecByte)")
+                }
+                let entry = BlobEntry(
+                    id: ChunkID(bytes: UnsafeRawBufferPointer(rebasing: trailer[base..<base + 32])), type: type, codec: codec,
+                    offset: trailer.le32(base + 32), storedLength: trailer.le32(base + 36), rawLength: trailer.le32(base + 40))
+                guard Int(entry.offset) + Int(entry.storedLength) <= dataEnd else {
+                    throw StoreError.damagedPack(pack: pack, reason: "entry \(i) points past the blob area")
+                }
+                // The type's own limit needs the store's chunker (`Store.checkBounds`); no type allows more
+                // than a tree.
+                guard Int(entry.storedLength) <= Int(entry.rawLength) + seal, Int(entry.rawLength) <= Tree.maximumEncodedLength,
+                    entry.codec != .none || Int(entry.storedLength) == Int(entry.rawLength) + seal
+                else {
+                    throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has stored length \(entry.storedLength) and raw length \(entry.rawLength), which no blob can have")
+                }
+                entries.append(entry)
+            }
+            return entries
+        }
     }
+
 }

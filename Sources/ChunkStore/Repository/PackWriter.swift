@@ -2,21 +2,29 @@ import Compression
 import Foundation
 
 /// A pack being filled: blobs are compressed straight into its tail, so a chunk's bytes are copied
-/// only by the read and the compressor. Owned by one worker between `checkout` and `checkin`.
+/// only by the read and the compressor (and, in an encrypted store, sealed in place under the pack's
+/// key — the pack's id is chosen when the buffer is started). Owned by one worker between `checkout`
+/// and `checkin`.
 public final class PackBuffer: @unchecked Sendable {  // owned by one thread at a time
     let storage: UnsafeMutableRawBufferPointer
     public private(set) var count = 0
     var entries: [BlobEntry] = []
+    let cipher: StoreCipher
+    /// The pack's id (random), and in an encrypted store its keys.
+    private(set) var pack = ChunkID.random()
+    private var keys: StoreCipher.PackKeys?
 
     /// Mapped directly (not malloc'd): its pages can be handed back with MADV_DONTNEED without touching
     /// any allocator's bookkeeping, and it is page-aligned for O_DIRECT.
-    init(capacity: Int) throws {
+    init(capacity: Int, cipher: StoreCipher) throws {
         let length = (capacity + FileIO.directAlignment - 1) & ~(FileIO.directAlignment - 1)
         let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let base, base != MAP_FAILED else {
             throw StoreError.io(path: "a \(length)-byte pack buffer", operation: "map memory for", errno: errno)
         }
         storage = UnsafeMutableRawBufferPointer(start: base, count: length)
+        self.cipher = cipher
+        keys = cipher.packKeys(pack)
     }
 
     deinit { munmap(storage.baseAddress, storage.count) }
@@ -24,12 +32,44 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
     /// Free space at the tail.
     public var free: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: storage[count...]) }
 
-    /// Appends a blob whose stored bytes the caller wrote at the start of `free`.
-    public func append(id: ChunkID, type: BlobType, codec: Codec.Kind, storedLength: Int, rawLength: Int) {
-        precondition(storedLength <= storage.count - count)
-        entries.append(
-            BlobEntry(id: id, type: type, codec: codec, offset: UInt32(count), storedLength: UInt32(storedLength), rawLength: UInt32(rawLength)))
-        count += storedLength
+    /// Room a blob of `storedLength` bytes (as compressed) takes: in an encrypted store, its tag too.
+    public func room(for storedLength: Int) -> Int { storedLength + cipher.blobOverhead }
+
+    /// Appends a blob whose stored bytes (as compressed) the caller wrote at the start of `free`; in an
+    /// encrypted store they are sealed in place first (`free` must have room for the tag).
+    /// - Returns: the bytes the blob takes in the pack.
+    @discardableResult
+    public func append(id: ChunkID, type: BlobType, codec: Codec.Kind, storedLength: Int, rawLength: Int) -> Int {
+        precondition(room(for: storedLength) <= storage.count - count)
+        var entry = BlobEntry(id: id, type: type, codec: codec, offset: UInt32(count), storedLength: 0, rawLength: UInt32(rawLength))
+        let sealed = cipher.sealBlob(free, length: storedLength, keys: keys, entry: entry)
+        entry.storedLength = UInt32(sealed)
+        entries.append(entry)
+        count += sealed
+        return sealed
+    }
+
+    /// Copies `source`'s blobs into this (empty) buffer in a random order, and takes its pack id: the
+    /// order of blobs in an encrypted pack says nothing of the order of a file's chunks.
+    func fillShuffled(from source: PackBuffer) {
+        precondition(count == 0 && storage.count >= source.count)
+        pack = source.pack
+        keys = source.keys
+        for e in source.entries.shuffled() {
+            let n = Int(e.storedLength)
+            UnsafeMutableRawBufferPointer(rebasing: storage[count..<(count + n)]).copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: source.storage[Int(e.offset)..<(Int(e.offset) + n)]))
+            var moved = e
+            moved.offset = UInt32(count)
+            entries.append(moved)
+            count += n
+        }
+    }
+
+    /// Empties the buffer without giving its pages back (a writer's shuffle buffer, reused at once).
+    func clear() {
+        count = 0
+        entries.removeAll(keepingCapacity: true)
     }
 
     var isFull: Bool { count >= PackFormat.targetSize }
@@ -41,6 +81,8 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
         madvise(storage.baseAddress!, storage.count, MADV_DONTNEED)
         count = 0
         entries.removeAll(keepingCapacity: true)
+        pack = ChunkID.random()
+        keys = cipher.packKeys(pack)
     }
 }
 
@@ -80,7 +122,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         let writers = Self.writerCount(remote: store.isRemote, lean: lean)
         inFlight = lean ? 1 : writers + 1
         segmentFlushThreshold = lean ? 1 << 14 : 1 << 16
-        capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + (64 << 10)
+        capacity = PackFormat.targetSize + Compressor.bound(store.config.chunker.maxSize) + store.cipher.blobOverhead + (64 << 10)
         // The threads hold the writer until `commit` or `cancel` closes it (then their loops return).
         for n in 0..<writers {
             let t = Thread { self.writerLoop() }
@@ -95,8 +137,8 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         defer { condition.unlock() }
         if let failure { throw failure }
         if let i = partial.firstIndex(where: { $0.free.count >= room }) { return partial.remove(at: i) }
-        if room > capacity { return try PackBuffer(capacity: room + (64 << 10)) }  // a blob larger than a pack (a huge tree)
-        return try spare.popLast() ?? PackBuffer(capacity: capacity)
+        if room > capacity { return try PackBuffer(capacity: room + (64 << 10), cipher: store.cipher) }  // a blob larger than a pack (a huge tree)
+        return try spare.popLast() ?? PackBuffer(capacity: capacity, cipher: store.cipher)
     }
 
     /// Returns a buffer; a full one is queued for writing (waiting while `inFlight` are queued or
@@ -142,6 +184,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     }
 
     private func writerLoop() {
+        var shuffle: PackBuffer?  // this thread's, for encrypted stores
         while true {
             condition.lock()
             while full.isEmpty && !closed { condition.wait() }
@@ -154,7 +197,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
             condition.broadcast()
             condition.unlock()
             do {
-                try write(buffer)
+                try write(buffer, shuffle: &shuffle)
                 condition.lock()
                 buffer.reset()
                 if buffer.free.count == capacity { spare.append(buffer) }
@@ -169,10 +212,20 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         }
     }
 
-    private func write(_ buffer: PackBuffer) throws {
+    /// Writes one pack; an encrypted store's blobs go out in a random order, through `shuffle`.
+    private func write(_ filled: PackBuffer, shuffle: inout PackBuffer?) throws {
         CrashPoint.step()
-        let id = ChunkID.random()
-        let trailer = PackFormat.encodeTrailer(buffer.entries)
+        var buffer = filled
+        if store.cipher.isEncrypted && filled.entries.count > 1 {
+            if shuffle == nil || shuffle!.storage.count < filled.count {
+                shuffle = try PackBuffer(capacity: max(capacity, filled.count), cipher: store.cipher)
+            }
+            shuffle!.clear()
+            shuffle!.fillShuffled(from: filled)
+            buffer = shuffle!
+        }
+        let id = buffer.pack
+        let trailer = PackFormat.encodeTrailer(buffer.entries, pack: id, cipher: store.cipher)
         try trailer.withUnsafeBytes { t in
             try store.backend.put(ObjectKey.pack(id), parts: [buffer.bytes, t], bulk: true)
         }

@@ -18,18 +18,18 @@ extension Store {
         }
     }
 
-    /// Reads and checks a pack's trailer: the list of its blobs.
+    /// Reads and checks a pack's trailer: the list of its blobs (opened, in an encrypted store).
     public func readPackTrailer(_ id: ChunkID) throws -> [BlobEntry] {
         let size = try packSizes.size(of: id, in: backend)
         var footer = [UInt8](repeating: 0, count: min(size, PackFormat.footerSize))
         _ = try footer.withUnsafeMutableBytes { try readPack(id, at: size - $0.count, into: $0) }
-        let count = try footer.withUnsafeBytes { try PackFormat.entryCount(footer: $0, pack: id.hex) }
-        let tailLength = count * PackFormat.entrySize + PackFormat.footerSize
-        guard tailLength <= size else { throw StoreError.damagedPack(pack: id.hex, reason: "trailer longer than the pack") }
+        let tailLength = try footer.withUnsafeBytes {
+            try PackFormat.tailLength(footer: $0, packSize: size, pack: id.hex, encrypted: cipher.isEncrypted)
+        }
         var tail = [UInt8](repeating: 0, count: tailLength)
         let got = try tail.withUnsafeMutableBytes { try readPack(id, at: size - tailLength, into: $0) }
         guard got == tailLength else { throw StoreError.damagedPack(pack: id.hex, reason: "shorter than its size") }
-        return try tail.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size, pack: id.hex) }
+        return try tail.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size, pack: id, cipher: cipher) }
     }
 
     /// Removes a pack (prune: only packs no snapshot references, under the exclusive lock).

@@ -1,5 +1,6 @@
 import Chunking
 import Compression
+import Crypto
 import Foundation
 
 /// An open chunk store — the repository layer (docs/FORMAT.md): packs, index, trees, content lists and
@@ -14,7 +15,12 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public let chunker: FastCDC
     public let codec: Codec
     public let index: ChunkIndex
-    /// Where a remote store's index segments are kept locally (nil for a local store).
+    /// What protects the store's objects: nothing (version 2) or AES-256-GCM (version 3).
+    public let cipher: StoreCipher
+    /// The master key and the key slot that opened an encrypted store (to add and remove slots).
+    let unlocked: (master: SymmetricKey, slot: String)?
+    /// Where index segments are kept locally, as plaintext that can be memory-mapped: a remote store's
+    /// and an encrypted store's (nil for a local plaintext store, whose segments are mapped in place).
     let cacheDirectory: String?
     let packSizes = PackSizes()
     private let segmentWriteLock = NSLock()
@@ -23,45 +29,85 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public var location: String { backend.location }
 
     /// True for a store on object storage (reads are requests, not page-cache hits).
-    public var isRemote: Bool { cacheDirectory != nil }
+    public var isRemote: Bool { backend.localFile(ObjectKey.segmentDirectory) == nil }
+
+    /// The gear table of the store's chunker: keyed by the config's seed, or in an encrypted store by a
+    /// seed derived from the master key.
+    public var gearTable: GearTable { cipher.gearSeed.map { GearTable(seed: $0) } ?? config.gearTable }
+
+    /// Where index caches go unless told otherwise: `$XDG_CACHE_HOME/shadowmover`, or `~/.cache/shadowmover`.
+    public static var defaultCacheDirectory: String {
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return "\(xdg)/shadowmover" }
+        return "\(env["HOME"] ?? NSTemporaryDirectory())/.cache/shadowmover"
+    }
 
     /// Creates a new, empty store in a local directory (which may exist but must be empty).
     @discardableResult
     public static func initialize(
-        at path: String, parameters: ChunkerParameters = .default, codec: Codec = .default, keyed: Bool = true
+        at path: String, parameters: ChunkerParameters = .default, codec: Codec = .default, keyed: Bool = true, encryption: SecretSource? = nil
     ) throws -> Store {
-        try initialize(backend: LocalBackend(root: path), parameters: parameters, codec: codec, keyed: keyed)
+        try initialize(backend: LocalBackend(root: path), parameters: parameters, codec: codec, keyed: keyed, encryption: encryption)
     }
 
-    /// Creates a new, empty store on `backend`.
+    /// Creates a new, empty store on `backend`: encrypted (version 3) with a first key slot opened by
+    /// `encryption`'s secret, or without encryption (version 2) when `encryption` is nil.
     @discardableResult
     public static func initialize(
         backend: StorageBackend, cacheDirectory: String? = nil, parameters: ChunkerParameters = .default, codec: Codec = .default,
-        keyed: Bool = true
+        keyed: Bool = true, encryption: SecretSource? = nil, kdf: KeySlot.KDF? = nil
     ) throws -> Store {
         try parameters.validate()
         if try backend.size(ObjectKey.config) != nil { throw StoreError.alreadyExists(path: backend.location) }
+        let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed, encrypted: encryption != nil)
+        var cipher = StoreCipher.plaintext
+        var slot: (StoreSecret, KeySlot, String)?
+        var unlockedMaster: SymmetricKey?
+        if let encryption {
+            let secret = try encryption.secret(store: backend.location, confirm: true)
+            let master = SymmetricKey(size: .bits256)
+            unlockedMaster = master
+            let slotID = ChunkID.random().hex
+            let kdf = secret.kind == .password ? kdf ?? .scrypt() : .hkdf()
+            slot = (secret, try KeySlot.make(master: master, secret: secret, storeID: config.id, slotID: slotID, kdf: kdf), slotID)
+            cipher = StoreCipher(master: master, storeID: ChunkID(hex: config.id)!)
+        }
         try backend.prepareNew()
-        let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed)
+        if let (_, keySlot, slotID) = slot { try backend.put(ObjectKey.key(slotID), Array(try JSONEncoder.store.encode(keySlot))) }
         // The config is written last: a location without it is not a store, so an interrupted init
         // can simply be run again.
-        try backend.put(ObjectKey.config, try config.encoded())
-        return try Store(backend: backend, cacheDirectory: cacheDirectory)
+        try backend.put(ObjectKey.config, try config.encoded(cipher: cipher))
+        return try Store(backend: backend, cacheDirectory: cacheDirectory) { _ in
+            guard let (master, slotID) = cipher.isEncrypted ? (unlockedMaster!, slot!.2) : nil else { throw KeyError.noSecret(store: backend.location) }
+            return (master, slotID)
+        }
     }
 
     /// Opens the store in the local directory `path`.
-    public convenience init(path: String) throws {
+    public convenience init(path: String, secret: SecretSource? = nil, cacheDirectory: String? = nil) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw StoreError.notAStore(path: path, reason: "it does not exist")
         }
         guard isDir.boolValue else { throw StoreError.notAStore(path: path, reason: "it is not a directory") }
-        try self.init(backend: LocalBackend(root: path))
+        try self.init(backend: LocalBackend(root: path), cacheDirectory: cacheDirectory, secret: secret)
     }
 
-    /// Opens the store on `backend`, checking its config and loading (mapping) its index. A remote
-    /// store needs `cacheDirectory` for its index segments.
-    public init(backend: StorageBackend, cacheDirectory: String? = nil) throws {
+    /// Opens the store on `backend`, checking its config and loading (mapping) its index. An encrypted
+    /// store asks `secret` for its password or key file (only then). A remote or encrypted store keeps
+    /// its index segments in `cacheDirectory` (default `defaultCacheDirectory`).
+    public convenience init(backend: StorageBackend, cacheDirectory: String? = nil, secret: SecretSource? = nil) throws {
+        try self.init(backend: backend, cacheDirectory: cacheDirectory) { envelope in
+            guard let secret else { throw KeyError.noSecret(store: backend.location) }
+            return try Self.unlock(backend: backend, storeID: envelope.id, secret: secret.secret(store: backend.location))
+        }
+    }
+
+    /// Opens the store on `backend`; `unlock` gives an encrypted store's master key and the slot it
+    /// came from (called only for an encrypted store).
+    init(
+        backend: StorageBackend, cacheDirectory: String?, unlock: (EncryptedConfig) throws -> (master: SymmetricKey, slot: String)
+    ) throws {
         let configName = "\(backend.location)/config"
         let raw: [UInt8]
         do {
@@ -72,16 +118,22 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         } catch StoreError.tooLong(_, let size, let limit) {
             throw StoreError.badConfig(path: configName, reason: "it is \(size) bytes, more than the \(limit) it may have")
         }
-        let (config, codec) = try StoreConfig.decode(raw, path: configName, store: backend.location)
+        var cipher = StoreCipher.plaintext
+        var unlocked: (master: SymmetricKey, slot: String)?
+        if let envelope = try StoreConfig.header(raw, path: configName, store: backend.location).encrypted {
+            let opened = try unlock(envelope)
+            cipher = StoreCipher(master: opened.master, storeID: ChunkID(hex: envelope.id)!)
+            unlocked = opened
+        }
+        let (config, codec) = try StoreConfig.decode(raw, path: configName, store: backend.location, cipher: cipher)
         self.backend = backend
         self.config = config
         self.codec = codec
-        self.chunker = FastCDC(parameters: config.chunker.parameters, table: config.gearTable)
-        if backend.localFile(ObjectKey.segmentDirectory) == nil {
-            guard let cacheDirectory else {
-                throw StoreError.refused("the store at \(backend.location) is remote: it needs a cache directory (--cache-dir)")
-            }
-            let directory = "\(cacheDirectory)/\(config.id)"
+        self.cipher = cipher
+        self.unlocked = unlocked
+        self.chunker = FastCDC(parameters: config.chunker.parameters, table: cipher.gearSeed.map { GearTable(seed: $0) } ?? config.gearTable)
+        if backend.localFile(ObjectKey.segmentDirectory) == nil || cipher.isEncrypted {
+            let directory = "\(cacheDirectory ?? Self.defaultCacheDirectory)/\(config.id)"
             try FileIO.makeDirectories("\(directory)/index")
             self.cacheDirectory = directory
         } else {
@@ -93,7 +145,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         let names = try backend.names(ObjectKey.segments)
         for name in names {
             do {
-                segments.append(try Self.openSegment(name, backend: backend, cache: self.cacheDirectory))
+                segments.append(try Self.openSegment(name, backend: backend, cache: self.cacheDirectory, cipher: cipher))
             } catch {
                 damaged.append((name, error as? StoreError ?? .damagedIndex(segment: name, reason: "\(error)")))
             }
@@ -105,25 +157,35 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         }
     }
 
-    /// Opens index segment `name`: in place on a local store; for a remote one from the cache (`cache`,
-    /// this store's directory in it), copying
-    /// it there first (a cached copy whose bytes do not hash to its name is fetched again).
-    static func openSegment(_ name: String, backend: StorageBackend, cache: String?) throws -> IndexSegment {
+    /// Opens index segment `name`: in place on a local plaintext store; otherwise from the cache
+    /// (`cache`, this store's directory in it), copying it there first — opened (decrypted) when the
+    /// store is encrypted. A cached copy whose bytes do not hash to its name is fetched again.
+    static func openSegment(_ name: String, backend: StorageBackend, cache: String?, cipher: StoreCipher) throws -> IndexSegment {
         let key = ObjectKey.segment(name)
-        if let file = backend.localFile(key) { return try IndexSegment(path: file, name: name) }
-        let directory = "\(cache!)/index"
+        guard let cache else { return try IndexSegment(path: backend.localFile(key)!, name: name) }
+        let directory = "\(cache)/index"
         if FileIO.exists("\(directory)/\(name)"), let cached = try? IndexSegment(path: "\(directory)/\(name)", name: name) { return cached }
-        try FileIO.download(key, from: backend, into: directory, name: name)
+        if cipher.isEncrypted {
+            guard let stored = try backend.get(key, limit: .max) else { throw StoreError.missingObject(key) }
+            let plain: [UInt8]
+            do { plain = try cipher.openObject(stored, kind: .index) } catch {
+                throw StoreError.damagedIndex(segment: name, reason: "\(error)")
+            }
+            try FileIO.writeAtomically(directory: directory, name: name, bytes: plain)
+        } else {
+            try FileIO.download(key, from: backend, into: directory, name: name)
+        }
         return try IndexSegment(path: "\(directory)/\(name)", name: name)
     }
 
     /// Writes an index segment with `write` (given a local directory, returning the segment's name),
-    /// into the store: in place on a local store, through the cache for a remote one.
+    /// into the store: in place on a local plaintext store, otherwise through the cache (sealed on its
+    /// way into an encrypted store).
     func writeSegment(_ write: (_ directory: String) throws -> String?) throws -> String? {
         if let cacheDirectory {
             guard let name = try write("\(cacheDirectory)/index") else { return nil }
             let bytes = try FileIO.readFile("\(cacheDirectory)/index/\(name)", limit: .max)
-            try backend.put(ObjectKey.segment(name), bytes)
+            try backend.put(ObjectKey.segment(name), cipher.sealObject(bytes, kind: .index))
             return name
         }
         return try write(backend.localFile(ObjectKey.segmentDirectory)!)
@@ -131,7 +193,21 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// Opens a segment this process just wrote with `writeSegment`.
     func openWrittenSegment(_ name: String) throws -> IndexSegment {
-        try Self.openSegment(name, backend: backend, cache: cacheDirectory)
+        try Self.openSegment(name, backend: backend, cache: cacheDirectory, cipher: cipher)
+    }
+
+    // MARK: Whole objects
+
+    /// Writes a whole object (snapshot record, lock, job record), sealed in an encrypted store.
+    func writeObject(_ key: String, _ plaintext: [UInt8], kind: StoreCipher.ObjectKind) throws {
+        try backend.put(key, cipher.sealObject(plaintext, kind: kind))
+    }
+
+    /// Reads a whole object written by `writeObject`: nil when it is missing; `CipherError` when it does
+    /// not open; `StoreError.tooLong` when it is longer than `limit` (plus the seal's bytes).
+    func readObject(_ key: String, limit: Int, kind: StoreCipher.ObjectKind) throws -> [UInt8]? {
+        guard let stored = try backend.get(key, limit: limit + (cipher.isEncrypted ? StoreCipher.saltLength + StoreCipher.tagLength : 0)) else { return nil }
+        return try cipher.openObject(stored, kind: kind)
     }
 
     // MARK: Writing
@@ -142,13 +218,13 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// every 16,384 blobs: the least memory.
     public func makePackWriter(lean: Bool = false) -> PackWriter { PackWriter(store: self, lean: lean) }
 
-    /// Marks an older store with the current format version before anything of the current format is
-    /// written to it, so that an older program refuses it instead of misreading it (a version-1 reader
-    /// would restore a file whose ids are in content lists as empty). Idempotent.
+    /// Marks a version-1 store as version 2 before anything of version 2 is written to it, so that an
+    /// older program refuses it instead of misreading it (a version-1 reader would restore a file whose
+    /// ids are in content lists as empty). Idempotent; a store never becomes encrypted by upgrading.
     public func upgradeFormat() throws {
-        guard config.version < StoreConfig.currentVersion else { return }
+        guard config.version < StoreConfig.plaintextVersion else { return }
         var upgraded = config
-        upgraded.version = StoreConfig.currentVersion
+        upgraded.version = StoreConfig.plaintextVersion
         try backend.put(ObjectKey.config, try upgraded.encoded())
     }
 
@@ -171,14 +247,16 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         return name
     }
 
-    /// Writes a snapshot record: the commit point of a backup.
+    /// Writes a snapshot record: the commit point of a backup. Its id is the SHA-256 of the object as
+    /// stored (sealed, in an encrypted store).
     public func saveSnapshot(_ record: SnapshotRecord) throws -> String {
         let bytes = Array(try JSONEncoder.store.encode(record))
         guard bytes.count <= SnapshotRecord.maximumLength else {
             throw StoreError.refused("the snapshot record would be \(bytes.count) bytes, more than the \(SnapshotRecord.maximumLength) a reader accepts: select fewer writers' components or paths")
         }
-        let id = ChunkID(hashing: bytes).hex
-        try backend.put(ObjectKey.snapshot(id), bytes)
+        let stored = cipher.sealObject(bytes, kind: .snapshot)
+        let id = ChunkID(hashing: stored).hex
+        try backend.put(ObjectKey.snapshot(id), stored)
         return id
     }
 
@@ -196,8 +274,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         if let type, e.type != type { throw damaged("it is a \(e.type.name) blob where a \(type.name) blob belongs") }
         let limit = e.type.maximumRawLength(chunkerMaximum: config.chunker.maxSize)
         guard Int(e.rawLength) <= limit else { throw damaged("raw length \(e.rawLength) exceeds the \(limit) a \(e.type.name) blob may have") }
-        guard e.storedLength <= e.rawLength else { throw damaged("stored length \(e.storedLength) exceeds its raw length \(e.rawLength)") }
-        if e.codec == .none && e.storedLength != e.rawLength { throw damaged("an uncompressed blob whose stored length \(e.storedLength) is not its raw length \(e.rawLength)") }
+        let seal = cipher.blobOverhead
+        guard Int(e.storedLength) <= Int(e.rawLength) + seal else { throw damaged("stored length \(e.storedLength) exceeds its raw length \(e.rawLength)\(seal > 0 ? " and its \(seal)-byte tag" : "")") }
+        if e.codec == .none && Int(e.storedLength) != Int(e.rawLength) + seal { throw damaged("an uncompressed blob whose stored length \(e.storedLength) is not its raw length \(e.rawLength)\(seal > 0 ? " and its \(seal)-byte tag" : "")") }
         let packSize = try packSizes.size(of: location.pack, in: backend)
         guard Int(e.offset) + Int(e.storedLength) <= packSize else {
             throw damaged("bytes \(e.offset)..<\(Int(e.offset) + Int(e.storedLength)) lie past the end of the pack (\(packSize) bytes)")
@@ -226,13 +305,15 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         }
         do {
             try scratch.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
-                try compressor.decompress(UnsafeRawBufferPointer(rebasing: b[..<stored]), kind: e.codec, into: destination)
+                try cipher.openBlob(UnsafeRawBufferPointer(rebasing: b[..<stored]), pack: location.pack, entry: e) { plain in
+                    try compressor.decompress(plain, kind: e.codec, into: destination)
+                }
             }
         } catch {
             throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "\(error)")
         }
-        guard ChunkID(hashing: UnsafeRawBufferPointer(destination)) == e.id else {
-            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "content does not match its SHA-256")
+        guard cipher.blobID(UnsafeRawBufferPointer(destination)) == e.id else {
+            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
         }
     }
 
@@ -272,16 +353,20 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// Loads a snapshot record and checks that its bytes match its id.
     public func loadSnapshot(id: String) throws -> SnapshotRecord {
-        let bytes: [UInt8]
+        let stored: [UInt8]
         do {
-            guard let b = try backend.get(ObjectKey.snapshot(id), limit: SnapshotRecord.maximumLength) else {
+            guard let b = try backend.get(ObjectKey.snapshot(id), limit: SnapshotRecord.maximumLength + (cipher.isEncrypted ? 48 : 0)) else {
                 throw StoreError.damagedSnapshot(id: id, reason: "it is missing")
             }
-            bytes = b
+            stored = b
         } catch StoreError.tooLong(_, let size, let limit) {
             throw StoreError.damagedSnapshot(id: id, reason: "it is \(size) bytes, more than the \(limit) it may have")
         }
-        guard ChunkID(hashing: bytes).hex == id else { throw StoreError.damagedSnapshot(id: id, reason: "checksum mismatch") }
+        guard ChunkID(hashing: stored).hex == id else { throw StoreError.damagedSnapshot(id: id, reason: "checksum mismatch") }
+        let bytes: [UInt8]
+        do { bytes = try cipher.openObject(stored, kind: .snapshot) } catch {
+            throw StoreError.damagedSnapshot(id: id, reason: "\(error)")
+        }
         do {
             return try JSONDecoder.store.decode(SnapshotRecord.self, from: Data(bytes))
         } catch {
@@ -344,14 +429,14 @@ extension Store {
 
     /// Records one run of job `job` as `jobs/<job>/<name>` (docs/FORMAT.md, "Job history").
     public func appendJobRun(job: String, name: String, bytes: [UInt8]) throws {
-        try backend.put(ObjectKey.jobRun(job, name), bytes)
+        try writeObject(ObjectKey.jobRun(job, name), bytes, kind: .job)
     }
 
     /// Every recorded job run that can be read, as (job, name, bytes), in key order.
     public func jobRuns() throws -> [(job: String, name: String, bytes: [UInt8])] {
         try backend.names(ObjectKey.jobs).sorted().compactMap { relative in
             let parts = relative.split(separator: "/", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let bytes = try? backend.get(ObjectKey.jobRun(parts[0], parts[1]), limit: Self.maximumJobRunLength) else { return nil }
+            guard parts.count == 2, let bytes = try? readObject(ObjectKey.jobRun(parts[0], parts[1]), limit: Self.maximumJobRunLength, kind: .job) else { return nil }
             return (parts[0], parts[1], bytes)
         }
     }

@@ -4,9 +4,13 @@ import Foundation
 
 /// The store's `config` object: written once by `init`, read by every command.
 public struct StoreConfig: Codable, Sendable, Equatable {
-    /// Version of the on-disk format this program writes (docs/FORMAT.md). It reads every version up to
-    /// this one: version 2 added content lists, which a version-1 store simply does not have.
-    public static let currentVersion = 2
+    /// The newest format version this program reads and writes (docs/FORMAT.md): version 2 added
+    /// content lists (which a version-1 store simply does not have); version 3 is version 2 encrypted.
+    public static let currentVersion = 3
+    /// The format of a store without encryption (`init --no-encryption`), which stays version 2.
+    public static let plaintextVersion = 2
+    /// The encrypted format.
+    public static let encryptedVersion = 3
     /// A config is a few hundred bytes; a longer file is damage, refused before it is read.
     public static let maximumLength = 64 << 10
 
@@ -15,7 +19,7 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     public var id: String
     public var created: Date
     public var chunker: ChunkerConfig
-    /// Always "sha256" in version 1.
+    /// "sha256" (versions 1–2), "hmac-sha256" (version 3: blob ids are keyed).
     public var hash: String
     /// The default codec for new blobs, in `Codec.description` form.
     public var codec: String
@@ -35,21 +39,25 @@ public struct StoreConfig: Codable, Sendable, Equatable {
         }
     }
 
-    public static func new(parameters: ChunkerParameters, codec: Codec, keyed: Bool) -> StoreConfig {
-        var seed: String?
-        if keyed {
-            seed = ChunkID.random().hex
-        }
-        return StoreConfig(
-            version: currentVersion, id: ChunkID.random().hex, created: Date(),
+    /// A new store's config. An encrypted store's gear seed is derived from its master key (so the
+    /// config holds none); a plaintext one's is random unless `keyed` is false.
+    public static func new(parameters: ChunkerParameters, codec: Codec, keyed: Bool, encrypted: Bool) -> StoreConfig {
+        StoreConfig(
+            version: encrypted ? encryptedVersion : plaintextVersion, id: ChunkID.random().hex, created: Date(),
             chunker: ChunkerConfig(
                 algorithm: "fastcdc2020", minSize: parameters.minSize, averageSize: parameters.averageSize,
-                maxSize: parameters.maxSize, normalization: parameters.normalization, gearSeed: seed),
-            hash: "sha256", codec: codec.description)
+                maxSize: parameters.maxSize, normalization: parameters.normalization, gearSeed: keyed && !encrypted ? ChunkID.random().hex : nil),
+            hash: encrypted ? "hmac-sha256" : "sha256", codec: codec.description)
     }
 
-    /// The config file's bytes: the JSON, sealed with its checksum (`sealed(_:)`).
-    public func encoded() throws -> [UInt8] { Self.sealed(Array(try JSONEncoder.store.encode(self))) }
+    /// The config file's bytes: the JSON, sealed with its checksum (`sealed(_:)`). A version-3 config is
+    /// the `EncryptedConfig` envelope around this config sealed with `cipher`.
+    public func encoded(cipher: StoreCipher = .plaintext) throws -> [UInt8] {
+        let json = Array(try JSONEncoder.store.encode(self))
+        guard cipher.isEncrypted else { return Self.sealed(json) }
+        let outer = EncryptedConfig(version: version, id: id, encryption: EncryptedConfig.scheme, config: cipher.sealObject(json, kind: .config).hex)
+        return Self.sealed(Array(try JSONEncoder.store.encode(outer)))
+    }
 
     /// The member that ends a sealed config: `,"checksum":"<SHA-256 of the bytes before it, plus "}">"}`.
     /// Byte-exact, so no reader has to re-encode the JSON to check it; readers of the format that do not
@@ -75,7 +83,7 @@ public struct StoreConfig: Codable, Sendable, Equatable {
         return ChunkID(hashing: json).hex == stated
     }
 
-    /// The gear table the store's chunker uses.
+    /// The gear table of a plaintext store (an encrypted one's seed comes from its key: `Store.gearTable`).
     public var gearTable: GearTable {
         guard let seed = chunker.gearSeed, let id = ChunkID(hex: seed) else { return .reference }
         return GearTable(seed: id.bytes)
@@ -198,11 +206,10 @@ extension Duration {
 }
 
 extension StoreConfig {
-    /// Decodes and checks a store's config file: a version this program reads, the one hash and chunker
-    /// it knows, chunker parameters within their ranges and a codec it has.
-    /// - Parameters: `path` names the file in errors; `store` is the store's directory.
-    /// - Returns: the config and its default codec.
-    public static func decode(_ raw: [UInt8], path configPath: String, store path: String) throws -> (StoreConfig, Codec) {
+    /// Reads what a config says before any key is known: its version (one this program reads), its
+    /// checksum, and for version 3 the encrypted envelope (`EncryptedConfig`).
+    /// - Parameters: `path` names the file in errors; `store` is the store's location.
+    public static func header(_ raw: [UInt8], path configPath: String, store path: String) throws -> (version: Int, encrypted: EncryptedConfig?) {
         struct VersionOnly: Decodable { var version: Int }
         guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
             throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
@@ -216,16 +223,43 @@ extension StoreConfig {
         if verifySeal(raw) == false {
             throw StoreError.badConfig(path: configPath, reason: "its checksum does not match: it was changed or damaged (a changed chunker or seed would silently lose deduplication)")
         }
+        guard version.version >= encryptedVersion else { return (version.version, nil) }
+        guard let outer = try? JSONDecoder().decode(EncryptedConfig.self, from: Data(raw)), outer.encryption == EncryptedConfig.scheme,
+            ChunkID(hex: outer.id) != nil, let sealed = [UInt8](hex: outer.config)
+        else {
+            throw StoreError.badConfig(path: configPath, reason: "a version-\(version.version) config must name encryption '\(EncryptedConfig.scheme)', a 64-hex-digit id and a sealed config")
+        }
+        guard !sealed.isEmpty else { throw StoreError.badConfig(path: configPath, reason: "its sealed config is empty") }
+        return (version.version, outer)
+    }
+
+    /// Decodes and checks a store's config: for version 3, the sealed config opened with `cipher`
+    /// (its version and id must be the envelope's). Checks the one hash and chunker it knows, chunker
+    /// parameters within their ranges and a codec it has.
+    /// - Returns: the config and its default codec.
+    public static func decode(_ raw: [UInt8], path configPath: String, store path: String, cipher: StoreCipher = .plaintext) throws -> (StoreConfig, Codec) {
+        let (_, envelope) = try header(raw, path: configPath, store: path)
+        var json = raw
+        if let envelope {
+            do {
+                json = try cipher.openObject([UInt8](hex: envelope.config) ?? [], kind: .config)
+            } catch {
+                throw StoreError.badConfig(path: configPath, reason: "its sealed part does not open: \(error)")
+            }
+        }
         let config: StoreConfig
         do {
-            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(raw))
+            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(json))
         } catch {
             throw StoreError.badConfig(path: configPath, reason: "\(error)")
+        }
+        if let envelope, config.version != envelope.version || config.id != envelope.id || config.hash != "hmac-sha256" || config.chunker.gearSeed != nil {
+            throw StoreError.badConfig(path: configPath, reason: "its sealed part does not match its envelope (version, id, keyed hash)")
         }
         guard ChunkID(hex: config.id) != nil, config.chunker.gearSeed.map({ ChunkID(hex: $0) != nil }) ?? true else {
             throw StoreError.badConfig(path: configPath, reason: "its id or gear seed is not 64 hex digits")
         }
-        guard config.hash == "sha256", config.chunker.algorithm == "fastcdc2020" else {
+        guard config.hash == (envelope == nil ? "sha256" : "hmac-sha256"), config.chunker.algorithm == "fastcdc2020" else {
             throw StoreError.badConfig(path: configPath, reason: "unknown hash '\(config.hash)' or chunker '\(config.chunker.algorithm)'")
         }
         do { try config.chunker.parameters.validate() } catch {
@@ -236,4 +270,16 @@ extension StoreConfig {
         }
         return (config, codec)
     }
+}
+
+/// The plaintext part of a version-3 config: what is needed to find the key (docs/FORMAT.md,
+/// "Encryption"); the config itself is in `config`, sealed.
+public struct EncryptedConfig: Codable, Sendable {
+    /// AES-256-GCM, keys derived with HKDF-SHA256 from a master key wrapped by key slots.
+    public static let scheme = "aes-256-gcm"
+    public var version: Int
+    public var id: String
+    public var encryption: String
+    /// The sealed config (`StoreCipher.sealObject`, kind `config`), hex.
+    public var config: String
 }

@@ -88,14 +88,14 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
     }
 
     static func write(_ record: Record, name: String, in store: Store) throws {
-        try store.backend.put(ObjectKey.lock(name), Array(try JSONEncoder.store.encode(record)))
+        try store.writeObject(ObjectKey.lock(name), Array(try JSONEncoder.store.encode(record)), kind: .lock)
     }
 
     /// Every lock file and its record (nil for one that cannot be read).
     public static func list(_ store: Store) -> [(name: String, record: Record?)] {
         ((try? store.backend.names(ObjectKey.locks)) ?? []).compactMap { name in
             let bytes: [UInt8]?
-            do { bytes = try store.backend.get(ObjectKey.lock(name), limit: Self.maximumRecordLength) } catch { return (name, nil) }
+            do { bytes = try store.readObject(ObjectKey.lock(name), limit: Self.maximumRecordLength, kind: .lock) } catch { return (name, nil) }
             guard let bytes else { return nil }  // released since the listing
             return (name, try? JSONDecoder.store.decode(Record.self, from: Data(bytes)))
         }

@@ -12,7 +12,7 @@ struct Debug: ParsableCommand {
 struct DebugChunk: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chunk",
-        abstract: "Print the chunks FastCDC cuts a file into: offset, length and SHA-256.",
+        abstract: "Print the chunks FastCDC cuts a file into: offset, length, SHA-256 and (with a store) the store's blob id.",
         discussion: """
             With --unkeyed the reference gear table is used, so the cut points can be compared with other
             FastCDC 2020 implementations. Without it the store's keyed table (and, unless overridden, its
@@ -29,19 +29,21 @@ struct DebugChunk: ParsableCommand {
     @Option(help: "Normalization level 0–3.") var level: Int?
     @Flag(help: "Use the reference (unkeyed) gear table.") var unkeyed = false
 
-    struct Item: Encodable { var offset: UInt64; var length: Int; var sha256: String }
+    struct Item: Encodable { var offset: UInt64; var length: Int; var sha256: String; var id: String? }
     struct Report: Encodable { var file: String; var parameters: ChunkerParameters; var keyed: Bool; var chunks: [Item] }
 
     func run() throws {
         var base = ChunkerParameters.default
         var table = GearTable.reference
+        var cipher: StoreCipher?
         if !unkeyed {
             guard (try? storeOptions.resolvedPath()) != nil else {
                 throw ValidationError("keyed chunking needs a store for its gear seed: pass --store PATH, or --unkeyed for the reference table")
             }
             let store = try storeOptions.open()
             base = store.config.chunker.parameters
-            table = store.config.gearTable
+            table = store.gearTable
+            cipher = store.cipher
         }
         let parameters = ChunkerParameters(
             minSize: min ?? base.minSize, averageSize: avg ?? base.averageSize, maxSize: max ?? base.maxSize,
@@ -65,12 +67,12 @@ struct DebugChunk: ParsableCommand {
             let offset = stream.offset
             guard let chunk = stream.nextChunk() else { break }
             let digest = SHA256.hash(data: chunk).map { String(format: "%02x", $0) }.joined()
-            items.append(Item(offset: offset, length: chunk.count, sha256: digest))
+            items.append(Item(offset: offset, length: chunk.count, sha256: digest, id: cipher?.blobID(chunk).hex))
         }
         if output.json {
             try Output.json(Report(file: file, parameters: parameters, keyed: !unkeyed, chunks: items))
         } else {
-            for i in items { Output.line("\(i.offset)\t\(i.length)\t\(i.sha256)") }
+            for i in items { Output.line("\(i.offset)\t\(i.length)\t\(i.sha256)\(i.id.map { "\t" + $0 } ?? "")") }
         }
     }
 }

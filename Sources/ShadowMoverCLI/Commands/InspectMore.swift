@@ -90,20 +90,26 @@ struct InspectDiff: ParsableCommand {
 
 struct InspectCat: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cat", abstract: "Print an object: config, snapshot ID, tree ID, content-list ID (its chunk ids), blob ID (decoded; --raw for the stored bytes).")
+        commandName: "cat",
+        abstract: "Print an object: config, snapshot ID, tree ID, content-list ID (its chunk ids), blob ID — decrypted and decoded; --raw for the bytes as stored.")
     @OptionGroup var storeOptions: StoreOptions
     @Argument(help: "config, snapshot, tree, content-list or blob.") var kind: String
     @Argument(help: "The object's id (not for config).") var id: String?
-    @Flag(help: "For a blob: the bytes as stored in the pack (compressed).") var raw = false
+    @Flag(help: "The bytes as stored (compressed, and in an encrypted store sealed: ciphertext).") var raw = false
 
     func run() throws {
         let store = try storeOptions.open()
         switch kind {
         case "config":
-            FileHandle.standardOutput.write(Data(try store.rawObject(ObjectKey.config, limit: StoreConfig.maximumLength)))
+            if raw || !store.cipher.isEncrypted {
+                FileHandle.standardOutput.write(Data(try store.rawObject(ObjectKey.config, limit: StoreConfig.maximumLength)))
+            } else {
+                FileHandle.standardOutput.write(Data(try store.config.encoded()))  // the sealed config, opened
+            }
         case "snapshot":
             let (sid, _) = try store.resolveSnapshot(try need(id))
-            FileHandle.standardOutput.write(Data(try store.rawObject(ObjectKey.snapshot(sid), limit: SnapshotRecord.maximumLength)))
+            let stored = try store.rawObject(ObjectKey.snapshot(sid), limit: SnapshotRecord.maximumLength + 48)
+            FileHandle.standardOutput.write(Data(raw ? stored : try store.cipher.openObject(stored, kind: .snapshot)))
         case "tree":
             let tree = try store.loadTree(try blobID())
             FileHandle.standardOutput.write(Data(try tree.encoded()))

@@ -96,13 +96,17 @@ public struct JobRunner: Sendable {
         try store.appendJobRun(job: job.name, name: name, bytes: Array(try JSONEncoder.storeLike.encode(r)))
     }
 
-    /// Every run of every job in the store, oldest first.
-    public static func history(_ store: Store) -> [HistoryRecord] {
-        let runs = ((try? store.jobRuns()) ?? []).compactMap { run in
-            (try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: Data(run.bytes))).map { (run.name, $0) }
+    /// Every run of every job in the store, oldest first, and the records that could not be read, named.
+    public static func history(_ store: Store) throws -> (records: [HistoryRecord], damaged: [String]) {
+        let (stored, damaged) = try store.jobRuns()
+        var unreadable = damaged
+        let runs = stored.compactMap { run in
+            let record = try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: Data(run.bytes))
+            if record == nil { unreadable.append("job record \(ObjectKey.jobRun(run.job, run.name)) is not a valid record") }
+            return record.map { (run.name, $0) }
         }
         // Names start with the start time to the nanosecond.
-        return runs.sorted { $0.0 < $1.0 }.map(\.1)
+        return (runs.sorted { $0.0 < $1.0 }.map(\.1), unreadable)
     }
 }
 

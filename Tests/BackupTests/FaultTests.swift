@@ -7,11 +7,8 @@ import Testing
 func startCLI(_ arguments: [String], environment: [String: String] = [:], stderr: Pipe? = nil) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: CLI.binary)
-    p.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env.removeValue(forKey: "SHADOWMOVER_STORE")
-    for (k, v) in environment { env[k] = v }
-    p.environment = env
+    p.arguments = CLI.arguments(arguments)
+    p.environment = CLI.environment(environment)
     p.standardOutput = FileHandle.nullDevice
     p.standardError = stderr ?? FileHandle.nullDevice
     try runUnblocked(p)

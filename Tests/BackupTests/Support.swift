@@ -77,6 +77,33 @@ struct CLI {
         var stderr: String
     }
 
+    /// The password the tests' encrypted stores are made with (`SHADOWMOVER_PASSWORD` in every CLI run
+    /// and in this process, so that library opens of CLI-made stores work too).
+    static let password = "correct horse battery staple"
+
+    /// The environment a CLI run gets: this process's without SHADOWMOVER_STORE, with the tests'
+    /// password and index cache, then `extra`.
+    static func environment(_ extra: [String: String]) -> [String: String] {
+        setUpProcessEnvironment
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "SHADOWMOVER_STORE")
+        for (k, v) in extra { env[k] = v }
+        return env
+    }
+
+    /// Sets the password and the index cache for library calls in this process, once.
+    static let setUpProcessEnvironment: Void = {
+        setenv("SHADOWMOVER_PASSWORD", password, 0)
+        setenv("XDG_CACHE_HOME", NSTemporaryDirectory() + "/shadowmover-test-cache", 0)
+    }()
+
+    /// `init` gets a 1 MiB scrypt unless the test says otherwise: hundreds of CLI runs each open a store,
+    /// and the 64 MiB default (tested in EncryptionTests) would cost a quarter of a second each time.
+    static func arguments(_ arguments: [String]) -> [String] {
+        guard arguments.first == "init", !arguments.contains("--kdf-memory"), !arguments.contains("--no-encryption") else { return arguments }
+        return arguments + ["--kdf-memory", "1"]
+    }
+
     @discardableResult
     static func run(_ arguments: [String], prefix: [String] = [], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
@@ -87,10 +114,8 @@ struct CLI {
             p.executableURL = URL(fileURLWithPath: prefix[0])
             p.arguments = Array(prefix.dropFirst()) + [binary] + arguments
         }
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "SHADOWMOVER_STORE")
-        for (k, v) in environment { env[k] = v }
-        p.environment = env
+        p.environment = CLI.environment(environment)
+        if prefix.isEmpty { p.arguments = CLI.arguments(arguments) } else { p.arguments = Array(prefix.dropFirst()) + [binary] + CLI.arguments(arguments) }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

@@ -22,6 +22,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// Where index segments are kept locally, as plaintext that can be memory-mapped: a remote store's
     /// and an encrypted store's (nil for a local plaintext store, whose segments are mapped in place).
     let cacheDirectory: String?
+    /// True when the cache is a temporary directory of this process's (the default one could not be
+    /// made: a user without a writable home), removed with the store.
+    private let temporaryCache: Bool
     let packSizes = PackSizes()
     private let segmentWriteLock = NSLock()
 
@@ -84,7 +87,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     }
 
     /// Opens the store in the local directory `path`.
-    public convenience init(path: String, secret: SecretSource? = nil, cacheDirectory: String? = nil) throws {
+    public convenience init(path: String, secret: SecretSource = SecretSource(), cacheDirectory: String? = nil) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw StoreError.notAStore(path: path, reason: "it does not exist")
@@ -94,12 +97,12 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     }
 
     /// Opens the store on `backend`, checking its config and loading (mapping) its index. An encrypted
-    /// store asks `secret` for its password or key file (only then). A remote or encrypted store keeps
+    /// store asks `secret` (by default: the environment, then a prompt) for its password or key file,
+    /// and only then. A remote or encrypted store keeps
     /// its index segments in `cacheDirectory` (default `defaultCacheDirectory`).
-    public convenience init(backend: StorageBackend, cacheDirectory: String? = nil, secret: SecretSource? = nil) throws {
+    public convenience init(backend: StorageBackend, cacheDirectory: String? = nil, secret: SecretSource = SecretSource()) throws {
         try self.init(backend: backend, cacheDirectory: cacheDirectory) { envelope in
-            guard let secret else { throw KeyError.noSecret(store: backend.location) }
-            return try Self.unlock(backend: backend, storeID: envelope.id, secret: secret.secret(store: backend.location))
+            try Self.unlock(backend: backend, storeID: envelope.id, secret: secret.secret(store: backend.location))
         }
     }
 
@@ -133,11 +136,9 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         self.unlocked = unlocked
         self.chunker = FastCDC(parameters: config.chunker.parameters, table: cipher.gearSeed.map { GearTable(seed: $0) } ?? config.gearTable)
         if backend.localFile(ObjectKey.segmentDirectory) == nil || cipher.isEncrypted {
-            let directory = "\(cacheDirectory ?? Self.defaultCacheDirectory)/\(config.id)"
-            try FileIO.makeDirectories("\(directory)/index")
-            self.cacheDirectory = directory
+            (self.cacheDirectory, self.temporaryCache) = try Self.makeCache(cacheDirectory, explicit: cacheDirectory != nil, storeID: config.id)
         } else {
-            self.cacheDirectory = nil
+            (self.cacheDirectory, self.temporaryCache) = (nil, false)
         }
 
         var segments: [IndexSegment] = []
@@ -155,6 +156,26 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
             let live = Set(names)
             for name in (try? FileIO.list("\(cache)/index")) ?? [] where !live.contains(name) { unlink("\(cache)/index/\(name)") }
         }
+    }
+
+    /// This store's directory in the index cache: `directory` (or the default) / store id. When the
+    /// default cannot be made (a user whose home is not writable), a temporary directory stands in.
+    private static func makeCache(_ directory: String?, explicit: Bool, storeID: String) throws -> (String, Bool) {
+        let path = "\(directory ?? defaultCacheDirectory)/\(storeID)"
+        do {
+            try FileIO.makeDirectories("\(path)/index")
+            return (path, false)
+        } catch where !explicit {
+            var template = Array("\(NSTemporaryDirectory())/shadowmover-cache-XXXXXX".utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw error }
+            let temporary = String(cString: made)
+            try FileIO.makeDirectories("\(temporary)/index")
+            return (temporary, true)
+        }
+    }
+
+    deinit {
+        if temporaryCache, let cacheDirectory { try? FileManager.default.removeItem(atPath: cacheDirectory) }
     }
 
     /// Opens index segment `name`: in place on a local plaintext store; otherwise from the cache
@@ -432,12 +453,22 @@ extension Store {
         try writeObject(ObjectKey.jobRun(job, name), bytes, kind: .job)
     }
 
-    /// Every recorded job run that can be read, as (job, name, bytes), in key order.
-    public func jobRuns() throws -> [(job: String, name: String, bytes: [UInt8])] {
-        try backend.names(ObjectKey.jobs).sorted().compactMap { relative in
+    /// Every recorded job run that can be read, as (job, name, bytes), in key order, and the records that
+    /// could not (damaged, or in an encrypted store changed or sealed under another key), each named.
+    public func jobRuns() throws -> (runs: [(job: String, name: String, bytes: [UInt8])], damaged: [String]) {
+        var runs: [(job: String, name: String, bytes: [UInt8])] = []
+        var damaged: [String] = []
+        for relative in try backend.names(ObjectKey.jobs).sorted() {
             let parts = relative.split(separator: "/", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let bytes = try? readObject(ObjectKey.jobRun(parts[0], parts[1]), limit: Self.maximumJobRunLength, kind: .job) else { return nil }
-            return (parts[0], parts[1], bytes)
+            guard parts.count == 2 else { continue }
+            let key = ObjectKey.jobRun(parts[0], parts[1])
+            do {
+                guard let bytes = try readObject(key, limit: Self.maximumJobRunLength, kind: .job) else { continue }  // removed since the listing
+                runs.append((parts[0], parts[1], bytes))
+            } catch {
+                damaged.append("job record \(key) is damaged: \(error)")
+            }
         }
+        return (runs, damaged)
     }
 }

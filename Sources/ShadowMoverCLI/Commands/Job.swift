@@ -49,7 +49,8 @@ struct JobHistory: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let records = JobRunner.history(try storeOptions.open())
+        let (records, damaged) = try JobRunner.history(try storeOptions.open())
+        for d in damaged { Output.warn("warning: \(d) — left out") }
         if output.json { return try Output.json(records) }
         Output.table(["job", "start", "end", "result", "snapshot", "read", "added", "freeze ms"], records.map { r in
             [r.job, Output.time(r.start), Output.time(r.end), r.result, String(r.snapshot?.prefix(8) ?? "-"), Output.bytes(r.bytesRead), Output.bytes(r.bytesAdded),

@@ -70,11 +70,11 @@ struct EncryptionTests {
         let samples = stride(from: 0, to: random.count - 32, by: random.count / 64).map { Array(random[$0..<($0 + 32)]) }
         for encrypted in [true, false] {
             let store = scratch.sub(encrypted ? "encrypted" : "plain")
-            #expect(try CLI.run(["init", "--store", store] + (encrypted ? [] : ["--no-encryption"])).code == 0)
+            // Uncompressed, so that the store without encryption holds the bytes as they are.
+            #expect(try CLI.run(["init", "--store", store, "--codec", "none"] + (encrypted ? [] : ["--no-encryption"])).code == 0)
             #expect(try CLI.run(["backup", "--store", store, source]).code == 0)
-            #expect(try CLI.run(["job", "history", "--store", store]).code == 0)
             let objects = storeObjects(store)
-            #expect(objects.count > 4)
+            #expect(objects.count >= 4)
             let canaryFound = objects.filter { contains($0.bytes, Array("ShadowMover canary 7f3a9c".utf8)) }.map(\.path)
             let nameFound = objects.filter { contains($0.bytes, Array("canary-notes-2f7d".utf8)) }.map(\.path)
             let sampleFound = objects.filter { o in samples.contains { contains(o.bytes, $0) } }.map(\.path)
@@ -94,7 +94,8 @@ struct EncryptionTests {
         var ids: [String: Set<ChunkID>] = [:]
         for name in ["enc-1", "enc-2", "plain-1", "plain-2"] {
             let store = scratch.sub(name)
-            #expect(try CLI.run(["init", "--store", store] + (name.hasPrefix("plain") ? ["--no-encryption"] : [])).code == 0)
+            // The plaintext stores use the reference gear table, so they cut the file alike.
+            #expect(try CLI.run(["init", "--store", store] + (name.hasPrefix("plain") ? ["--no-encryption", "--unkeyed"] : [])).code == 0)
             #expect(try CLI.run(["backup", "--store", store, source]).code == 0)
             let opened = try Store(path: store)
             ids[name] = Set(try opened.packIDs().flatMap { try opened.readPackTrailer($0).filter { $0.type == .data }.map(\.id) })
@@ -120,10 +121,10 @@ struct EncryptionTests {
             if password == nil { full += ["--key-file", keyFile] }
             return try CLI.run(full, environment: env)
         }
-        var restores = 0
+        var restoreCount = 0
         func restores(_ password: String?) throws -> Bool {
-            restores += 1
-            let target = scratch.sub("restore-\(restores)")
+            restoreCount += 1
+            let target = scratch.sub("restore-\(restoreCount)")
             let r = try run(["restore", "latest", "--target", target], password: password)
             return r.code == 0 && contents(target + source) == contents(source)
         }
@@ -188,15 +189,14 @@ struct EncryptionTests {
             (["--password-file", scratch.sub("missing")], [:], "cannot read the password file"),
             ([], [:], "is encrypted: give its password with --password-file"),
         ]
-        for c in cases {
-            var env = c.env
-            if env["SHADOWMOVER_PASSWORD"] == nil { env["SHADOWMOVER_PASSWORD"] = nil }
+        /// Runs without the tests' password in the environment, and with no terminal.
+        func run(_ args: [String], _ env: [String: String]) throws -> (code: Int32, stderr: String) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: CLI.binary)
-            p.arguments = ["snapshots", "--store", store] + c.args
+            p.arguments = args
             var full = CLI.environment([:])
             full.removeValue(forKey: "SHADOWMOVER_PASSWORD")
-            for (k, v) in c.env { full[k] = v }
+            for (k, v) in env { full[k] = v }
             p.environment = full
             p.standardInput = FileHandle.nullDevice
             let err = Pipe()
@@ -205,12 +205,16 @@ struct EncryptionTests {
             try p.run()
             let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
-            #expect(p.terminationStatus == 1 && text.contains(c.message), "\(c): \(text)")
+            return (p.terminationStatus, text)
+        }
+        for c in cases {
+            let r = try run(["snapshots", "--store", store] + c.args, c.env)
+            #expect(r.code == 1 && r.stderr.contains(c.message), "\(c): \(r.stderr)")
         }
         #expect(storeListing(store) == before)
-        // The right password from a file and from a command.
-        #expect(try CLI.run(["snapshots", "--store", store, "--password-file", passwordFile], environment: ["SHADOWMOVER_PASSWORD": "wrong"]).code == 0)
-        #expect(try CLI.run(["snapshots", "--store", store], environment: ["SHADOWMOVER_PASSWORD_COMMAND": "cat \(passwordFile)"]).code == 0)
+        // The right password from a file (which wins over the environment) and from a command.
+        #expect(try run(["snapshots", "--store", store, "--password-file", passwordFile], ["SHADOWMOVER_PASSWORD": "wrong"]).code == 0)
+        #expect(try run(["snapshots", "--store", store], ["SHADOWMOVER_PASSWORD_COMMAND": "cat \(passwordFile)"]).code == 0)
         // An empty password only with --insecure-empty-password.
         let empty = try CLI.run(["init", "--store", scratch.sub("empty")], environment: ["SHADOWMOVER_PASSWORD": ""])
         #expect(empty.code == 1 && empty.stderr.contains("--insecure-empty-password"))
@@ -234,7 +238,7 @@ struct EncryptionTests {
         func expectFailure(_ store: String, _ args: [String], naming parts: [String], _ what: String) throws {
             let r = try CLI.run(args + ["--store", store])
             #expect(r.code == 1, "\(what): exit \(r.code)")
-            for p in parts { #expect(r.stderr.contains(p), "\(what): '\(p)' not in \(r.stderr)") }
+            for p in parts { #expect((r.stdout + r.stderr).contains(p), "\(what): '\(p)' not in \(r.stdout + r.stderr)") }
         }
         func packSize(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
 

@@ -181,6 +181,34 @@ struct S3Tests {
         }
     }
 
+    @Test("two hosts with the same key share one encrypted S3 store: the second uploads no data chunk the first stored, and both restore")
+    func twoHostsOneKey() throws {
+        guard let ceph = CephS3.require() else { return }
+        let store = ceph.newStore("one-key")
+        #expect(try cli(ceph, ["init", "--store", store, "--min", "4096", "--avg", "16384", "--max", "65536"]).code == 0)
+        let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
+        #expect(opened.cipher.isEncrypted && opened.config.version == 3)
+        let shared = randomBytes(3_000_000, seed: 24 << 8)
+        let a = scratch.sub("key-host-a"), b = scratch.sub("key-host-b")
+        for dir in [a, b] {
+            mkdirs(dir)
+            write(dir + "/shared.bin", shared)
+        }
+        func backup(_ dir: String, cache: String) throws -> CLI.Result {
+            try CLI.run(["backup", "--store", store, dir, "--json"], environment: ceph.environment(cache: scratch.sub(cache)))
+        }
+        let first = try backup(a, cache: "host-a-cache")
+        #expect(first.code == 0 && !first.stdout.contains("\"chunksNew\":0"), "\(first.stderr)")
+        let second = try backup(b, cache: "host-b-cache")
+        #expect(second.code == 0 && second.stdout.contains("\"chunksNew\":0"), "\(second.stdout.suffix(600)) \(second.stderr)")
+        for dir in [a, b] {
+            let target = scratch.sub("one-key-restore" + dir.suffix(1))
+            let snapshot = try #require(try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).snapshots().records.first { $0.record.paths == [dir] }?.id)
+            #expect(try cli(ceph, ["restore", snapshot, "--store", store, "--target", target]).code == 0)
+            #expect(contents(target + dir) == contents(dir))
+        }
+    }
+
     @Test("prune refuses while a backup holds the store, and loses nothing")
     func pruneDuringBackup() throws {
         guard let ceph = CephS3.require() else { return }
@@ -357,7 +385,7 @@ struct S3Tests {
         // A lock left by a host that was killed: silent for longer than the stale limit.
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
         let record = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":false,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"killed-host","pid":4242,"purpose":"backup"}"#
-        try opened.backend.put(ObjectKey.lock(String(repeating: "ef", count: 32)), Array(record.utf8))
+        try opened.backend.put(ObjectKey.lock(String(repeating: "ef", count: 32)), opened.cipher.sealObject(Array(record.utf8), kind: .lock))
         let blocked = try cli(ceph, ["prune", "--store", store])
         #expect(blocked.code == 1)
         #expect(blocked.stderr.contains("stale lock") && blocked.stderr.contains("killed-host") && blocked.stderr.contains("unlock"), "\(blocked.stderr)")

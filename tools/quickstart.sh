@@ -12,9 +12,16 @@ swift build -c release
 BIN="$PWD/.build/release/shadowmover"
 STORE="${SHADOWMOVER_STORE:-${XDG_DATA_HOME:-$HOME/.local/share}/shadowmover/store}"
 mkdir -p "$(dirname "$STORE")"
+# The store is encrypted; its password is random, in a file next to it that only this user can read.
+PASSWORD_FILE="${SHADOWMOVER_PASSWORD_FILE:-$STORE.password}"
 if [ ! -f "$STORE/config" ]; then
-    "$BIN" init --store "$STORE"
+    if [ ! -f "$PASSWORD_FILE" ]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 > "$PASSWORD_FILE")
+        echo "made a random password for the store in $PASSWORD_FILE: keep it — without it the backups cannot be read"
+    fi
+    "$BIN" init --store "$STORE" --password-file "$PASSWORD_FILE"
 fi
+export SHADOWMOVER_PASSWORD_FILE="$PASSWORD_FILE"
 
 SOURCES=("$@")
 if [ ${#SOURCES[@]} -eq 0 ]; then SOURCES=("$PWD/Sources" "$PWD/docs"); fi
@@ -29,4 +36,4 @@ for s in "${SOURCES[@]}"; do
     diff -r "$abs" "$TARGET$abs"
 done
 echo "restore verified: $TARGET matches the backed-up paths"
-echo "binary: $BIN   store: $STORE"
+echo "binary: $BIN   store: $STORE   password file: $PASSWORD_FILE"

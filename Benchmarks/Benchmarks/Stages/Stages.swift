@@ -69,6 +69,43 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+    Benchmark("HMAC-SHA-256 blob ids, encrypted store (1 MiB blocks)") { benchmark in
+        let cipher = StoreCipher.randomKey()
+        measure(benchmark) {
+            random.withUnsafeBytes { all in
+                for o in stride(from: 0, to: all.count, by: 1 << 20) {
+                    blackHole(cipher.blobID(UnsafeRawBufferPointer(rebasing: all[o..<min(all.count, o + (1 << 20))])))
+                }
+            }
+        }
+    }
+    // "seal then open" minus "seal" is the cost of opening (restore, check --read-data).
+    for direction in ["seal", "seal then open"] {
+        Benchmark("AES-256-GCM blob \(direction), encrypted store (1 MiB blobs, a pack key per 16)") { benchmark in
+            let cipher = StoreCipher.randomKey()
+            let block = UnsafeMutableRawBufferPointer.allocate(byteCount: (1 << 20) + StoreCipher.tagLength, alignment: 64)
+            defer { block.deallocate() }
+            measure(benchmark) {
+                random.withUnsafeBytes { all in
+                    var pack = ChunkID.random()
+                    var keys = cipher.packKeys(pack)
+                    for (n, o) in stride(from: 0, to: all.count, by: 1 << 20).enumerated() {
+                        if n % 16 == 0 {
+                            pack = ChunkID.random()
+                            keys = cipher.packKeys(pack)
+                        }
+                        let chunk = UnsafeRawBufferPointer(rebasing: all[o..<(o + (1 << 20))])
+                        block.copyMemory(from: chunk)
+                        let entry = BlobEntry(id: ChunkID(hashing: chunk), type: .data, codec: .none, offset: 0, storedLength: 0, rawLength: 1 << 20)
+                        let sealed = cipher.sealBlob(block, length: 1 << 20, keys: keys, entry: entry)
+                        if direction != "seal" {
+                            blackHole(try! cipher.openBlob(UnsafeRawBufferPointer(rebasing: block[..<sealed]), pack: pack, entry: entry) { $0.count })
+                        }
+                    }
+                }
+            }
+        }
+    }
     for codec in [Codec.lz4, .zstd(level: 1), .zstd(level: 3), .zstd(level: -3), .zlib(level: 1)] {
         for (name, data) in [("compressible", text), ("incompressible", random)] {
             Benchmark("compress \(codec) \(name)") { benchmark in

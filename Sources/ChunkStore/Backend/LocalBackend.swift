@@ -22,7 +22,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
             let entries = try FileManager.default.contentsOfDirectory(atPath: root)
             guard entries.isEmpty else { throw StoreError.notAStore(path: root, reason: "the directory exists and is not empty") }
         } else {
-            try FileIO.makeDirectory(root)
+            try FileIO.makeDirectories(root)  // and its parents, as `mkdir -p`
         }
         for sub in ["packs", "index", "snapshots", "locks"] { try FileIO.makeDirectory(path(sub)) }
     }

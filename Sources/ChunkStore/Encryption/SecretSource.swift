@@ -1,7 +1,7 @@
 import Foundation
 
 /// Where a store's password or key file comes from, in this order: a key file (`--key-file`), a
-/// password file (`--password-file`, or a job's `password_file`), `SHADOWMOVER_PASSWORD`, a password
+/// password file (`--password-file`, a job's `password_file`, or `SHADOWMOVER_PASSWORD_FILE`), `SHADOWMOVER_PASSWORD`, a password
 /// command (`SHADOWMOVER_PASSWORD_COMMAND`, or a job's `password_command`), and last a prompt on the
 /// terminal, never echoed. Job files name a file or a command, never the password itself.
 public struct SecretSource: Sendable {
@@ -32,6 +32,7 @@ public struct SecretSource: Sendable {
     /// True when something other than the terminal prompt names a secret.
     public var isGiven: Bool {
         keyFile != nil || passwordFile != nil || passwordCommand != nil || environment["SHADOWMOVER_PASSWORD"] != nil
+            || environment["SHADOWMOVER_PASSWORD_FILE"] != nil
             || environment["SHADOWMOVER_PASSWORD_COMMAND"] != nil
     }
 
@@ -39,7 +40,7 @@ public struct SecretSource: Sendable {
     public func secret(store: String, confirm: Bool = false) throws -> StoreSecret {
         if let keyFile { return .keyFile(path: keyFile) }
         let password: [UInt8]
-        if let passwordFile {
+        if let passwordFile = passwordFile ?? environment["SHADOWMOVER_PASSWORD_FILE"] {
             password = try Self.readPasswordFile(passwordFile)
         } else if let text = environment["SHADOWMOVER_PASSWORD"] {
             password = Array(text.utf8)

@@ -46,6 +46,9 @@ public struct StoreCipher: Sendable {
         hmacTemplate = HMAC<SHA256>(key: keys!.blobID)
     }
 
+    /// A cipher under a fresh random master key, as a new encrypted store has (benchmarks, tests).
+    public static func randomKey() -> StoreCipher { StoreCipher(master: SymmetricKey(size: .bits256), storeID: ChunkID.random()) }
+
     private init(keys: Keys?) {
         self.keys = keys
         hmacTemplate = nil
@@ -78,12 +81,13 @@ public struct StoreCipher: Sendable {
     // MARK: Blobs in packs
 
     /// A pack's two keys: for its blobs and for its trailer.
-    struct PackKeys {
+    public struct PackKeys: Sendable {
         let blobs: SymmetricKey
         let trailer: SymmetricKey
     }
 
-    func packKeys(_ pack: ChunkID) -> PackKeys? {
+    /// The keys of pack `pack` (nil in a plaintext store).
+    public func packKeys(_ pack: ChunkID) -> PackKeys? {
         guard let keys else { return nil }
         let both = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.packs, salt: pack.bytes, info: Array("shadowmover/v3/pack".utf8), outputByteCount: 64)
         return both.withUnsafeBytes { b in
@@ -108,7 +112,7 @@ public struct StoreCipher: Sendable {
     /// Seals, in place, the `length` stored bytes at the start of `buffer` for pack `pack`; `buffer` must
     /// have room for the tag. `entry` describes the blob (its stored length is not used).
     /// - Returns: the sealed length (`length + blobOverhead`).
-    func sealBlob(_ buffer: UnsafeMutableRawBufferPointer, length: Int, keys pack: PackKeys?, entry: BlobEntry) -> Int {
+    public func sealBlob(_ buffer: UnsafeMutableRawBufferPointer, length: Int, keys pack: PackKeys?, entry: BlobEntry) -> Int {
         guard let pack else { return length }
         precondition(buffer.count >= length + Self.tagLength)
         let box = try! AES.GCM.seal(  // cannot fail with a 32-byte key and a 12-byte nonce
@@ -121,7 +125,7 @@ public struct StoreCipher: Sendable {
 
     /// Opens a sealed blob (`stored`, its bytes as in the pack) and calls `body` with the plaintext
     /// (the compressed bytes). A plaintext store passes `stored` through.
-    func openBlob<R>(
+    public func openBlob<R>(
         _ stored: UnsafeRawBufferPointer, pack: ChunkID, entry: BlobEntry, _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R {
         guard let keys = packKeys(pack) else { return try body(stored) }

@@ -63,26 +63,27 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         try parameters.validate()
         if try backend.size(ObjectKey.config) != nil { throw StoreError.alreadyExists(path: backend.location) }
         let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed, encrypted: encryption != nil)
+        // The secret first (a prompt may fail), then the location, then the key slot (which may create
+        // a key file): a wrong password source changes nothing.
+        let secret = try encryption?.secret(store: backend.location, confirm: true)
+        try backend.prepareNew()
         var cipher = StoreCipher.plaintext
-        var slot: (StoreSecret, KeySlot, String)?
-        var unlockedMaster: SymmetricKey?
-        if let encryption {
-            let secret = try encryption.secret(store: backend.location, confirm: true)
+        var unlocked: (master: SymmetricKey, slot: String)?
+        if let secret {
             let master = SymmetricKey(size: .bits256)
-            unlockedMaster = master
             let slotID = ChunkID.random().hex
             let kdf = secret.kind == .password ? kdf ?? .scrypt() : .hkdf()
-            slot = (secret, try KeySlot.make(master: master, secret: secret, storeID: config.id, slotID: slotID, kdf: kdf), slotID)
+            let slot = try KeySlot.make(master: master, secret: secret, storeID: config.id, slotID: slotID, kdf: kdf)
+            try backend.put(ObjectKey.key(slotID), Array(try JSONEncoder.store.encode(slot)))
             cipher = StoreCipher(master: master, storeID: ChunkID(hex: config.id)!)
+            unlocked = (master, slotID)
         }
-        try backend.prepareNew()
-        if let (_, keySlot, slotID) = slot { try backend.put(ObjectKey.key(slotID), Array(try JSONEncoder.store.encode(keySlot))) }
         // The config is written last: a location without it is not a store, so an interrupted init
         // can simply be run again.
         try backend.put(ObjectKey.config, try config.encoded(cipher: cipher))
         return try Store(backend: backend, cacheDirectory: cacheDirectory) { _ in
-            guard let (master, slotID) = cipher.isEncrypted ? (unlockedMaster!, slot!.2) : nil else { throw KeyError.noSecret(store: backend.location) }
-            return (master, slotID)
+            guard let unlocked else { throw KeyError.noSecret(store: backend.location) }
+            return unlocked
         }
     }
 
@@ -448,9 +449,11 @@ extension Store {
     /// A job-history record is a few kilobytes; a longer one is not read.
     public static let maximumJobRunLength = 1 << 20
 
-    /// Records one run of job `job` as `jobs/<job>/<name>` (docs/FORMAT.md, "Job history").
+    /// Records one run of job `job` as `jobs/<job>/<name>` (docs/FORMAT.md, "Job history"); in an
+    /// encrypted store the job's name is not in the key, a keyed hash of it is (the record holds the name).
     public func appendJobRun(job: String, name: String, bytes: [UInt8]) throws {
-        try writeObject(ObjectKey.jobRun(job, name), bytes, kind: .job)
+        let directory = cipher.isEncrypted ? String(cipher.blobID(Array("job:\(job)".utf8)).hex.prefix(32)) : job
+        try writeObject(ObjectKey.jobRun(directory, name), bytes, kind: .job)
     }
 
     /// Every recorded job run that can be read, as (job, name, bytes), in key order, and the records that

@@ -159,7 +159,12 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                     let parts = split(entry)
                     let file = RestoringFile(fd: fd, directory: directory, entry: entry, parts: parts.count)
                     if ftruncate(fd, off_t(entry.node.size)) != 0 { throw FileSystem.Failure(path: entry.path, operation: "size", code: errno) }
-                    for part in parts { queue.push(RestoreTask(file: file, chunks: part.chunks, offset: part.offset)) }
+                    for part in parts {
+                        // Look-ahead: the disk starts on a part's blobs when it is queued, a few tasks
+                        // before a worker needs them.
+                        store.prefetch((entry.node.content ?? [])[part.chunks])
+                        queue.push(RestoreTask(file: file, chunks: part.chunks, offset: part.offset))
+                    }
                 case .symlink:
                     summary.otherEntries += 1
                     try directory.clear(entry.name, overwrite: options.overwrite)

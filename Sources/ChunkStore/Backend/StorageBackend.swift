@@ -45,9 +45,16 @@ public protocol StorageBackend: AnyObject, Sendable {
 
     /// Removes what interrupted writes left (local temporary files); only called under the exclusive lock.
     func removeTemporaries() throws -> Int
+
+    /// Says that byte `ranges` of object `key` will be read soon, so that a backend that can start
+    /// reading them ahead (a local disk) does. A hint only: it may do nothing, and never fails.
+    func prefetch(_ key: String, ranges: [Range<Int>])
 }
 
 extension StorageBackend {
+    /// No read-ahead (object storage: a ranged GET is made when the bytes are read).
+    public func prefetch(_ key: String, ranges: [Range<Int>]) {}
+
     /// Writes one buffer as object `key` (see `put(_:parts:bulk:)`).
     public func put(_ key: String, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try put(key, parts: [$0], bulk: false) }

@@ -339,6 +339,27 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         }
     }
 
+    /// Tells the backend that the blobs `ids` will be read soon (restore's look-ahead), as one list of
+    /// ranges per pack, neighbours merged. Unknown ids are left for the read to report.
+    public func prefetch<C: Collection>(_ ids: C) where C.Element == ChunkID {
+        var ranges: [ChunkID: [Range<Int>]] = [:]
+        for id in ids {
+            guard let l = index.lookup(id) else { continue }
+            ranges[l.pack, default: []].append(Int(l.entry.offset)..<Int(l.entry.offset) + Int(l.entry.storedLength))
+        }
+        for (pack, list) in ranges {
+            var merged: [Range<Int>] = []
+            for r in list.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+                if let last = merged.last, r.lowerBound <= last.upperBound + (64 << 10) {
+                    merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+                } else {
+                    merged.append(r)
+                }
+            }
+            backend.prefetch(ObjectKey.pack(pack), ranges: merged)
+        }
+    }
+
     /// Reads and verifies a whole blob (trees, tools). Data restore uses the buffer-reusing variant.
     /// `location` saves the index lookup when the caller already knows where the blob is.
     public func loadBlob(_ id: ChunkID, at known: BlobLocation? = nil, expecting type: BlobType? = nil) throws -> [UInt8] {

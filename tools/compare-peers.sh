@@ -26,7 +26,7 @@ mkdir -p "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 results="$scratch/results.csv"
 : > "$results"
-export RESTIC_PASSWORD=compare-peers BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export RESTIC_PASSWORD=compare-peers SHADOWMOVER_PASSWORD=compare-peers BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$scratch/restic-cache" BORG_BASE_DIR="$scratch/borg-base"
 
 bytes=$(find "$path" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')

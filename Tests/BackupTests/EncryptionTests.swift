@@ -286,6 +286,15 @@ struct EncryptionTests {
         write(store + "/config", Array(config.utf8))
         try expectFailure(store, ["snapshots"], naming: ["config", "sealed part does not open", "authentication failed"], "config")
 
+        // A downgrade: the config replaced by one without encryption. Refused, so that nothing is
+        // written to the store in the clear.
+        store = try f.copy("downgrade")
+        let plain = f.scratch.sub("plain-for-config")
+        #expect(try CLI.run(["init", "--no-encryption", "--store", plain]).code == 0)
+        chmod(store + "/config", 0o644)
+        write(store + "/config", Array(FileManager.default.contents(atPath: plain + "/config")!))
+        try expectFailure(store, ["backup", f.source], naming: ["not encrypted, but the store has key slots"], "downgraded config")
+
         // A key slot: its wrapped key does not open; a second slot still does.
         store = try f.copy("slot")
         #expect(try CLI.run(["key", "add", "--store", store, "--kdf-memory", "1"], environment: ["SHADOWMOVER_NEW_PASSWORD": "spare"]).code == 0)

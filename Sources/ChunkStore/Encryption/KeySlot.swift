@@ -159,6 +159,7 @@ public enum KeyError: Error, CustomStringConvertible {
     case emptyPassword
     case passwordCommand(command: String, reason: String)
     case passwordFile(path: String, reason: String)
+    case passwordsDiffer
     case lastSlot(String)
     case slotInUse(String)
     case noSuchSlot(String)
@@ -166,7 +167,7 @@ public enum KeyError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSecret(let store):
-            "the store at \(store) is encrypted: give its password with --password-file FILE, SHADOWMOVER_PASSWORD, SHADOWMOVER_PASSWORD_COMMAND or at the prompt on a terminal, or its key file with --key-file FILE"
+            "the store at \(store) is encrypted: give its password with --password-file FILE, SHADOWMOVER_PASSWORD_FILE, SHADOWMOVER_PASSWORD, SHADOWMOVER_PASSWORD_COMMAND or at the prompt on a terminal, or its key file with --key-file FILE"
         case .wrongPassword(let store):
             "wrong password: it opens no key slot of the store at \(store)"
         case .keyFileOpensNoSlot(let path, let store):
@@ -181,6 +182,7 @@ public enum KeyError: Error, CustomStringConvertible {
             "the password is empty: choose one (or pass --insecure-empty-password to accept an empty password)"
         case .passwordCommand(let command, let reason): "the password command `\(command)` \(reason)"
         case .passwordFile(let path, let reason): "cannot read the password file \(path): \(reason)"
+        case .passwordsDiffer: "the two passwords typed differ: nothing was changed"
         case .lastSlot(let id):
             "key slot \(id.prefix(8)) is the store's last: removing it would lock everyone out — add another with `shadowmover key add` first"
         case .slotInUse(let id):

@@ -49,7 +49,7 @@ public struct SecretSource: Sendable {
         } else if let typed = try Self.prompt("password for the store at \(store): ") {
             if confirm {
                 guard let again = try Self.prompt("the same password again: "), again == typed else {
-                    throw KeyError.passwordFile(path: "the terminal", reason: "the two passwords differ")
+                    throw KeyError.passwordsDiffer
                 }
             }
             password = typed

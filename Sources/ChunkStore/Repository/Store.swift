@@ -129,6 +129,11 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
             cipher = StoreCipher(master: opened.master, storeID: ChunkID(hex: envelope.id)!)
             unlocked = opened
         }
+        if !cipher.isEncrypted, try !backend.list(ObjectKey.keys).isEmpty {
+            // A plaintext config over key slots: someone replaced an encrypted store's config, and the
+            // next backup would be written in the clear.
+            throw StoreError.badConfig(path: configName, reason: "it says the store is not encrypted, but the store has key slots (keys/): the config was replaced or damaged; nothing will be written to it in the clear")
+        }
         let (config, codec) = try StoreConfig.decode(raw, path: configName, store: backend.location, cipher: cipher)
         self.backend = backend
         self.config = config

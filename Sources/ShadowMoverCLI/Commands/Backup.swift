@@ -33,6 +33,9 @@ struct BackupCommand: ParsableCommand {
 
     func run() throws {
         let store = try storeOptions.open()
+        if !store.cipher.isEncrypted {
+            Output.warn("note: the store at \(store.location) is not encrypted: whoever can read it can read these files")
+        }
         var options = BackupOptions(paths: paths)
         options.oneFileSystem = oneFileSystem
         options.tags = tags

@@ -122,7 +122,9 @@ public final class Backup: @unchecked Sendable {
             node.size = size
             try job.directory.complete(slot: job.slot, with: node, saver: reader.saver)
         } catch let failure as FileSystem.Failure {
-            report(failure.code == ENOENT ? "\(job.path) disappeared before it could be read" : failure.description)
+            if !(failure.code == ENOENT && options.source.mayVanish(job.path.description)) {
+                report(failure.code == ENOENT ? "\(job.path) disappeared before it could be read" : failure.description)
+            }
             try job.directory.complete(slot: job.slot, with: nil, saver: reader.saver)
         }
     }
@@ -158,9 +160,9 @@ public final class Backup: @unchecked Sendable {
     }
 
     private func isExcluded(_ path: PathBytes) -> Bool {
-        guard !options.excludedPaths.isEmpty || !options.excludeRules.isEmpty else { return false }
+        guard !options.excludedPaths.isEmpty || !options.excludeRules.isEmpty || !options.source.capturedOnly.isEmpty else { return false }
         let text = path.description
-        return options.excludedPaths.contains(text) || options.excludeRules.contains { $0.matches(text) }
+        return options.excludedPaths.contains(text) || options.excludeRules.contains { $0.matches(text) } || options.source.absentAtFreeze(text)
     }
 
     /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
@@ -178,7 +180,13 @@ public final class Backup: @unchecked Sendable {
         for (slot, name) in names.enumerated() {
             let child = trie.children[name]!
             let childPath = path.appending(name)
-            let located = try locate(childPath)
+            let located: (read: PathBytes, stat: stat)
+            do {
+                located = try locate(childPath)
+            } catch let e as FileSystem.Failure where e.code == ENOENT && child.isTarget && options.source.mayVanish(childPath.description) {
+                try builder.complete(slot: slot, with: nil, saver: saver)  // a transient file, gone: nothing to back up
+                continue
+            }
             if child.isTarget {
                 try scanEntry(
                     name: name, path: childPath, located: located, device: located.stat.st_dev, into: builder, slot: slot,
@@ -214,7 +222,7 @@ public final class Backup: @unchecked Sendable {
                     name: childName, path: childPath, located: located, device: device, into: builder, slot: i,
                     parent: parent?.node(childName), saver: saver, queue: queue, stats: &stats, failure: failure)
             } catch let e as FileSystem.Failure {
-                report(e.description)
+                if !(e.code == ENOENT && options.source.mayVanish(childPath.description)) { report(e.description) }
                 try builder.complete(slot: i, with: nil, saver: saver)
             }
         }
@@ -231,12 +239,15 @@ public final class Backup: @unchecked Sendable {
             try builder.complete(slot: slot, with: nil, saver: saver)
             return
         }
-        // A captured file's clone carries no xattrs; the original's are read instead.
-        let captured = options.source.files[path.description] != nil
-        do {
-            node.xattrs = try nonEmpty(FileSystem.readXattrs(captured ? path : located.read))
-        } catch let e as FileSystem.Failure {
-            report(e.description)
+        // A captured file's clone carries no xattrs: the provider read the original's at the freeze.
+        if let captured = options.source.files[path.description] {
+            node.xattrs = nonEmpty(captured.xattrs.sorted { $0.name < $1.name })
+        } else {
+            do {
+                node.xattrs = try nonEmpty(FileSystem.readXattrs(located.read))
+            } catch let e as FileSystem.Failure {
+                if !(e.code == ENOENT && options.source.mayVanish(path.description)) { report(e.description) }
+            }
         }
         switch node.kind {
         case .file:

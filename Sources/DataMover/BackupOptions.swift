@@ -40,15 +40,32 @@ public struct BackupSource: Sendable {
     public var subtrees: [(original: String, read: String)] = []
     /// Single files read from elsewhere (reflink clones, copies), with their metadata at freeze time.
     public var files: [String: CapturedMetadata] = [:]
+    /// Writers' component files on volumes captured file by file: a live file matching one of these that
+    /// is not in `files` did not exist at the freeze point, and is left out (never read live).
+    public var capturedOnly: [ExcludeRule] = []
+    /// Files a writer says come and go (SQLite's -wal, -shm, -journal): one that vanishes while it is
+    /// read live is left out without a warning.
+    public var transient: [ExcludeRule] = []
+
+    /// True when `path` is a component file that was not there at the freeze point.
+    func absentAtFreeze(_ path: String) -> Bool {
+        files[path] == nil && capturedOnly.contains { $0.matches(path) }
+    }
+
+    /// True when `path` may vanish without it being worth a warning.
+    func mayVanish(_ path: String) -> Bool { transient.contains { $0.matches(path) } }
 
     public init() {}
 
     public struct CapturedMetadata: @unchecked Sendable {  // `stat` is a plain C struct
         public var read: String
         public var stat: stat
-        public init(read: String, stat: stat) {
+        /// The extended attributes at the freeze (a clone carries none of its original's).
+        public var xattrs: [ExtendedAttribute]
+        public init(read: String, stat: stat, xattrs: [ExtendedAttribute]) {
             self.read = read
             self.stat = stat
+            self.xattrs = xattrs
         }
     }
 

@@ -45,8 +45,13 @@ public struct BackupJob: Sendable {
         options.paths = Array(Set(backup.paths + session.componentFiles)).sorted()
         options.source.subtrees = session.subtreeMappings.map { (original: $0.original, read: $0.shadow) }
         for (path, captured) in session.capturedFiles {
-            options.source.files[path] = BackupSource.CapturedMetadata(read: captured.shadowPath, stat: captured.stat)
+            options.source.files[path] = BackupSource.CapturedMetadata(
+                read: captured.shadowPath, stat: captured.stat, xattrs: captured.xattrs.map { ExtendedAttribute(name: $0.name, value: $0.value) })
         }
+        let rules = session.componentRules
+        func rule(_ d: FileDescriptor) -> ExcludeRule { ExcludeRule(directory: d.path, pattern: d.filespec, recursive: d.recursive) }
+        options.source.capturedOnly = rules.capturedOnly.map(rule)
+        options.source.transient = rules.transient.map(rule)
         options.excludedPaths.formUnion(session.shadowDirectories)
         options.excludeRules += session.excludes.map { ExcludeRule(directory: $0.path, pattern: $0.filespec, recursive: $0.recursive) }
         var report = session.report

@@ -16,7 +16,7 @@ struct BtrfsProvider: Provider {
         }
         if plan.volume.readOnly { throw ShadowCopyError.readOnly(plan.volume, "btrfs") }
         var roots: [String] = []
-        for path in plan.paths + plan.componentFiles {
+        for path in plan.paths + plan.componentSpecs.map(\.path) {
             let root = try Self.subvolumeRoot(of: path, mountPoint: plan.volume.mountPoint)
             if !roots.contains(root) { roots.append(root) }
         }

@@ -22,8 +22,9 @@ struct CloneProvider: Provider {
                 throw ShadowCopyError.unsupported(plan.volume, "\(plan.volume.fsType) does not support FICLONE here: choose --provider copy (or btrfs)")
             }
         }
-        // reflink captures every file under the backup paths (cheap); copy only the writers' files.
-        var files = plan.componentFiles
+        // reflink captures every file under the backup paths (cheap); copy only the writers' files, which
+        // commit matches inside the freeze.
+        var files: [String] = []
         if kind == .reflink {
             for path in plan.paths { files.append(contentsOf: Self.regularFiles(under: path, skipping: plan.shadowDirectory)) }
         }
@@ -31,7 +32,7 @@ struct CloneProvider: Provider {
         plan.filesToCapture = files.filter { seen.insert($0).inserted }
         var warnings: [String] = []
         if kind == .copy {
-            warnings.append("\(plan.volume.mountPoint): copy provider — the freeze window grows with the size of the \(plan.filesToCapture.count) writer file(s) copied")
+            warnings.append("\(plan.volume.mountPoint): copy provider — the freeze window grows with the size of the writers' files copied")
             if !plan.paths.isEmpty {
                 warnings.append("\(plan.volume.mountPoint): files outside the writers' components are read live (not point-in-time)")
             }
@@ -39,6 +40,7 @@ struct CloneProvider: Provider {
         for file in plan.filesToCapture {
             try mkdirs(directory + Self.relative(file, to: plan.volume.mountPoint).deletingLastPathComponentString)
         }
+        for spec in plan.componentSpecs { try mkdirs(directory + Self.relative(spec.path, to: plan.volume.mountPoint)) }
         plan.properties = ShadowCopyProperties(
             snapshotID: snapshotID, setID: setID, volume: plan.volume, snapshotPath: directory, provider: kind, created: Date(),
             host: ProcessInfo.processInfo.hostName, subvolumes: [:], warnings: warnings)
@@ -46,7 +48,11 @@ struct CloneProvider: Provider {
 
     func commit(_ plan: VolumePlan, deadline: ContinuousClock.Instant) throws {
         guard let properties = plan.properties else { return }
-        for (i, file) in plan.filesToCapture.enumerated() {
+        // The components' files as they are now, frozen: whatever their names were at identify.
+        let componentFiles = plan.componentSpecs.flatMap { ComponentFiles.expand($0, excluding: plan.componentExcludes) }
+        let isComponent = Set(componentFiles)
+        let files = componentFiles + plan.filesToCapture.filter { !isComponent.contains($0) }
+        for (i, file) in files.enumerated() {
             if i % 64 == 63 && ContinuousClock.now > deadline { return }  // the coordinator reports the overrun
             let destination = properties.snapshotPath + Self.relative(file, to: plan.volume.mountPoint)
             let source = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
@@ -58,7 +64,11 @@ struct CloneProvider: Provider {
             var st = stat()
             fstat(source, &st)
             guard st.st_mode & S_IFMT == S_IFREG else { continue }
-            let target = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            var target = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if target < 0 && errno == ENOENT {  // a subdirectory of a recursive component, new since prepare
+                try mkdirs(destination.deletingLastPathComponentString)
+                target = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            }
             guard target >= 0 else {
                 throw ShadowCopyError.provider(plan.volume, "cannot create \(destination): \(String(cString: strerror(errno)))")
             }
@@ -77,7 +87,8 @@ struct CloneProvider: Provider {
             fstat(target, &clone)
             after.st_size = clone.st_size
             after.st_blocks = clone.st_blocks
-            plan.captured[file] = CapturedFile(shadowPath: destination, stat: after)
+            plan.captured[file] = CapturedFile(shadowPath: destination, stat: after, xattrs: Self.xattrs(of: source))
+            if isComponent.contains(file) { plan.capturedComponentFiles.append(file) }
         }
     }
 
@@ -106,6 +117,26 @@ struct CloneProvider: Provider {
             }
             throw ShadowCopyError.provider(volume, "copying \(file) failed: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The extended attributes of the open file `fd` (none where it has or supports none).
+    static func xattrs(of fd: Int32) -> [(name: String, value: [UInt8])] {
+        let size = flistxattr(fd, nil, 0)
+        guard size > 0 else { return [] }
+        var names = [CChar](repeating: 0, count: size)
+        let got = flistxattr(fd, &names, size)
+        guard got > 0 else { return [] }
+        var result: [(name: String, value: [UInt8])] = []
+        for raw in names[..<got].split(separator: 0) {
+            let name = String(decoding: raw.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let length = fgetxattr(fd, name, nil, 0)
+            guard length >= 0 else { continue }
+            var value = [UInt8](repeating: 0, count: length)
+            let n = value.withUnsafeMutableBytes { fgetxattr(fd, name, $0.baseAddress, length) }
+            guard n >= 0 else { continue }
+            result.append((name, Array(value[..<n])))
+        }
+        return result
     }
 
     static func supportsReflink(in directory: String) -> Bool {

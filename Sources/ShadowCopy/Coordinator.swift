@@ -117,7 +117,7 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             report.warnings.append("writer \(slot.writer.label) failed at identify (\(slot.lastError!)); it is not selected, so the backup goes on")
         }
         let involved = slots.filter { $0.selected && $0.metadata != nil }
-        let (components, componentFiles, excludes) = buildComponents()
+        let (components, componentSpecs, excludes) = buildComponents()
         report.components = components
 
         // Resolve volumes and form the set.
@@ -133,14 +133,19 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             }
             plans[volume.device + volume.mountPoint]!.paths.append(real)
         }
-        for file in componentFiles {
-            guard let real = Mounts.realPath(file) else { continue }
+        // A component's files are on the volume of its directory; which files they are is decided at
+        // the shadow copy, not now.
+        for spec in componentSpecs {
+            guard let real = Mounts.realPath(spec.path) else { continue }  // no directory: no files
             let volume = try Mounts.volume(for: real, in: mounts)
             if plans[volume.device + volume.mountPoint] == nil {
                 try set.add(volume)
                 plans[volume.device + volume.mountPoint] = VolumePlan(volume: volume, provider: .none)
             }
-            plans[volume.device + volume.mountPoint]!.componentFiles.append(real)
+            var resolved = spec
+            resolved.path = real
+            plans[volume.device + volume.mountPoint]!.componentSpecs.append(resolved)
+            plans[volume.device + volume.mountPoint]!.componentExcludes = excludes
         }
         let ordered = set.volumes.map { plans[$0.device + $0.mountPoint]! }
         for plan in ordered { plan.provider = chooseProvider(plan) }
@@ -212,7 +217,7 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         report.writers = slots.map(\.report)
         return ShadowCopySession(
             coordinator: self, plans: ordered, involved: involved, marks: marks, registry: registry, report: report,
-            componentFiles: componentFiles, excludes: excludes)
+            excludes: excludes)
     }
 
     /// prepare-backup → provider prepare → prepare-snapshot → freeze → commit → thaw → post-snapshot.
@@ -372,13 +377,14 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
                 if ok { return .reflink }
             }
         }
-        return plan.componentFiles.isEmpty ? .none : .copy
+        return plan.componentSpecs.isEmpty ? .none : .copy
     }
 
-    /// The backup components document and the files of the selected components.
-    private func buildComponents() -> (BackupComponentsDocument, [String], [FileDescriptor]) {
+    /// The backup components document (files as they are at identify), the file descriptors of the
+    /// selected components, and the writers' excludes.
+    private func buildComponents() -> (BackupComponentsDocument, [FileDescriptor], [FileDescriptor]) {
         var document = BackupComponentsDocument()
-        var files: [String] = []
+        var specs: [FileDescriptor] = []
         var excludes: [FileDescriptor] = []
         for slot in slots {
             guard let m = slot.metadata else { continue }
@@ -387,11 +393,11 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             for c in m.components {
                 let selected = slot.selected && slot.selectedComponents.contains(c.fullPath)
                 let expanded = c.files.flatMap { ComponentFiles.expand($0, excluding: m.excludes) }
-                if selected { files += expanded }
+                if selected { specs += c.files }
                 entries.append(.init(logicalPath: c.logicalPath, name: c.name, type: c.type, selected: selected, files: expanded, backupSucceeded: nil, freezeInfo: nil))
             }
             document.writers.append(.init(name: m.name, classID: m.classID, instanceID: m.instanceID, instanceName: m.instanceName, components: entries))
         }
-        return (document, files, excludes)
+        return (document, specs, excludes)
     }
 }

@@ -28,10 +28,13 @@ public struct ShadowCopyProperties: Codable, Sendable {
     public var warnings: [String]
 }
 
-/// A file captured by a reflink or copy provider: where its frozen content is and the metadata it had.
+/// A file captured by a reflink or copy provider: where its frozen content is, and the metadata and
+/// extended attributes it had at the freeze (a clone carries no xattrs, and the original may be gone
+/// or changed by the time it is read).
 public struct CapturedFile: Sendable {
     public var shadowPath: String
     public var stat: stat
+    public var xattrs: [(name: String, value: [UInt8])]
 }
 
 /// One volume's part of a shadow copy set while it is being built.
@@ -40,10 +43,14 @@ public final class VolumePlan: @unchecked Sendable {  // used by one coordinator
     public var provider: ProviderKind
     /// Backup paths on this volume (real paths).
     public var paths: [String] = []
-    /// Files of selected writer components on this volume.
-    public var componentFiles: [String] = []
-    /// Filled by prepare: what commit will clone or copy.
+    /// The selected writer components' file descriptors whose directories are on this volume (real
+    /// paths), and the writers' excludes: matched at commit, inside the freeze.
+    public var componentSpecs: [FileDescriptor] = []
+    var componentExcludes: [FileDescriptor] = []
+    /// Filled by prepare (reflink): the other files under the backup paths that commit will clone.
     var filesToCapture: [String] = []
+    /// Filled by commit (reflink, copy): the component files that existed at the freeze and were captured.
+    public internal(set) var capturedComponentFiles: [String] = []
     /// Filled by prepare (btrfs): subvolume roots to snapshot.
     var subvolumeRoots: [String] = []
     public internal(set) var properties: ShadowCopyProperties?

@@ -30,11 +30,24 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw WriterError(.nonRetryable, "SQLite database \(database) does not exist")
         }
-        let files = ["", "-wal", "-shm", "-journal"].map { FileDescriptor(path: directory, filespec: name + $0) }
+        // The main file, and the files SQLite makes and removes as connections come and go: matched
+        // when the shadow copy is taken, so whichever exist then are captured together.
+        let files = [FileDescriptor(path: directory, filespec: Self.escaped(name))]
+            + ["-wal", "-shm", "-journal"].map { FileDescriptor(path: directory, filespec: Self.escaped(name) + $0, transient: true) }
         return WriterMetadata(
             name: "SQLite Writer", classID: Self.classID, instanceName: url.path, usageType: .userData,
             sourceType: .transactedDB, restoreMethod: .restoreIfCanReplace,
             components: [Component(logicalPath: "sqlite", name: String(url.path.dropFirst()), type: .database, files: files)])
+    }
+
+    /// `name` as a filespec that matches only itself (fnmatch's wildcards escaped).
+    static func escaped(_ name: String) -> String {
+        var out = ""
+        for ch in name {
+            if "*?[]\\".contains(ch) { out.append("\\") }
+            out.append(ch)
+        }
+        return out
     }
 
     public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {

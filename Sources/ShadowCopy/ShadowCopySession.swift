@@ -5,8 +5,6 @@ import Foundation
 public final class ShadowCopySession: @unchecked Sendable {  // used from one thread
     public private(set) var report: SessionReport
     public let plans: [VolumePlan]
-    /// Files of the selected components (to back up alongside the user's paths).
-    public let componentFiles: [String]
     /// The writers' exclude lists.
     public let excludes: [FileDescriptor]
     let coordinator: Coordinator
@@ -17,7 +15,7 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
 
     init(
         coordinator: Coordinator, plans: [VolumePlan], involved: [WriterSlot], marks: [PidLock], registry: ShadowRegistry,
-        report: SessionReport, componentFiles: [String], excludes: [FileDescriptor]
+        report: SessionReport, excludes: [FileDescriptor]
     ) {
         self.coordinator = coordinator
         self.plans = plans
@@ -25,8 +23,41 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
         self.marks = marks
         self.registry = registry
         self.report = report
-        self.componentFiles = componentFiles
         self.excludes = excludes
+    }
+
+    /// Files of the selected components as the shadow copy holds them (to back up alongside the user's
+    /// paths): those that existed when it was taken — in a btrfs snapshot, matched there; captured by a
+    /// reflink or copy provider; or, read live, matched now.
+    public var componentFiles: [String] {
+        var files: [String] = []
+        for plan in plans {
+            switch plan.provider {
+            case .reflink, .copy:
+                files += plan.capturedComponentFiles
+            case .btrfs:
+                let mappings = plan.properties?.subvolumes ?? [:]
+                for spec in plan.componentSpecs {
+                    guard let (original, shadow) = mappings.filter({ spec.path == $0.key || spec.path.hasPrefix($0.key == "/" ? "/" : $0.key + "/") })
+                        .max(by: { $0.key.count < $1.key.count })
+                    else { continue }
+                    var inShadow = spec
+                    inShadow.path = shadow + spec.path.dropFirst(original == "/" ? 0 : original.count)
+                    files += ComponentFiles.expand(inShadow, excluding: []).map { original == "/" ? String($0.dropFirst(shadow.count)) : original + $0.dropFirst(shadow.count) }
+                }
+            case .none:
+                files += plan.componentSpecs.flatMap { ComponentFiles.expand($0, excluding: plan.componentExcludes) }
+            }
+        }
+        return files
+    }
+
+    /// Rules for reading: on volumes captured file by file, a live file matching a component's
+    /// filespec that was not captured did not exist at the freeze, and is left out; and the files a
+    /// writer calls transient may vanish while a live tree is read.
+    public var componentRules: (capturedOnly: [FileDescriptor], transient: [FileDescriptor]) {
+        let byFile = plans.filter { $0.provider == .reflink || $0.provider == .copy }.flatMap(\.componentSpecs)
+        return (byFile, plans.flatMap(\.componentSpecs).filter(\.transient))
     }
 
     /// Subtrees to read from a snapshot instead of the live filesystem: original path → snapshot path.

@@ -88,16 +88,22 @@ public struct Component: Codable, Sendable, Equatable {
 }
 
 /// A set of files: a directory, a filespec with `*`/`?` wildcards matched against names in it, and
-/// whether subdirectories count.
+/// whether subdirectories count. A filespec names files, not a list fixed in advance: it is matched
+/// when the shadow copy is taken (inside the freeze), so a file that exists then is captured whatever
+/// existed at identify, and one that does not is simply not there.
 public struct FileDescriptor: Codable, Sendable, Equatable {
     public var path: String
     public var filespec: String
     public var recursive: Bool
+    /// The files come and go with the application's connections (SQLite's -wal, -shm, -journal): one
+    /// that vanishes while a live tree is read is left out without a warning.
+    public var transient: Bool
 
-    public init(path: String, filespec: String = "*", recursive: Bool = false) {
+    public init(path: String, filespec: String = "*", recursive: Bool = false, transient: Bool = false) {
         self.path = path
         self.filespec = filespec
         self.recursive = recursive
+        self.transient = transient
     }
 
     public init(from decoder: Decoder) throws {
@@ -105,6 +111,7 @@ public struct FileDescriptor: Codable, Sendable, Equatable {
         path = try c.decode(String.self, forKey: .path)
         filespec = try c.decodeIfPresent(String.self, forKey: .filespec) ?? "*"
         recursive = try c.decodeIfPresent(Bool.self, forKey: .recursive) ?? false
+        transient = try c.decodeIfPresent(Bool.self, forKey: .transient) ?? false
     }
 }
 

@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+
+/// The way cron jobs, CGI/PHP apps and CLI tools use SQLite: loops of short-lived `sqlite3` processes,
+/// each one transaction that inserts a row into `t` and counts it in `total` — so the database always
+/// holds `count(t) == total.n`, and its -wal, -shm and -journal files come and go with the processes.
+/// With `holdConnection`, a long-lived process also keeps a connection open (then a WAL file stays).
+final class ShortLivedLoad {
+    let database: String
+    let stopFile: String
+    private var loops: [Process] = []
+
+    init(database: String, journalMode: String, loops count: Int = 3, holdConnection: Bool) throws {
+        self.database = database
+        stopFile = database + ".stop-load"
+        unlink(stopFile)
+        let setup = "PRAGMA journal_mode=\(journalMode); CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v INTEGER); CREATE TABLE IF NOT EXISTS total(n INTEGER); INSERT INTO total SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM total);"
+        let r = try Shell.run(["sqlite3", database, setup])
+        guard r.code == 0 else { throw ShellError("sqlite3 setup: \(r.stderr)") }
+        // journal_mode WAL is kept in the file; the others are per connection, so each process sets it.
+        let perProcess = journalMode == "WAL" ? "" : "PRAGMA journal_mode=\(journalMode);"
+        let transaction = "PRAGMA busy_timeout=10000; \(perProcess) BEGIN IMMEDIATE; INSERT INTO t(v) VALUES (1); UPDATE total SET n = n + 1; COMMIT;"
+        for _ in 0..<count {
+            loops.append(try Self.start("while [ ! -e '\(stopFile)' ]; do sqlite3 '\(database)' '\(transaction)' > /dev/null 2>&1; done"))
+        }
+        if holdConnection {
+            loops.append(try Self.start("""
+                python3 -c "
+                import sqlite3, os, time
+                c = sqlite3.connect('\(database)', timeout=30)
+                while not os.path.exists('\(stopFile)'):
+                    c.execute('SELECT n FROM total').fetchone()
+                    time.sleep(0.01)
+                "
+                """))
+        }
+        // Wait until rows arrive.
+        for _ in 0..<300 {
+            if let n = try? Shell.sqlite(database, "SELECT count(*) FROM t"), (Int(n) ?? 0) > 20 { return }
+            usleep(20_000)
+        }
+    }
+
+    private static func start(_ script: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", script]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try runUnblocked(p)
+        return p
+    }
+
+    func stop() {
+        FileManager.default.createFile(atPath: stopFile, contents: nil)
+        for p in loops { p.waitUntilExit() }
+        loops = []
+        unlink(stopFile)
+    }
+
+    deinit { stop() }
+}
+
+/// What `backup --json` says about one SQLite backup.
+struct SQLiteBackupOutcome {
+    var code: Int32
+    var stderr: String
+    var snapshot: String?
+    var probe: String?
+    var provider: String?
+
+    init(_ r: CLI.Result) {
+        code = r.code
+        stderr = r.stderr
+        struct Out: Decodable {
+            struct Session: Decodable {
+                struct Doc: Decodable {
+                    struct W: Decodable { struct C: Decodable { var freezeInfo: [String: String]? }; var components: [C] }
+                    var writers: [W]
+                }
+                struct Props: Decodable { var provider: String }
+                var components: Doc
+                var shadowCopies: [Props]
+            }
+            var snapshot: String
+            var shadowCopy: Session?
+        }
+        guard let out = try? JSONDecoder().decode(Out.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8)) else { return }
+        snapshot = out.snapshot
+        probe = out.shadowCopy?.components.writers.first?.components.first?.freezeInfo?["probe"]
+        provider = out.shadowCopy?.shadowCopies.first?.provider
+    }
+}
+
+@Suite("SQLite writer under real applications", .serialized)
+struct SQLiteWriterTests {
+    /// Backs up `db`'s directory `count` times under `load`, restores each backup, and checks it:
+    /// exit 0 with no warning about the database's files, `integrity_check` ok, the load's invariant,
+    /// and the row count equal to the probe taken while frozen. - Returns: failures, described.
+    func backups(
+        _ count: Int, of db: String, provider: String?, expectProvider: String, scratch s: Scratch, label: String
+    ) throws -> [String] {
+        let store = s.sub("store-\(label)")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let directory = (db as NSString).deletingLastPathComponent
+        var failures: [String] = []
+        for i in 0..<count {
+            let r = SQLiteBackupOutcome(try CLI.run(
+                ["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--sqlite", db, "--sqlite-probe", "SELECT count(*) FROM t", directory]
+                    + (provider.map { ["--provider", $0] } ?? []),
+                environment: coordinatorEnv(s)))
+            guard r.code == 0, let snapshot = r.snapshot, let probe = r.probe else {
+                failures.append("\(label) #\(i): exit \(r.code): \(r.stderr)")
+                continue
+            }
+            if r.provider != expectProvider { failures.append("\(label) #\(i): provider \(r.provider ?? "none"), not \(expectProvider)") }
+            if r.stderr.contains(db) { failures.append("\(label) #\(i): a warning about the database's files: \(r.stderr)") }
+            let target = s.sub("restore-\(label)-\(i)")
+            let restored = try CLI.run(["restore", "--store", store, snapshot, "-t", target])
+            guard restored.code == 0 else {
+                failures.append("\(label) #\(i): restore exit \(restored.code): \(restored.stderr)")
+                continue
+            }
+            let copy = target + db
+            let integrity = (try? Shell.sqlite(copy, "PRAGMA integrity_check")) ?? "unreadable"
+            let rows = (try? Shell.sqlite(copy, "SELECT count(*) FROM t")) ?? "?"
+            let total = (try? Shell.sqlite(copy, "SELECT n FROM total")) ?? "?"
+            if integrity != "ok" || rows != total || rows != probe {
+                failures.append("\(label) #\(i): integrity \(integrity), rows \(rows), total \(total), probe at freeze \(probe)")
+            }
+            try? FileManager.default.removeItem(atPath: target)
+        }
+        return failures
+    }
+
+    @Test(
+        "short-lived sqlite3 processes in every journal mode, with and without a long-lived connection: 20 backups each exit 0, restore intact, hold the invariant and the probe's row count",
+        arguments: ["WAL", "DELETE", "TRUNCATE", "PERSIST"], [false, true])
+    func journalModes(mode: String, holdConnection: Bool) throws {
+        guard try requireRoot("the SQLite journal-mode test (loop volumes)") else { return }
+        let s = Scratch("sqlite-\(mode)")
+        let volume = try LoopVolume("xfs", in: s, sizeMB: 320)
+        mkdirs(volume.sub("app"))
+        let db = volume.sub("app/app.db")
+        let load = try ShortLivedLoad(database: db, journalMode: mode, holdConnection: holdConnection)
+        defer { load.stop() }
+        // The copy provider: the one that captures the database's files by name, inside the freeze.
+        let failures = try backups(20, of: db, provider: "copy", expectProvider: "copy", scratch: s, label: "\(mode)\(holdConnection ? "-held" : "")")
+        #expect(failures.isEmpty, "\(failures.count) of 20 failed: \(failures.prefix(5).joined(separator: "\n"))")
+    }
+
+    @Test(
+        "100 backups under three loops of short-lived sqlite3 writers: the restored row count is the probe taken at freeze, every time",
+        arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
+    func freezePoint(fs: String, provider: String?, expected: String) throws {
+        guard try requireRoot("the SQLite freeze-point test (loop volumes)") else { return }
+        let s = Scratch("sqlite-point-\(expected)")
+        let volume = try LoopVolume(fs, in: s, sizeMB: 320)
+        mkdirs(volume.sub("app"))
+        let db = volume.sub("app/app.db")
+        let load = try ShortLivedLoad(database: db, journalMode: "WAL", holdConnection: false)
+        defer { load.stop() }
+        let failures = try backups(100, of: db, provider: provider, expectProvider: expected, scratch: s, label: expected)
+        #expect(failures.isEmpty, "\(failures.count) of 100 failed: \(failures.prefix(5).joined(separator: "\n"))")
+    }
+}

@@ -30,6 +30,9 @@ let package = Package(
         // Linux headers Glibc's module leaves out (xattrs, ioctls).
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // PostgreSQL's libpq: the PostgreSQL writer's events are synchronous calls on one held session,
+        // which libpq does directly (postgres-nio would bring an event loop and minutes of build time).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
@@ -49,7 +52,7 @@ let package = Package(
             ]
         ),
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
-        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite"]),
+        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ"]),
         .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage"]),
         .target(
             name: "ShadowMoverCLI",

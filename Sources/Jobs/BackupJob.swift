@@ -48,6 +48,15 @@ public struct BackupJob: Sendable {
             options.source.files[path] = BackupSource.CapturedMetadata(
                 read: captured.shadowPath, stat: captured.stat, xattrs: captured.xattrs.map { ExtendedAttribute(name: $0.name, value: $0.value) })
         }
+        // A writer's files read live, now, instead of from the shadow copy (a database's WAL up to the
+        // end of its backup).
+        for path in session.filesAfterSnapshot {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            options.paths.append(path)
+            options.source.files[path] = BackupSource.CapturedMetadata(read: path, stat: st, xattrs: [])
+        }
+        options.paths = Array(Set(options.paths)).sorted()
         let rules = session.componentRules
         func rule(_ d: FileDescriptor) -> ExcludeRule { ExcludeRule(directory: d.path, pattern: d.filespec, recursive: d.recursive) }
         options.source.capturedOnly = rules.capturedOnly.map(rule)

@@ -289,11 +289,15 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             return c
         }
         for o in post {
-            if case .failure(let e) = o.result {
+            switch o.result {
+            case .failure(let e):
                 o.slot.state = .failedAtPostSnapshot
                 o.slot.lastError = e
                 report.warnings.append("writer \(o.slot.writer.label) failed at post-snapshot: \(e)")
-            } else {
+            case .success(let info):
+                // What the writer says after the snapshot (a database's backup label) is kept with what
+                // it said at freeze.
+                o.slot.freezeInfo.merge(info) { _, new in new }
                 o.slot.state = .waitingForBackupComplete
             }
         }

@@ -52,6 +52,9 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
         return files
     }
 
+    /// Files the writers want read from the live system now, after post-snapshot (`Writer.filesAfterSnapshot`).
+    public var filesAfterSnapshot: [String] { involved.flatMap { $0.writer.filesAfterSnapshot } }
+
     /// Rules for reading: on volumes captured file by file, a live file matching a component's
     /// filespec that was not captured did not exist at the freeze, and is left out; and the files a
     /// writer calls transient may vanish while a live tree is read.
@@ -104,12 +107,21 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
         release()
     }
 
-    /// Stamps the components with what the writers reported at freeze (e.g. a row count).
+    /// Stamps the components with what the writers reported at freeze and after the snapshot (a row
+    /// count, a backup label), and with `atomic_snapshot` when all of a writer's selected files lie in
+    /// one btrfs snapshot taken by one ioctl: then the copy is crash-consistent as a whole.
     public func annotateFreezeInfo() {
-        for slot in involved where !slot.freezeInfo.isEmpty {
+        for slot in involved {
             guard let w = report.components.writers.firstIndex(where: { $0.instanceID == slot.metadata?.instanceID }) else { continue }
+            var info = slot.freezeInfo
+            let specs = Set((slot.metadata?.components ?? []).filter { slot.selectedComponents.contains($0.fullPath) }.flatMap(\.files).compactMap { Mounts.realPath($0.path) })
+            let holding = plans.filter { p in p.componentSpecs.contains { specs.contains($0.path) } }
+            if !specs.isEmpty, holding.count == 1, holding[0].provider == .btrfs, (holding[0].properties?.subvolumes.count ?? 0) == 1 {
+                info["atomic_snapshot"] = "true"
+            }
+            guard !info.isEmpty else { continue }
             for c in report.components.writers[w].components.indices where report.components.writers[w].components[c].selected {
-                report.components.writers[w].components[c].freezeInfo = slot.freezeInfo
+                report.components.writers[w].components[c].freezeInfo = info
             }
         }
         report.components.backupStamp = ISO8601DateFormatter().string(from: Date())

@@ -40,4 +40,12 @@ public protocol Writer: AnyObject, Sendable {
     func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String]
     /// The session is over (released or aborted): free resources, end processes.
     func shutdown()
+
+    /// Files to read from the live system after post-snapshot, in place of the shadow copy's (a
+    /// database's log written up to the end of its backup, after the snapshot). Empty for most writers.
+    var filesAfterSnapshot: [String] { get }
+}
+
+extension Writer {
+    public var filesAfterSnapshot: [String] { [] }
 }

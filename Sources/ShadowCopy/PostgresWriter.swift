@@ -1,0 +1,135 @@
+import CLibPQ
+import Foundation
+
+/// The built-in PostgreSQL writer: PostgreSQL's own protocol for backups from a file-system snapshot
+/// (non-exclusive low-level backup), on one connection held for the whole session.
+///
+/// - identify: the cluster's data directory, its tablespaces and an external WAL directory are the
+///   components (`SHOW data_directory`, `pg_tablespace`); what a base backup leaves out is excluded.
+/// - prepare-backup: `pg_backup_start(label, fast => true)` — a checkpoint now, so the snapshot can
+///   follow at once.
+/// - freeze / thaw: nothing to hold: in backup mode, any instant is a valid snapshot point.
+/// - post-snapshot: `pg_backup_stop()`; its `backup_label` and `tablespace_map` are recorded with the
+///   component (restore writes them into the restored data directory), and the WAL segments from the
+///   start to the stop location are read live afterwards, so recovery finds the end-of-backup record.
+/// - abort / a killed agent: the connection ends, and with it PostgreSQL's backup mode.
+public final class PostgresWriter: Writer, @unchecked Sendable {  // one event at a time
+    public static let classID = "0f7c2b1e-5d84-4c3a-b6e9-8a1d2c3e4f50"
+    public let connection: String
+    public var label: String { "postgres:\(dataDirectory ?? connection)" }
+    private var conn: OpaquePointer?
+    private var dataDirectory: String?
+    private var inBackup = false
+    private var startWALFile: String?
+    private var walFiles: [String] = []
+
+    /// - Parameter connection: a libpq connection string ("host=/run/postgresql port=5432 dbname=postgres user=postgres").
+    public init(connection: String) { self.connection = connection }
+
+    deinit { shutdown() }
+
+    public func identify(_ context: WriterContext) throws -> WriterMetadata {
+        try connect()
+        let data = try value("SHOW data_directory")
+        guard let version = Int(try value("SHOW server_version_num")), version >= 150000 else {
+            throw WriterError(.nonRetryable, "\(label): PostgreSQL 15 or newer is needed (pg_backup_start/pg_backup_stop)")
+        }
+        dataDirectory = data
+        var components = [Component(logicalPath: "postgresql", name: "data", type: .database, files: [FileDescriptor(path: data, recursive: true)])]
+        for row in try rows("SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE pg_tablespace_location(oid) <> ''") {
+            components.append(Component(logicalPath: "postgresql/tablespace", name: row[0], type: .database, files: [FileDescriptor(path: row[1], recursive: true)]))
+        }
+        if let wal = Mounts.realPath(data + "/pg_wal"), !wal.hasPrefix((Mounts.realPath(data) ?? data) + "/") {
+            components.append(Component(logicalPath: "postgresql", name: "wal", type: .database, files: [FileDescriptor(path: wal, recursive: true)]))
+        }
+        // What pg_basebackup leaves out: files that describe the running server, and directories whose
+        // contents are rebuilt at start.
+        var excludes = ["postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map", "pg_internal.init"].map {
+            FileDescriptor(path: data, filespec: $0)
+        }
+        for directory in ["pg_stat_tmp", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans"] {
+            excludes.append(FileDescriptor(path: data + "/" + directory, filespec: "*", recursive: true))
+        }
+        return WriterMetadata(
+            name: "PostgreSQL Writer", classID: Self.classID, instanceName: data, usageType: .userData, sourceType: .transactedDB,
+            restoreMethod: .restoreToAlternateLocation, components: components, excludes: excludes)
+    }
+
+    public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
+        switch event {
+        case .prepareBackup:
+            try connect()
+            let start = try value("SELECT pg_walfile_name(pg_backup_start($1, fast => true))", ["shadowmover \(context.setID)"])
+            inBackup = true
+            startWALFile = start
+        case .freeze:
+            return ["freeze_lsn": try value("SELECT pg_current_wal_lsn()::text")]
+        case .postSnapshot:
+            guard inBackup else { return [:] }
+            let stop = try rows("SELECT lsn::text, pg_walfile_name(lsn), labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop(wait_for_archive => false)")
+            inBackup = false
+            guard let row = stop.first, row.count == 4, let data = dataDirectory, let first = startWALFile else {
+                throw WriterError(.nonRetryable, "\(label): pg_backup_stop returned no backup label")
+            }
+            // Segment names sort by position within a timeline: every one from the start to the stop.
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: data + "/pg_wal")) ?? []
+            walFiles = names.filter { $0.count == 24 && $0 >= first && $0 <= row[1] }.sorted().map { data + "/pg_wal/" + $0 }
+            return ["stop_lsn": row[0], "backup_label": row[2], "tablespace_map": row[3], "wal_files": "\(walFiles.count)"]
+        case .abort, .backupComplete:
+            disconnect()  // ends backup mode, if it is still on
+        default: break
+        }
+        return [:]
+    }
+
+    /// The WAL segments from the backup's start to its stop, read from the live cluster after
+    /// post-snapshot: the end-of-backup record is written after the shadow copy was taken.
+    public var filesAfterSnapshot: [String] { walFiles }
+
+    public func shutdown() { disconnect() }
+
+    // MARK: libpq
+
+    private func connect() throws {
+        guard conn == nil else { return }
+        let c = PQconnectdb(connection)
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let message = c.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
+            if let c { PQfinish(c) }
+            throw WriterError(.nonRetryable, "cannot connect to PostgreSQL (\(connection)): \(message) — check --postgres and that the server runs")
+        }
+        conn = c
+    }
+
+    private func disconnect() {
+        if let conn { PQfinish(conn) }
+        conn = nil
+        inBackup = false
+    }
+
+    private func value(_ sql: String, _ parameters: [String] = []) throws -> String {
+        guard let v = try rows(sql, parameters).first?.first else { throw WriterError(.nonRetryable, "\(label): \(sql) returned nothing") }
+        return v
+    }
+
+    /// Runs `sql` with text parameters `$1…` and returns every row's columns as text.
+    private func rows(_ sql: String, _ parameters: [String] = []) throws -> [[String]] {
+        guard let conn else { throw WriterError(.nonRetryable, "\(label): not connected") }
+        let cStrings = parameters.map { strdup($0) }
+        defer { for p in cStrings { free(p) } }
+        var pointers = cStrings.map { UnsafePointer<CChar>($0) }
+        let result = pointers.withUnsafeMutableBufferPointer { buffer in
+            PQexecParams(conn, sql, Int32(parameters.count), nil, buffer.baseAddress, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            let message = String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let retryable = message.contains("another backup") || message.contains("recovery is in progress")
+            throw WriterError(retryable ? .retryable : .nonRetryable, "\(label): \(sql.prefix(60)) failed: \(message)")
+        }
+        return (0..<PQntuples(result)).map { r in
+            (0..<PQnfields(result)).map { c in String(cString: PQgetvalue(result, r, c)) }
+        }
+    }
+}

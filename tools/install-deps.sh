@@ -3,10 +3,11 @@
 set -euo pipefail
 #
 #   tools/install-deps.sh          # what building and running ShadowMover needs
-#   tools/install-deps.sh --test   # and what the tests need besides: a single-node Ceph for the S3 tests
-PACKAGES=(pkg-config libzstd-dev liblz4-dev zlib1g-dev libsqlite3-dev attr util-linux btrfs-progs xfsprogs e2fsprogs time)
+#   tools/install-deps.sh --test   # and what the tests need besides: a single-node Ceph for the S3 tests,
+#                                  # PostgreSQL 15 (server, pgbench, pg_amcheck) and the sqlite3 shell
+PACKAGES=(pkg-config libzstd-dev liblz4-dev zlib1g-dev libsqlite3-dev libpq-dev attr util-linux btrfs-progs xfsprogs e2fsprogs time)
 if [ "${1:-}" = "--test" ]; then
-    PACKAGES+=(ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl procps)
+    PACKAGES+=(ceph-mon ceph-mgr ceph-osd radosgw ceph-common curl procps postgresql-15 postgresql-contrib sqlite3)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

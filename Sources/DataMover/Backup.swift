@@ -160,9 +160,9 @@ public final class Backup: @unchecked Sendable {
     }
 
     private func isExcluded(_ path: PathBytes) -> Bool {
-        guard !options.excludedPaths.isEmpty || !options.excludeRules.isEmpty || !options.source.capturedOnly.isEmpty else { return false }
+        guard !options.excludedPaths.isEmpty || !options.excludeRules.isEmpty else { return false }
         let text = path.description
-        return options.excludedPaths.contains(text) || options.excludeRules.contains { $0.matches(text) } || options.source.absentAtFreeze(text)
+        return options.excludedPaths.contains(text) || options.excludeRules.contains { $0.matches(text) }
     }
 
     /// Walks the directories above the backup paths (metadata only) and the paths themselves (fully).
@@ -218,6 +218,10 @@ public final class Backup: @unchecked Sendable {
                     continue
                 }
                 let located = try locate(childPath)
+                if located.stat.st_mode & S_IFMT != S_IFDIR && options.source.absentAtFreeze(childPath.description) {
+                    try builder.complete(slot: i, with: nil, saver: saver)  // a component file made after the freeze
+                    continue
+                }
                 try scanEntry(
                     name: childName, path: childPath, located: located, device: device, into: builder, slot: i,
                     parent: parent?.node(childName), saver: saver, queue: queue, stats: &stats, failure: failure)

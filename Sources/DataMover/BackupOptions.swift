@@ -47,7 +47,7 @@ public struct BackupSource: Sendable {
     /// read live is left out without a warning.
     public var transient: [ExcludeRule] = []
 
-    /// True when `path` is a component file that was not there at the freeze point.
+    /// True when `path` (not a directory) is a component file that was not there at the freeze point.
     func absentAtFreeze(_ path: String) -> Bool {
         files[path] == nil && capturedOnly.contains { $0.matches(path) }
     }

@@ -37,7 +37,7 @@ public struct JobFile: Sendable {
         "sources": "strings", "excludes": "strings", "codec": "string",
         "one_file_system": "bool",
         "chunker.min": "int", "chunker.avg": "int", "chunker.max": "int", "chunker.level": "int",
-        "writers.directory": "string", "writers.sqlite": "strings", "writers.sqlite_probe": "string",
+        "writers.directory": "string", "writers.sqlite": "strings", "writers.sqlite_probe": "string", "writers.postgres": "strings",
         "writers.exec": "strings", "writers.fsfreeze_hooks": "strings", "writers.select": "strings",
         "shadow_copy.enabled": "bool", "shadow_copy.provider": "string", "shadow_copy.freeze_timeout": "number",
         "shadow_copy.commit_timeout": "number", "shadow_copy.retries": "int", "shadow_copy.retry_backoff": "number",
@@ -113,6 +113,7 @@ public struct JobFile: Sendable {
             case "writers.directory": if let v = string() { job.discovery.directory = v }
             case "writers.sqlite": if let v = strings() { job.discovery.sqliteDatabases = v }
             case "writers.sqlite_probe": if let v = string() { job.discovery.sqliteProbe = v }
+            case "writers.postgres": if let v = strings() { job.discovery.postgresConnections = v }
             case "writers.exec": if let v = strings() { job.discovery.execWriters = v }
             case "writers.fsfreeze_hooks": if let v = strings() { job.discovery.fsfreezeHooks = v }
             case "writers.select": if let v = strings() { job.coordinator.selection = v }
@@ -140,7 +141,7 @@ public struct JobFile: Sendable {
         }
         // Whole-file rules.
         if job.store.isEmpty { fail(lines["store"] ?? 1, "the job names no store: add store = \"/path/to/store\"") }
-        if job.sources.isEmpty && job.discovery.sqliteDatabases.isEmpty && job.discovery.execWriters.isEmpty {
+        if job.sources.isEmpty && job.discovery.sqliteDatabases.isEmpty && job.discovery.postgresConnections.isEmpty && job.discovery.execWriters.isEmpty {
             fail(lines["sources"] ?? 1, "the job backs up nothing: add sources = [\"/path\"] or writers")
         }
         for s in job.sources where !s.hasPrefix("/") { fail(lines["sources"] ?? 1, "source '\(s)' must be an absolute path") }
@@ -154,7 +155,7 @@ public struct JobFile: Sendable {
         if lines.keys.contains(where: { $0.hasPrefix("chunker.") }) {
             do { try job.chunker.validate() } catch { fail(lines.filter { $0.key.hasPrefix("chunker.") }.map(\.value).min() ?? 1, "\(error)") }
         }
-        if !job.useShadowCopy && (job.coordinator.provider != nil || !job.discovery.sqliteDatabases.isEmpty || !job.discovery.execWriters.isEmpty) {
+        if !job.useShadowCopy && (job.coordinator.provider != nil || !job.discovery.sqliteDatabases.isEmpty || !job.discovery.postgresConnections.isEmpty || !job.discovery.execWriters.isEmpty) {
             fail(lines["shadow_copy.enabled"] ?? 1, "shadow_copy.enabled = false conflicts with writers or a provider: writers need a shadow copy session")
         }
         return errors.isEmpty ? .success(job) : .failure(JobErrors(path: path, errors: errors.sorted { $0.line < $1.line }))

@@ -8,6 +8,8 @@ public struct WriterDiscovery: Sendable {
     public var directory: String?
     public var sqliteDatabases: [String] = []
     public var sqliteProbe: String?
+    /// libpq connection strings of PostgreSQL clusters, one built-in writer each.
+    public var postgresConnections: [String] = []
     /// Exec writer commands: a program, optionally followed by space-separated arguments.
     public var execWriters: [String] = []
     /// Hook scripts, or directories of them.
@@ -46,6 +48,7 @@ public struct WriterDiscovery: Sendable {
             }
             writers.append(SQLiteWriter(database: db, probe: sqliteProbe))
         }
+        for connection in postgresConnections { writers.append(PostgresWriter(connection: connection)) }
         return writers
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import ChunkStore
 import DataMover
 import Foundation
+import Jobs
 
 struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,6 +39,9 @@ struct RestoreCommand: ParsableCommand {
         }
         let summary = try Restorer(store: store, options: options).run(snapshot: record)
         for w in summary.warnings { Output.warn("warning: \(w)") }
+        if summary.damage.isEmpty {
+            for note in try WriterRestore.apply(record: record, target: target, subPath: path) { Output.warn("note: \(note)") }
+        }
         for d in summary.damage { Output.warn("damaged: \(d)") }
         let rate = summary.durationSeconds > 0 ? Double(summary.bytesWritten) / summary.durationSeconds : 0
         if output.json {

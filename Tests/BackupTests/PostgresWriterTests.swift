@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+/// A throw-away PostgreSQL cluster (tools/postgres-cluster.sh), stopped when released.
+final class PostgresCluster {
+    let data: String
+    let port: Int
+    let connection: String
+    static var bin: String? {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).sorted().last.map { "/usr/lib/postgresql/\($0)/bin" }
+    }
+
+    init(data: String, port: Int) throws {
+        self.data = data
+        self.port = port
+        // Through system(3), output to a file: the script starts a server, and Foundation's Process
+        // waits for the end of pipes a daemon may hold.
+        let out = data + ".connection"
+        mkdirs((data as NSString).deletingLastPathComponent)
+        guard system("'\(Shell.tool("postgres-cluster.sh"))' start '\(data)' \(port) > '\(out)' 2>&1 < /dev/null") == 0 else {
+            throw ShellError("cannot start PostgreSQL in \(data): \((try? String(contentsOfFile: out, encoding: .utf8)) ?? "")")
+        }
+        connection = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { system("'\(Shell.tool("postgres-cluster.sh"))' stop '\(data)' > /dev/null 2>&1 < /dev/null") }
+
+    /// The first value of `sql`'s first row.
+    func query(_ sql: String) throws -> String {
+        let r = try Shell.run(["psql", connection, "-XAtqc", sql])
+        guard r.code == 0 else { throw ShellError("psql: \(r.stderr)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A program of the cluster's (pgbench, pg_amcheck) with its connection options.
+    func tool(_ name: String, _ arguments: [String]) -> [String] {
+        let parts = Dictionary(uniqueKeysWithValues: connection.split(separator: " ").map { p -> (String, String) in
+            let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
+            return (kv[0], kv[1])
+        })
+        return [PostgresCluster.bin! + "/" + name, "-h", parts["host"]!, "-p", parts["port"]!, "-U", "postgres"] + arguments
+    }
+}
+
+func requirePostgres(_ what: String) throws -> Bool {
+    guard try requireRoot(what) else { return false }
+    if PostgresCluster.bin == nil || !FileManager.default.isExecutableFile(atPath: "/usr/bin/psql") {
+        if ProcessInfo.processInfo.environment["SHADOWMOVER_REQUIRE_PRIVILEGED_TESTS"] == "1" {
+            Issue.record("\(what) needs PostgreSQL (apt-get install postgresql-15 postgresql-contrib)")
+        } else {
+            print("skipping \(what): PostgreSQL is not installed (apt-get install postgresql-15 postgresql-contrib)")
+        }
+        return false
+    }
+    return true
+}
+
+@Suite("PostgreSQL writer on real clusters", .serialized)
+struct PostgresWriterTests {
+    @Test("a cluster under pgbench backs up through pg_backup_start/stop; restored, it recovers, pg_amcheck is clean, pgbench's invariant holds and a row committed before the backup is there", arguments: ["btrfs", "xfs"])
+    func pgbenchBackupAndRestore(fs: String) throws {
+        guard try requirePostgres("the PostgreSQL writer test on \(fs)") else { return }
+        let s = Scratch("pg-\(fs)")
+        let volume = try LoopVolume(fs, in: s, sizeMB: 700)
+        let port = fs == "btrfs" ? 5461 : 5463
+        let cluster = try PostgresCluster(data: volume.sub("pg/data"), port: port)
+        #expect(try Shell.run(cluster.tool("pgbench", ["-i", "-s", "2", "-q", "postgres"])).code == 0)
+        let load = Process()
+        load.executableURL = URL(fileURLWithPath: cluster.tool("pgbench", [])[0])
+        load.arguments = Array(cluster.tool("pgbench", ["-c", "2", "-j", "1", "-T", "120", "-n", "postgres"]).dropFirst())
+        load.standardOutput = FileHandle.nullDevice
+        load.standardError = FileHandle.nullDevice
+        try runUnblocked(load)
+        defer {
+            load.terminate()
+            load.waitUntilExit()
+        }
+        usleep(500_000)
+        _ = try cluster.query("CREATE TABLE IF NOT EXISTS marker(note text)")
+        _ = try cluster.query("INSERT INTO marker VALUES ('acknowledged before the backup')")
+
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let r = try CLI.run(
+            ["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--postgres", cluster.connection, cluster.data],
+            environment: coordinatorEnv(s))
+        #expect(r.code == 0, "\(r.stderr)")
+        load.terminate()
+        load.waitUntilExit()
+        // The writer's session is gone: nothing left in backup mode.
+        #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%pg_backup%' AND pid <> pg_backend_pid()") == "0")
+
+        struct Out: Decodable {
+            struct Session: Decodable {
+                struct Doc: Decodable {
+                    struct W: Decodable { struct C: Decodable { var name: String; var freezeInfo: [String: String]? }; var components: [C] }
+                    var writers: [W]
+                }
+                var components: Doc
+                struct Props: Decodable { var provider: String }
+                var shadowCopies: [Props]
+            }
+            var snapshot: String
+            var shadowCopy: Session?
+        }
+        let out = try JSONDecoder().decode(Out.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
+        let info = try #require(out.shadowCopy?.components.writers.first?.components.first { $0.name == "data" }?.freezeInfo)
+        #expect(info["backup_label"]?.contains("START WAL LOCATION") == true)
+        #expect(out.shadowCopy?.shadowCopies.map(\.provider) == [fs == "btrfs" ? "btrfs" : "reflink"])
+        #expect(info["atomic_snapshot"] == (fs == "btrfs" ? "true" : nil), "\(info)")
+
+        let target = s.sub("restore")
+        let restored = try CLI.run(["restore", "--store", store, out.snapshot, "-t", target])
+        #expect(restored.code == 0, "\(restored.stderr)")
+        #expect(restored.stderr.contains("backup_label written"))
+        let copy = try PostgresCluster(data: target + cluster.data, port: port + 1)
+        let amcheck = try Shell.run(copy.tool("pg_amcheck", ["--all", "--install-missing"]))
+        #expect(amcheck.code == 0, "\(amcheck.stdout) \(amcheck.stderr)")
+        #expect(try copy.query("SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)") == "t")
+        #expect(try copy.query("SELECT count(*) FROM marker") == "1")
+        #expect(Int(try copy.query("SELECT count(*) FROM pgbench_history")) ?? 0 > 0, "pgbench ran during the backup")
+    }
+
+    @Test("a wrong connection string or a stopped server is a clear error that changes nothing")
+    func badConnection() throws {
+        guard try requirePostgres("the PostgreSQL bad-input test") else { return }
+        let s = Scratch("pg-bad")
+        let volume = try LoopVolume("btrfs", in: s, sizeMB: 320)
+        mkdirs(volume.sub("data"))
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let before = storeListing(store)
+        let r = try CLI.run(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", "host=\(s.sub("nowhere")) port=5999 user=postgres dbname=postgres", volume.sub("data")],
+            environment: coordinatorEnv(s))
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("cannot connect to PostgreSQL") && r.stderr.contains("--postgres"), "\(r.stderr)")
+        #expect(storeListing(store) == before)
+    }
+}

@@ -92,7 +92,13 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
 
     private func connect() throws {
         guard conn == nil else { return }
-        let c = PQconnectdb(connection)
+        // The session is named "shadowmover" unless the connection string names it: an administrator
+        // sees in pg_stat_activity which session holds a backup.
+        let keywords: [UnsafeMutablePointer<CChar>?] = [strdup("dbname"), strdup("fallback_application_name")]
+        let values: [UnsafeMutablePointer<CChar>?] = [strdup(connection), strdup("shadowmover")]
+        defer { for p in keywords + values { free(p) } }
+        let k = keywords.map { UnsafePointer($0) } + [nil], v = values.map { UnsafePointer($0) } + [nil]
+        let c = PQconnectdbParams(k, v, 1)  // 1: "dbname" may be a whole connection string
         guard let c, PQstatus(c) == CONNECTION_OK else {
             let message = c.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
             if let c { PQfinish(c) }

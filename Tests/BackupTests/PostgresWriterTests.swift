@@ -88,7 +88,7 @@ struct PostgresWriterTests {
         load.terminate()
         load.waitUntilExit()
         // The writer's session is gone: nothing left in backup mode.
-        #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%pg_backup%' AND pid <> pg_backend_pid()") == "0")
+        #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "0")
 
         struct Out: Decodable {
             struct Session: Decodable {
@@ -119,6 +119,37 @@ struct PostgresWriterTests {
         #expect(try copy.query("SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)") == "t")
         #expect(try copy.query("SELECT count(*) FROM marker") == "1")
         #expect(Int(try copy.query("SELECT count(*) FROM pgbench_history")) ?? 0 > 0, "pgbench ran during the backup")
+    }
+
+    @Test("a backup killed (SIGKILL) while PostgreSQL is in backup mode leaves nothing in backup mode, and the next backup succeeds")
+    func killedDuringBackup() throws {
+        guard try requirePostgres("the PostgreSQL kill test") else { return }
+        let s = Scratch("pg-kill")
+        let volume = try LoopVolume("btrfs", in: s, sizeMB: 400)
+        let cluster = try PostgresCluster(data: volume.sub("pg/data"), port: 5465)
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        // A second writer that hangs at freeze holds the session between pg_backup_start and
+        // pg_backup_stop; the agent is killed there.
+        let log = s.sub("hang.log")
+        let backup = try startCLI(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection,
+             "--exec-writer", "\(Shell.faultWriter) \(log) --hang freeze", cluster.data],
+            environment: coordinatorEnv(s))
+        for _ in 0..<300 where !lines(log).contains("freeze") { usleep(20_000) }
+        #expect(lines(log).contains("freeze"))
+        #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "1")
+        kill(backup.processIdentifier, SIGKILL)
+        backup.waitUntilExit()
+        var left = "?"
+        for _ in 0..<100 {
+            left = try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'")
+            if left == "0" { break }
+            usleep(50_000)
+        }
+        #expect(left == "0", "a session is still in backup mode")
+        let again = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection, cluster.data], environment: coordinatorEnv(s))
+        #expect(again.code == 0, "\(again.stderr)")
     }
 
     @Test("a wrong connection string or a stopped server is a clear error that changes nothing")

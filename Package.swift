@@ -53,7 +53,7 @@ let package = Package(
         ),
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
         .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [

@@ -47,6 +47,10 @@ public enum RestoreError: Error, CustomStringConvertible {
     case damaged([DamageReport])
     case damagedIndex([DamageReport])
     case target(String)
+    /// `restore --component`: no such component in the snapshot (the message says what it holds).
+    case componentNotFound(String)
+    /// `restore --component`: the component cannot be restored as asked (the message says why and what to do).
+    case componentUnsupported(String)
 
     public var description: String {
         switch self {
@@ -59,6 +63,8 @@ public enum RestoreError: Error, CustomStringConvertible {
             reports.map(\.description).joined(separator: "\n")
                 + "\nrebuild the index from the packs with `shadowmover repair index`, or restore what can be found with --skip-damaged"
         case .target(let m): m
+        case .componentNotFound(let m): m
+        case .componentUnsupported(let m): m
         }
     }
 }

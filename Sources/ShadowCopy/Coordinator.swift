@@ -400,7 +400,9 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
                 if selected { specs += c.files }
                 entries.append(.init(logicalPath: c.logicalPath, name: c.name, type: c.type, selected: selected, files: expanded, backupSucceeded: nil, freezeInfo: nil))
             }
-            document.writers.append(.init(name: m.name, classID: m.classID, instanceID: m.instanceID, instanceName: m.instanceName, components: entries))
+            document.writers.append(.init(
+                name: m.name, classID: m.classID, instanceID: m.instanceID, instanceName: m.instanceName, components: entries,
+                restoreMethod: m.restoreMethod.rawValue))
         }
         return (document, specs, excludes)
     }

@@ -130,6 +130,8 @@ public struct BackupComponentsDocument: Codable, Sendable {
         public var instanceID: String
         public var instanceName: String
         public var components: [ComponentEntry]
+        /// How the writer's components are restored (`restore --component`); absent in older records.
+        public var restoreMethod: String?
     }
 
     public struct ComponentEntry: Codable, Sendable {

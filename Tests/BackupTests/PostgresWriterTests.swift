@@ -119,6 +119,15 @@ struct PostgresWriterTests {
         #expect(try copy.query("SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)") == "t")
         #expect(try copy.query("SELECT count(*) FROM marker") == "1")
         #expect(Int(try copy.query("SELECT count(*) FROM pgbench_history")) ?? 0 > 0, "pgbench ran during the backup")
+
+        // The component alone, the way the writer says: to an alternate location, with its label.
+        let noTarget = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres"])
+        #expect(noTarget.code == 1 && noTarget.stderr.contains("--target"), "\(noTarget.stderr)")
+        let alternate = s.sub("component")
+        let component = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres/data", "--target", alternate])
+        #expect(component.code == 0, "\(component.stderr)")
+        #expect(FileManager.default.fileExists(atPath: alternate + "/data/backup_label") && FileManager.default.fileExists(atPath: alternate + "/data/PG_VERSION"))
+        #expect(!FileManager.default.fileExists(atPath: alternate + "/data/postmaster.pid"))
     }
 
     @Test("a backup killed (SIGKILL) while PostgreSQL is in backup mode leaves nothing in backup mode, and the next backup succeeds")

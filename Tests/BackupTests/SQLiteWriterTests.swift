@@ -163,4 +163,57 @@ struct SQLiteWriterTests {
         let failures = try backups(100, of: db, provider: provider, expectProvider: expected, scratch: s, label: expected)
         #expect(failures.isEmpty, "\(failures.count) of 100 failed: \(failures.prefix(5).joined(separator: "\n"))")
     }
+
+    @Test("restore --component puts a SQLite database back safely: checked, checkpointed, the old logs removed, a live database refused; a wrong component names what the snapshot holds")
+    func componentRestore() throws {
+        guard try requireRoot("the SQLite component-restore test (shadow copy session)") else { return }
+        let s = Scratch("sqlite-restore")
+        let directory = s.sub("app")
+        mkdirs(directory)
+        let db = directory + "/app.db"
+        #expect(try Shell.run(["sqlite3", db, "PRAGMA journal_mode=WAL; CREATE TABLE t(v); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<100) INSERT INTO t SELECT i FROM n;"]).code == 0)
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let backup = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--sqlite", db, directory], environment: coordinatorEnv(s))
+        #expect(backup.code == 0, "\(backup.stderr)")
+        #expect(try CLI.run(["inspect", "snapshot", "latest", "--store", store]).stdout.contains("restore method restoreIfCanReplace"))
+
+        // Later: more rows, some of them only in a -wal left by a killed process.
+        #expect(try Shell.run(["sqlite3", db, "INSERT INTO t SELECT v + 100 FROM t LIMIT 50;"]).code == 0)
+        let killed = Process()
+        killed.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        killed.arguments = ["python3", "-c", "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)"]
+        try runUnblocked(killed)
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: db + ".ready") { usleep(20_000) }
+        #expect(try Shell.sqlite(db, "SELECT count(*) FROM t") == "151")
+
+        // Open in a process: refused, nothing changed.
+        let refused = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])
+        #expect(refused.code == 1 && refused.stderr.contains("is open in process"), "\(refused.stderr)")
+        kill(killed.processIdentifier, SIGKILL)
+        killed.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: db + "-wal"))
+
+        let restored = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])
+        #expect(restored.code == 0, "\(restored.stderr)")
+        #expect(try Shell.sqlite(db, "PRAGMA integrity_check") == "ok")
+        #expect(try Shell.sqlite(db, "SELECT count(*) FROM t") == "100", "the old -wal was not replayed into the restored database")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).allSatisfy { !$0.hasPrefix(".shadowmover-restore") })
+
+        // To an alternate location, by the database's path.
+        let alternate = s.sub("alternate")
+        #expect(try CLI.run(["restore", "latest", "--store", store, "--component", db, "--target", alternate]).code == 0)
+        #expect(try Shell.sqlite(alternate + "/app.db", "SELECT count(*) FROM t") == "100")
+
+        let wrong = try CLI.run(["restore", "latest", "--store", store, "--component", "postgres"])
+        #expect(wrong.code == 1 && wrong.stderr.contains("has no component 'postgres'") && wrong.stderr.contains("SQLite Writer (\(db))"), "\(wrong.stderr)")
+
+        // A "database" that is not one: the writer says so, and nothing is stored.
+        let bogus = directory + "/bogus.db"
+        write(bogus, Array(String(repeating: "not a database ", count: 100).utf8))
+        let before = storeListing(store)
+        let notADB = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--sqlite", bogus, directory], environment: coordinatorEnv(s))
+        #expect(notADB.code == 1 && notADB.stderr.contains("not a database"), "\(notADB.stderr)")
+        #expect(storeListing(store).keys.filter { $0.hasPrefix("snapshots/") } == before.keys.filter { $0.hasPrefix("snapshots/") })
+    }
 }

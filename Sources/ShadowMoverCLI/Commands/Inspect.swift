@@ -35,7 +35,7 @@ struct InspectSnapshot: ParsableCommand {
         }
         SessionText.print(session)
         for w in session.components.writers {
-            Output.line("  writer \(w.name) (\(w.instanceName))")
+            Output.line("  writer \(w.name) (\(w.instanceName))\(w.restoreMethod.map { ", restore method \($0)" } ?? "")")
             for c in w.components {
                 let result = c.backupSucceeded.map { $0 ? "succeeded" : "failed" } ?? "-"
                 let info = (c.freezeInfo ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")

@@ -19,7 +19,10 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     @Argument(help: "Snapshot id (a unique prefix) or 'latest'.") var snapshot: String
-    @Option(name: [.short, .long], help: "Directory to restore into.") var target: String
+    @Option(name: [.short, .long], help: "Directory to restore into (with --component: an alternate location).") var target: String?
+    @Option(help: ArgumentHelp("Restore a writer's component the way its writer says: WRITER[/COMPONENT], e.g. sqlite, postgres/data, /srv/app.db (see `inspect snapshot`).", valueName: "writer[/component]"))
+    var component: String?
+    @Flag(help: "With --component: replace a database even though a process has it open.") var replaceLive = false
     @Option(help: "Restore only this path of the snapshot (as it was backed up, e.g. /home/me/docs).") var path: String?
     @Flag(help: "Allow a non-empty target and replace files in the way.") var overwrite = false
     @Flag(help: "Restore every file not affected by damaged data, and report the rest.") var skipDamaged = false
@@ -28,6 +31,14 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         let store = try storeOptions.open()
         let (id, record) = try store.resolveSnapshot(snapshot)
+        if let component {
+            var restore = ComponentRestore(store: store, record: record, snapshotID: id, selector: component)
+            restore.target = target
+            restore.replaceLive = replaceLive
+            for note in try restore.run() { Output.line(note) }
+            return
+        }
+        guard let target else { throw ValidationError("--target DIR is needed (or --component to restore a writer's component in place)") }
         var options = RestoreOptions(target: target)
         options.subPath = path
         options.overwrite = overwrite

@@ -20,6 +20,13 @@ stdin/stdout, one JSON object per line:
   -> {"event": "abort"}                        <- {"ok": true}   (undo freeze; may come more than once)
   EOF on stdin: the coordinator is gone -- thaw and exit.
 
+Restore (`shadowmover restore SNAPSHOT --component "Example Journal Writer" --exec-writer ...`):
+
+  -> {"event": "identify", ...}                <- as above (ShadowMover matches the writer by class id)
+  -> {"event": "pre-restore", "components": [...], "target": "/"}     <- {"ok": true}  (or a veto: nothing is written)
+     ... ShadowMover restores the files, each renamed over the old one ...
+  -> {"event": "post-restore", "components": [...], "target": "/", "results": {"journal/journal": true}}  <- {"ok": true}
+
 To refuse an event answer {"ok": false, "failure": "retryable", "message": "why"}; failure is one of
 retryable, nonRetryable, timeout, inconsistentSnapshot, outOfResources, notResponding.
 Anything the writer prints for people must go to stderr: stdout carries the protocol.
@@ -43,22 +50,28 @@ class Journal:
         self.records = 0
         self.max_stall = 0.0  # longest gap between two completed appends, in seconds
         self.stop = False
+        self.reopen = False  # set by post-restore: the journal file was replaced
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         last = time.monotonic()
-        with open(self.path, "ab") as f:
-            while not self.stop:
-                with self.hold:
-                    self.records += 1
-                    f.write(b"record %d %f\n" % (self.records, time.time()))
-                    f.flush()
-                    os.fsync(f.fileno())
-                now = time.monotonic()
-                self.max_stall = max(self.max_stall, now - last)
-                last = now
-                if self.interval:
-                    time.sleep(self.interval)
+        f = open(self.path, "ab")
+        while not self.stop:
+            with self.hold:
+                if self.reopen:  # the file was replaced by a restore: append to the new one
+                    f.close()
+                    f = open(self.path, "ab")
+                    self.reopen = False
+                self.records += 1
+                f.write(b"record %d %f\n" % (self.records, time.time()))
+                f.flush()
+                os.fsync(f.fileno())
+            now = time.monotonic()
+            self.max_stall = max(self.max_stall, now - last)
+            last = now
+            if self.interval:
+                time.sleep(self.interval)
+        f.close()
 
 
 def metadata(journal):
@@ -116,6 +129,15 @@ def main():
                 frozen = True
             answer({"ok": True, "info": {"records": str(journal.records)}})
         elif event in ("thaw", "abort"):
+            thaw()
+            answer({"ok": True})
+        elif event == "pre-restore":  # stop appending while the journal is replaced
+            if not frozen:
+                journal.hold.acquire()
+                frozen = True
+            answer({"ok": True})
+        elif event == "post-restore":  # append to the restored journal from now on
+            journal.reopen = True
             thaw()
             answer({"ok": True})
         else:  # prepare-backup, prepare-snapshot, post-snapshot, backup-complete: nothing to do here

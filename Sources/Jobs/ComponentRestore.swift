@@ -27,6 +27,8 @@ public struct ComponentRestore {
     /// Where to restore to instead of the original location (PostgreSQL: required).
     public var target: String?
     public var replaceLive = false
+    /// Where exec writers are found for their restore events (`--exec-writer`, `--writers-dir`).
+    public var discovery = WriterDiscovery(directory: nil)
 
     public init(store: Store, record: SnapshotRecord, snapshotID: String, selector: String) {
         self.store = store
@@ -41,12 +43,16 @@ public struct ComponentRestore {
         switch writer.classID {
         case SQLiteWriter.classID: return try restoreSQLite(writer)
         case PostgresWriter.classID: return try restorePostgres(writer, components)
-        default:
-            throw RestoreError.componentUnsupported("\(writer.name) (\(writer.instanceName)) is an exec writer; its files restore with `restore --path` (exec writers' pre-restore/post-restore events are not implemented yet)")
+        default: return try restoreThroughExecWriter(writer, components)
         }
     }
 
     // MARK: Selection
+
+    /// A component's path as writers name it: `logicalPath/name`, or `name` alone.
+    static func fullPath(_ c: BackupComponentsDocument.ComponentEntry) -> String {
+        c.logicalPath.isEmpty ? c.name : "\(c.logicalPath)/\(c.name)"
+    }
 
     private func select() throws -> (BackupComponentsDocument.WriterEntry, [BackupComponentsDocument.ComponentEntry]) {
         let session = try record.shadowCopy?.decode(SessionReport.self)
@@ -59,13 +65,13 @@ public struct ComponentRestore {
         }
         for w in writers {
             if names(w).contains(writerPart.lowercased()) || names(w).contains(writerPart) {
-                let chosen = w.components.filter { c in c.selected && (componentPart == nil || c.name == componentPart || "\(c.logicalPath)/\(c.name)" == componentPart) }
+                let chosen = w.components.filter { c in c.selected && (componentPart == nil || c.name == componentPart || Self.fullPath(c) == componentPart) }
                 if !chosen.isEmpty { return (w, chosen) }
             }
             // A whole instance path as the selector ("/srv/app.db").
             if w.instanceName == selector, let c = w.components.first(where: \.selected) { return (w, [c]) }
         }
-        let held = writers.map { w in "\(w.name) (\(w.instanceName)): " + w.components.filter(\.selected).map { "\($0.logicalPath)/\($0.name)" }.joined(separator: ", ") }
+        let held = writers.map { w in "\(w.name) (\(w.instanceName)): " + w.components.filter(\.selected).map(Self.fullPath).joined(separator: ", ") }
         throw RestoreError.componentNotFound(
             "snapshot \(snapshotID.prefix(8)) has no component '\(selector)'; it holds " + (held.isEmpty ? "no writers' components (it was not taken through writers)" : held.joined(separator: "; ")))
     }
@@ -162,6 +168,86 @@ public struct ComponentRestore {
         return nil
     }
 
+    // MARK: Exec writers
+
+    /// pre-restore (a veto stops it: nothing is written) → the components' files restored beside their
+    /// destinations and renamed into place → post-restore with the result. The writer program comes
+    /// from `--exec-writer` or the writers directory, matched by class id (and instance).
+    private func restoreThroughExecWriter(
+        _ entry: BackupComponentsDocument.WriterEntry, _ components: [BackupComponentsDocument.ComponentEntry]
+    ) throws -> [String] {
+        let candidates = try discovery.writers().compactMap { $0 as? ExecWriter }
+        var chosen: ExecWriter?
+        let context = WriterContext(setID: "restore-\(snapshotID.prefix(8))", deadline: .now + .seconds(60))
+        for w in candidates {
+            if let m = try? w.identify(context), m.classID == entry.classID, m.instanceName == entry.instanceName || chosen == nil {
+                chosen = w
+                if m.instanceName == entry.instanceName { break }
+            } else {
+                w.shutdown()
+            }
+        }
+        guard let writer = chosen else {
+            throw RestoreError.componentUnsupported("\(entry.name) (\(entry.instanceName)) restores through its writer: name its program with --exec-writer (no writer given has class id \(entry.classID))")
+        }
+        defer { writer.shutdown() }
+        var events = WriterContext(setID: context.setID, deadline: .now + .seconds(60))
+        events.selectedComponents = components.map(Self.fullPath)
+        events.restoreTarget = target
+        do {
+            _ = try writer.handle(.preRestore, events)
+        } catch {
+            throw RestoreError.componentUnsupported("\(entry.name) vetoed the restore at pre-restore: \(error); nothing was written")
+        }
+        var restored = 0
+        var failure: Error?
+        do {
+            restored = try restoreFiles(components.flatMap(\.files))
+        } catch {
+            failure = error
+        }
+        events.deadline = .now + .seconds(60)
+        events.results = Dictionary(uniqueKeysWithValues: events.selectedComponents.map { ($0, failure == nil) })
+        let post = Result { try writer.handle(.postRestore, events) }
+        if let failure { throw failure }
+        if case .failure(let e) = post {
+            throw RestoreError.componentUnsupported("the \(restored) file(s) are restored, but \(entry.name) failed post-restore: \(e) — check the application before using them")
+        }
+        return ["restored \(restored) file(s) of \(events.selectedComponents.joined(separator: ", ")) through \(entry.name)\(target.map { " to \($0)" } ?? " in place")"]
+    }
+
+    /// Restores `files` (original paths) to their destinations — `target` + path, or in place — each
+    /// first into a hidden directory beside it, then renamed over the destination: a destination is
+    /// replaced whole or not at all. - Returns: the number restored (paths the snapshot lacks are skipped).
+    private func restoreFiles(_ files: [String]) throws -> Int {
+        var count = 0
+        for file in files {
+            let destination = (target.map { $0 == "/" ? "" : $0 } ?? "") + file
+            let directory = (destination as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let staging = directory + "/.shadowmover-restore-\(UUID().uuidString.prefix(8).lowercased())"
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
+            defer { try? FileManager.default.removeItem(atPath: staging) }
+            var options = RestoreOptions(target: staging)
+            options.subPath = file
+            do {
+                _ = try Restorer(store: store, options: options).run(snapshot: record)
+            } catch RestoreError.pathNotInSnapshot {
+                continue
+            }
+            let staged = staging + "/" + (file as NSString).lastPathComponent
+            var st = stat()
+            // A directory of the component: its files are in the list on their own, restored one by one.
+            if lstat(staged, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { continue }
+            guard rename(staged, destination) == 0 else {
+                throw StoreError.io(path: destination, operation: "rename into place", errno: errno)
+            }
+            FileIOSync.directory(directory)
+            count += 1
+        }
+        return count
+    }
+
     // MARK: PostgreSQL
 
     private func restorePostgres(_ writer: BackupComponentsDocument.WriterEntry, _ components: [BackupComponentsDocument.ComponentEntry]) throws -> [String] {
@@ -179,7 +265,7 @@ public struct ComponentRestore {
         guard summary.damage.isEmpty else { throw RestoreError.componentUnsupported("the data directory could not be restored whole: \(summary.damage.map(\.description).joined(separator: "; "))") }
         var notes = ["restored PostgreSQL data directory \(data) to \(restored) (\(summary.files) files)"]
         notes += try WriterRestore.apply(record: record, target: target, subPath: data)
-        let others = components.filter { $0.name != "data" }.map { "\($0.logicalPath)/\($0.name)" }
+        let others = components.filter { $0.name != "data" }.map(Self.fullPath)
         if !others.isEmpty { notes.append("restore \(others.joined(separator: ", ")) with --path: the tablespace_map names where the cluster expects them") }
         return notes
     }

@@ -42,6 +42,13 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
             message["timeoutMs"] = Int((context.deadline - .now).milliseconds)
         case .postSnapshot: message["snapshots"] = context.shadowCopies
         case .backupComplete: message["results"] = context.results
+        case .preRestore:
+            message["components"] = context.selectedComponents
+            message["target"] = context.restoreTarget ?? "/"
+        case .postRestore:
+            message["components"] = context.selectedComponents
+            message["target"] = context.restoreTarget ?? "/"
+            message["results"] = context.results
         default: break
         }
         let answer = try request(message, deadline: context.deadline)

@@ -10,8 +10,11 @@ public struct WriterContext: Sendable {
     public var volumes: [String]
     /// Original mount point → shadow copy path, after commit.
     public var shadowCopies: [String: String]
-    /// Per selected component: did the backup succeed (backup-complete only).
+    /// Per selected component: did the backup succeed (backup-complete), did the restore (post-restore).
     public var results: [String: Bool]
+    /// Restore events: where the component's files are (being) restored to — the original paths, or an
+    /// alternate location that holds them under their original paths.
+    public var restoreTarget: String?
     /// The time by which the writer must have answered.
     public var deadline: ContinuousClock.Instant
 

@@ -69,6 +69,10 @@ public enum WriterEvent: String, Codable, Sendable, CaseIterable {
     case postSnapshot = "post-snapshot"
     case backupComplete = "backup-complete"
     case abort
+    /// Restore (`restore --component`): before a component's files are written; a veto stops the restore.
+    case preRestore = "pre-restore"
+    /// After the files are written (or the restore failed: the event says which).
+    case postRestore = "post-restore"
 
     /// The state a writer enters when it fails this event.
     var failedState: WriterState {
@@ -80,13 +84,15 @@ public enum WriterEvent: String, Codable, Sendable, CaseIterable {
         case .thaw: .failedAtThaw
         case .postSnapshot: .failedAtPostSnapshot
         case .backupComplete, .abort: .failedAtBackupComplete
+        case .preRestore: .failedAtPreRestore
+        case .postRestore: .failedAtPostRestore
         }
     }
 
     /// The state a writer is in after this event succeeds.
     var nextState: WriterState {
         switch self {
-        case .identify, .abort: .stable
+        case .identify, .abort, .preRestore, .postRestore: .stable
         case .prepareBackup, .prepareSnapshot: .waitingForFreeze
         case .freeze: .waitingForThaw
         case .thaw: .waitingForPostSnapshot

@@ -424,4 +424,39 @@ struct ShadowCopySetTests {
         let mounts = try Mounts.load()
         #expect(try Mounts.volume(for: "/proc/self", in: mounts).fsType == "proc")
     }
+
+    @Test("restore --component through an exec writer: pre-restore, the files replaced whole, post-restore; a veto at pre-restore writes nothing")
+    func execWriterRestore() throws {
+        guard try requireRoot("the exec-writer restore test (shadow copy session)") else { return }
+        let s = Scratch("exec-restore")
+        let data = s.sub("data")
+        mkdirs(data + "/sub")
+        write(data + "/a.log", Array("first version of a\n".utf8))
+        write(data + "/sub/b.log", Array("first version of b\n".utf8))
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let backupLog = s.sub("backup.log")
+        let b = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--exec-writer", "\(Shell.faultWriter) \(backupLog) --files \(data)", data], environment: coordinatorEnv(s))
+        #expect(b.code == 0, "\(b.stderr)")
+        write(data + "/a.log", Array("second version of a\n".utf8))
+        write(data + "/sub/b.log", Array("second version of b\n".utf8))
+
+        let vetoLog = s.sub("veto.log")
+        let vetoed = try CLI.run(["restore", "latest", "--store", store, "--component", "fault/data", "--exec-writer", "\(Shell.faultWriter) \(vetoLog) --files \(data) --veto pre-restore"])
+        #expect(vetoed.code == 1 && vetoed.stderr.contains("vetoed the restore at pre-restore"), "\(vetoed.stderr)")
+        #expect(contents(data)["a.log"] == Array("second version of a\n".utf8))
+        #expect(!lines(vetoLog).contains("post-restore"))
+
+        let log = s.sub("restore.log")
+        let r = try CLI.run(["restore", "latest", "--store", store, "--component", "fault", "--exec-writer", "\(Shell.faultWriter) \(log) --files \(data)"])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(contents(data)["a.log"] == Array("first version of a\n".utf8))
+        #expect(contents(data)["sub/b.log"] == Array("first version of b\n".utf8))
+        let events = lines(log)
+        #expect(events.firstIndex(of: "pre-restore") ?? 99 < events.firstIndex(of: "post-restore") ?? -1, "\(events)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []).allSatisfy { !$0.hasPrefix(".shadowmover-restore") })
+
+        let none = try CLI.run(["restore", "latest", "--store", store, "--component", "fault"])
+        #expect(none.code == 1 && none.stderr.contains("--exec-writer"), "\(none.stderr)")
+    }
 }

@@ -3,6 +3,7 @@ import ChunkStore
 import DataMover
 import Foundation
 import Jobs
+import ShadowCopy
 
 struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +24,9 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Restore a writer's component the way its writer says: WRITER[/COMPONENT], e.g. sqlite, postgres/data, /srv/app.db (see `inspect snapshot`).", valueName: "writer[/component]"))
     var component: String?
     @Flag(help: "With --component: replace a database even though a process has it open.") var replaceLive = false
+    @Option(help: ArgumentHelp("With --component: the exec writer program that restores it (repeatable; default: those in --writers-dir).", valueName: "path"))
+    var execWriter: [String] = []
+    @Option(help: ArgumentHelp("With --component: where exec writers are found.", valueName: "dir")) var writersDir = WriterDiscovery.defaultDirectory
     @Option(help: "Restore only this path of the snapshot (as it was backed up, e.g. /home/me/docs).") var path: String?
     @Flag(help: "Allow a non-empty target and replace files in the way.") var overwrite = false
     @Flag(help: "Restore every file not affected by damaged data, and report the rest.") var skipDamaged = false
@@ -35,6 +39,8 @@ struct RestoreCommand: ParsableCommand {
             var restore = ComponentRestore(store: store, record: record, snapshotID: id, selector: component)
             restore.target = target
             restore.replaceLive = replaceLive
+            restore.discovery = WriterDiscovery(directory: writersDir)
+            restore.discovery.execWriters = execWriter
             for note in try restore.run() { Output.line(note) }
             return
         }

@@ -77,11 +77,16 @@ struct FaultTests {
         let firstID = try #require(try Store(path: store).snapshots().records.last).id
 
         // More than the volume holds: incompressible, and stored raw.
+        let packsBefore = storeListing(store).keys.filter { $0.hasPrefix("packs/") && $0.split(separator: "/").count == 3 }
         write(source + "/big", randomBytes(80_000_000, seed: 12 << 8))
         let full = try CLI.run(["backup", source, "--store", store])
         #expect(full.code == 1)
-        #expect(full.stderr.contains("No space left on device") && full.stderr.contains("shadowmover prune"), "\(full.stderr)")
+        #expect(full.stderr.contains("No space left on device") && full.stderr.contains("removed as it stops"), "\(full.stderr)")
         #expect(try Store(path: store).snapshots().records.count == 1, "the failed backup committed nothing")
+        // What it wrote is gone with it: the disk is not left full.
+        let packsAfter = storeListing(store).keys.filter { $0.hasPrefix("packs/") && $0.split(separator: "/").count == 3 }
+        #expect(Set(packsAfter) == Set(packsBefore), "left: \(Set(packsAfter).subtracting(packsBefore))")
+        #expect(storeListing(store).keys.allSatisfy { !($0.split(separator: "/").last ?? "").hasPrefix(".tmp-") })
 
         let check = try CLI.run(["check", "--store", store])
         #expect(check.code == 0, "\(check.stdout)\(check.stderr)")

@@ -107,6 +107,9 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     private var writing = 0
     private var closed = false
     private var failure: Error?
+    /// Packs this writer wrote that no index segment lists yet: nothing can refer to them but this
+    /// writer, so a failed backup removes them (a full disk does not stay full).
+    private var unindexed = Set<ChunkID>()
     public private(set) var packsWritten = 0
     /// Full packs queued or being written at once.
     private let inFlight: Int
@@ -169,18 +172,35 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         let error = failure
         condition.unlock()
         if let error { throw error }
-        return try store.writeIndexSegment()
+        return try writeSegment()
     }
 
-    /// Stops the writer thread without writing an index (a failed backup: packs already written stay
-    /// unreferenced, for prune).
-    public func cancel() {
+    /// Writes the pending blobs as an index segment; the packs they are in are then indexed.
+    private func writeSegment() throws -> String? {
+        let covered = condition.withLock { unindexed }  // recorded in the index before they were added here
+        let name = try store.writeIndexSegment()
+        condition.withLock { unindexed.subtract(covered) }
+        return name
+    }
+
+    /// Stops the writer threads without writing an index (a failed backup), waits for the writes in
+    /// progress, and removes the packs no index segment lists yet. Packs in segments already written stay
+    /// (another backup may have deduplicated against them) until prune. After `commit`, does nothing.
+    /// - Returns: the number of packs removed.
+    @discardableResult
+    public func cancel() -> Int {
         condition.lock()
         full.removeAll()
         partial.removeAll()
         closed = true
         condition.broadcast()
+        while writing > 0 { condition.wait() }
+        let leftovers = unindexed
+        unindexed.removeAll()
         condition.unlock()
+        var removed = 0
+        for pack in leftovers where (try? store.deletePack(pack)) != nil { removed += 1 }
+        return removed
     }
 
     private func writerLoop() {
@@ -229,9 +249,12 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         try trailer.withUnsafeBytes { t in
             try store.backend.put(ObjectKey.pack(id), parts: [buffer.bytes, t], bulk: true)
         }
-        store.index.record(buffer.entries, pack: id)
+        condition.withLock {
+            store.index.record(buffer.entries, pack: id)
+            unindexed.insert(id)
+        }
         // Keep the in-memory part of the index small: past this many new blobs, write them as a
         // segment now (valid even if the backup fails later: the packs it lists exist).
-        if store.index.pendingCount >= segmentFlushThreshold { try store.writeIndexSegment() }
+        if store.index.pendingCount >= segmentFlushThreshold { try writeSegment() }
     }
 }

@@ -31,7 +31,7 @@ public enum StoreError: Error, CustomStringConvertible {
         case .newerFormat(let path, let found, let supported):
             "the store at \(path) has format version \(found), newer than this shadowmover supports (\(supported)): upgrade shadowmover"
         case .io(let path, let operation, let code) where code == ENOSPC || code == EDQUOT:
-            "cannot \(operation) \(path): \(String(cString: strerror(code))) — free space and run the backup again; the packs a failed backup wrote stay in the store, unreferenced, until `shadowmover prune` removes them"
+            "cannot \(operation) \(path): \(String(cString: strerror(code))) — free space and run the backup again; the packs this backup wrote are removed as it stops (any it had already indexed stay, unreferenced, until `shadowmover prune`)"
         case .io(let path, let operation, let code):
             "cannot \(operation) \(path): \(String(cString: strerror(code)))"
         case .badConfig(let path, let reason): "the store config \(path) is damaged: \(reason)"

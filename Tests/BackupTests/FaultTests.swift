@@ -161,7 +161,7 @@ struct FrozenApplicationTests {
         try runUnblocked(app)
         defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit() }
         let limit = 1.0
-        for run in 0..<5 {
+        for run in 0..<20 {  // issue 16: every time, 20 runs per misbehaviour
             let log = s.sub("w\(run).log")
             let r = try CLI.run(
                 ["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "\(limit)", "--retries", "0",

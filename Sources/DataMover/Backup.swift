@@ -11,6 +11,13 @@ public final class Backup: @unchecked Sendable {
     private let errorsLock = NSLock()
     private var errors: [String] = []
     private var originalDevices: [String: dev_t] = [:]
+    /// A writer's file (a database written while it is backed up) whose ctime is at or after this moment
+    /// may have changed after the parent snapshot read it, within one tick of the file system's clock,
+    /// with metadata that cannot tell: the files cache does not trust it (git's "racily clean" files).
+    /// Set before the scan starts; read-only during it.
+    private var racyFrom: Timestamp?
+    /// How coarse file timestamps may be (the kernel stamps from a clock that ticks every few ms).
+    static let timestampGranularity: Int64 = 1
     let counter = ProgressCounter()
 
     public init(store: Store, options: BackupOptions) {
@@ -21,7 +28,7 @@ public final class Backup: @unchecked Sendable {
     public func run() throws -> BackupResult {
         let started = Date()
         let clock = ContinuousClock.now
-        let paths = try Self.normalize(options.paths)
+        let paths = try Self.normalize(options.paths, source: options.source)
         let storeLock = try StoreLock.acquire(store, exclusive: false, purpose: "backup")
         defer { storeLock.release() }
         try store.upgradeFormat()
@@ -61,7 +68,8 @@ public final class Backup: @unchecked Sendable {
         do {
             let root = DirectoryBuilder(node: nil, parent: nil, slot: 0) { rootTree.set($0) }
             let trie = PathTrie(paths: paths)
-            try scan(trie: trie, at: PathBytes("/"), into: root, parent: parentRoot(paths), saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
+            let parent = parentRoot(paths)
+            try scan(trie: trie, at: PathBytes("/"), into: root, parent: parent, saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
             try root.sealed(saver: scannerSaver)
             counter.scanFinished()
         } catch {
@@ -256,7 +264,7 @@ public final class Backup: @unchecked Sendable {
         switch node.kind {
         case .file:
             stats.files += 1
-            if let unchanged = unchangedContent(node, parent) {
+            if let unchanged = unchangedContent(node, parent, path: path) {
                 // Files cache: same device, inode, size, mtime and ctime as in the parent snapshot.
                 node.content = unchanged.content
                 node.contentLists = unchanged.contentLists
@@ -310,6 +318,8 @@ public final class Backup: @unchecked Sendable {
             record = (try? store.snapshots().records)?.last { $0.record.paths == wanted && $0.record.hostname == options.hostname }?.record
         }
         guard let record, let tree = try? store.loadTree(record.tree) else { return nil }
+        let started = Timestamp(record.time)
+        racyFrom = Timestamp(seconds: started.seconds - Self.timestampGranularity, nanoseconds: started.nanoseconds)
         return ParentTree(tree)
     }
 
@@ -320,10 +330,13 @@ public final class Backup: @unchecked Sendable {
 
     /// The parent's content (chunk ids, or content lists) for a file that has not changed, if every
     /// blob it names is still in the store.
-    private func unchangedContent(_ node: Node, _ parent: Node?) -> (content: [ChunkID]?, contentLists: [ChunkID]?)? {
+    private func unchangedContent(_ node: Node, _ parent: Node?, path: PathBytes) -> (content: [ChunkID]?, contentLists: [ChunkID]?)? {
         guard let parent, parent.kind == .file, parent.content != nil || parent.contentLists != nil, parent.device == node.device,
             parent.inode == node.inode, parent.size == node.size, parent.mtime == node.mtime, parent.ctime == node.ctime
         else { return nil }
+        // A writer's file changed in the same clock tick as the parent read it? Its metadata cannot tell:
+        // read it again. (Other files are not written during a backup; their metadata is trusted.)
+        if let racyFrom, !(node.ctime < racyFrom), options.source.isComponentFile(path.description) { return nil }
         for id in (parent.content ?? []) + (parent.contentLists ?? []) where !store.index.contains(id) { return nil }
         return (parent.content, parent.contentLists)
     }
@@ -331,8 +344,9 @@ public final class Backup: @unchecked Sendable {
     private func nonEmpty(_ x: [ExtendedAttribute]) -> [ExtendedAttribute]? { x.isEmpty ? nil : x }
 
     /// Absolute, lexically cleaned paths (symlinks are not resolved: a symlink given is backed up as one),
-    /// each checked to exist, with paths inside another given path dropped.
-    static func normalize(_ paths: [String]) throws -> [PathBytes] {
+    /// with paths inside another given path dropped. A path must exist where it is read from (`source`:
+    /// a captured file, a shadow copy, or live); a transient one that does not is dropped.
+    static func normalize(_ paths: [String], source: BackupSource = BackupSource()) throws -> [PathBytes] {
         guard !paths.isEmpty else { throw BackupError.noPaths }
         let cwd = FileManager.default.currentDirectoryPath
         var cleaned: [[[UInt8]]] = []
@@ -346,7 +360,8 @@ public final class Backup: @unchecked Sendable {
             }
             let path = PathBytes("/" + parts.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"))
             var st = stat()
-            if path.withCString({ lstat($0, &st) }) != 0 {
+            if source.files[path.description] == nil, source.resolve(path).read.withCString({ lstat($0, &st) }) != 0 {
+                if errno == ENOENT && source.mayVanish(path.description) { continue }
                 throw BackupError.pathMissing(p, String(cString: strerror(errno)))
             }
             cleaned.append(parts)

@@ -47,6 +47,11 @@ public struct BackupSource: Sendable {
     /// read live is left out without a warning.
     public var transient: [ExcludeRule] = []
 
+    /// Every selected writer component's files (any provider): files written while they are backed up.
+    public var components: [ExcludeRule] = []
+
+    func isComponentFile(_ path: String) -> Bool { components.contains { $0.matches(path) } }
+
     /// True when `path` (not a directory) is a component file that was not there at the freeze point.
     func absentAtFreeze(_ path: String) -> Bool {
         files[path] == nil && capturedOnly.contains { $0.matches(path) }

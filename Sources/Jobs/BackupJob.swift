@@ -59,6 +59,7 @@ public struct BackupJob: Sendable {
         options.paths = Array(Set(options.paths)).sorted()
         let rules = session.componentRules
         func rule(_ d: FileDescriptor) -> ExcludeRule { ExcludeRule(directory: d.path, pattern: d.filespec, recursive: d.recursive) }
+        options.source.components = rules.all.map(rule)
         options.source.capturedOnly = rules.capturedOnly.map(rule)
         options.source.transient = rules.transient.map(rule)
         options.excludedPaths.formUnion(session.shadowDirectories)

@@ -58,9 +58,10 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
     /// Rules for reading: on volumes captured file by file, a live file matching a component's
     /// filespec that was not captured did not exist at the freeze, and is left out; and the files a
     /// writer calls transient may vanish while a live tree is read.
-    public var componentRules: (capturedOnly: [FileDescriptor], transient: [FileDescriptor]) {
+    public var componentRules: (all: [FileDescriptor], capturedOnly: [FileDescriptor], transient: [FileDescriptor]) {
         let byFile = plans.filter { $0.provider == .reflink || $0.provider == .copy }.flatMap(\.componentSpecs)
-        return (byFile, plans.flatMap(\.componentSpecs).filter(\.transient))
+        let all = plans.flatMap(\.componentSpecs)
+        return (all, byFile, all.filter(\.transient))
     }
 
     /// Subtrees to read from a snapshot instead of the live filesystem: original path → snapshot path.

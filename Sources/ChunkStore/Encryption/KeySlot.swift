@@ -150,6 +150,7 @@ public struct KeyFile: Sendable {
 /// Why a store's key could not be had or changed.
 public enum KeyError: Error, CustomStringConvertible {
     case noSecret(store: String)
+    case noSecretForNewStore(store: String)
     case wrongPassword(store: String)
     case keyFileOpensNoSlot(path: String, store: String)
     case keyFileOfAnotherStore(path: String, belongsTo: String, store: String)
@@ -168,6 +169,8 @@ public enum KeyError: Error, CustomStringConvertible {
         switch self {
         case .noSecret(let store):
             "the store at \(store) is encrypted: give its password with --password-file FILE, SHADOWMOVER_PASSWORD_FILE, SHADOWMOVER_PASSWORD, SHADOWMOVER_PASSWORD_COMMAND or at the prompt on a terminal, or its key file with --key-file FILE"
+        case .noSecretForNewStore(let store):
+            "a new store at \(store) is encrypted: give it a password with --password-file FILE, SHADOWMOVER_PASSWORD_FILE, SHADOWMOVER_PASSWORD, SHADOWMOVER_PASSWORD_COMMAND or at the prompt on a terminal, or a key file to create with --key-file FILE — or pass --no-encryption"
         case .wrongPassword(let store):
             "wrong password: it opens no key slot of the store at \(store)"
         case .keyFileOpensNoSlot(let path, let store):

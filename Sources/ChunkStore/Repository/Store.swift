@@ -65,7 +65,12 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         let config = StoreConfig.new(parameters: parameters, codec: codec, keyed: keyed, encrypted: encryption != nil)
         // The secret first (a prompt may fail), then the location, then the key slot (which may create
         // a key file): a wrong password source changes nothing.
-        let secret = try encryption?.secret(store: backend.location, confirm: true)
+        let secret: StoreSecret?
+        do {
+            secret = try encryption?.secret(store: backend.location, confirm: true)
+        } catch KeyError.noSecret {
+            throw KeyError.noSecretForNewStore(store: backend.location)
+        }
         try backend.prepareNew()
         var cipher = StoreCipher.plaintext
         var unlocked: (master: SymmetricKey, slot: String)?

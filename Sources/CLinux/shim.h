@@ -49,8 +49,3 @@ static const int SHADOWMOVER_LOCK_SH = LOCK_SH;
 static const int SHADOWMOVER_LOCK_NB = LOCK_NB;
 static const int SHADOWMOVER_LOCK_UN = LOCK_UN;
 
-// copy_file_range is declared only under _GNU_SOURCE; the syscall is always there.
-#include <sys/syscall.h>
-static inline long shadowmover_copy_file_range(int in, int out, unsigned long length) {
-    return syscall(SYS_copy_file_range, in, (void *)0, out, (void *)0, length, 0u);
-}

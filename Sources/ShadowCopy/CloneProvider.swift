@@ -3,7 +3,7 @@ import Foundation
 
 /// Captures individual files into `<mount>/.shadowmover-shadows/<snapshot id>/<path from the mount>`:
 /// - `reflink`: FICLONE, which shares extents (XFS with reflink=1, btrfs) — O(files) in the freeze window;
-/// - `copy`: a full copy (copy_file_range) of only the selected writers' files — O(bytes), any filesystem.
+/// - `copy`: a full copy (pread/pwrite) of only the selected writers' files — O(bytes), any filesystem.
 ///
 /// Each file is point-in-time on its own; the set is consistent because the writers are frozen.
 /// Directories are created before the freeze, so the window only clones or copies.
@@ -78,7 +78,7 @@ struct CloneProvider: Provider {
                     throw ShadowCopyError.provider(plan.volume, "FICLONE \(file) failed: \(String(cString: strerror(errno)))")
                 }
             } else {
-                try Self.copyContent(from: source, to: target, size: Int(st.st_size), file: file, volume: plan.volume)
+                try Self.copyContent(from: source, to: target, file: file, volume: plan.volume)
             }
             // The metadata recorded is the original's after the capture, with the clone's size: an
             // application's own checkpoint may still have grown the file between fstat and clone.
@@ -94,28 +94,32 @@ struct CloneProvider: Provider {
 
     func delete(_ properties: ShadowCopyProperties) throws { try removeTree(properties.snapshotPath) }
 
-    static func copyContent(from source: Int32, to target: Int32, size: Int, file: String, volume: Volume) throws {
-        var remaining = size
-        while remaining > 0 {
-            let n = shadowmover_copy_file_range(source, target, UInt(remaining))
-            if n > 0 {
-                remaining -= n
-                continue
+    /// Copies `source` to `target` from offset 0 to its end, with explicit offsets, and fails on any
+    /// error: a short copy must never pass for a capture. (Not copy_file_range: on a filesystem with
+    /// reflink it may clone instead of copy, with its own rules for the last, partial block, and a
+    /// silent short count is indistinguishable from a file that shrank.)
+    static func copyContent(from source: Int32, to target: Int32, file: String, volume: Volume) throws {
+        let block = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: block, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while true {
+            let r = pread(source, buffer.baseAddress, block, off_t(offset))
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw ShadowCopyError.provider(volume, "reading \(file) failed: \(String(cString: strerror(errno)))")
             }
-            if n == 0 { break }  // the file shrank
-            if errno == EINTR { continue }
-            if errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL {
-                // Fall back to read/write.
-                var buffer = [UInt8](repeating: 0, count: 1 << 20)
-                while true {
-                    let r = read(source, &buffer, buffer.count)
-                    if r == 0 { return }
-                    if r < 0 { if errno == EINTR { continue }; break }
-                    if write(target, buffer, r) != r { break }
+            if r == 0 { break }
+            var written = 0
+            while written < r {
+                let w = pwrite(target, buffer.baseAddress! + written, r - written, off_t(offset + written))
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw ShadowCopyError.provider(volume, "copying \(file) failed: \(String(cString: strerror(errno)))")
                 }
-                return
+                written += w
             }
-            throw ShadowCopyError.provider(volume, "copying \(file) failed: \(String(cString: strerror(errno)))")
+            offset += r
         }
     }
 

@@ -16,7 +16,8 @@ public final class Backup: @unchecked Sendable {
     /// with metadata that cannot tell: the files cache does not trust it (git's "racily clean" files).
     /// Set before the scan starts; read-only during it.
     private var racyFrom: Timestamp?
-    /// How coarse file timestamps may be (the kernel stamps from a clock that ticks every few ms).
+    /// How coarse file timestamps may be, in seconds: Linux stamps files from a clock that ticks every
+    /// few milliseconds, and some filesystems keep whole seconds only.
     static let timestampGranularity: Int64 = 1
     let counter = ProgressCounter()
 
@@ -68,8 +69,7 @@ public final class Backup: @unchecked Sendable {
         do {
             let root = DirectoryBuilder(node: nil, parent: nil, slot: 0) { rootTree.set($0) }
             let trie = PathTrie(paths: paths)
-            let parent = parentRoot(paths)
-            try scan(trie: trie, at: PathBytes("/"), into: root, parent: parent, saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
+            try scan(trie: trie, at: PathBytes("/"), into: root, parent: parentRoot(paths), saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
             try root.sealed(saver: scannerSaver)
             counter.scanFinished()
         } catch {

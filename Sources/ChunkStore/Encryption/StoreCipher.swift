@@ -62,6 +62,10 @@ public struct StoreCipher: Sendable {
     /// The bytes sealing adds to a blob.
     public var blobOverhead: Int { keys == nil ? 0 : Self.tagLength }
 
+    /// The bytes sealing adds to a whole object (its salt and tag): a sealed object may be this much
+    /// longer than the plaintext limit of its kind.
+    public var objectOverhead: Int { keys == nil ? 0 : Self.saltLength + Self.tagLength }
+
     /// The seed of the store's keyed gear table (version 3: derived from the master key).
     var gearSeed: [UInt8]? { keys?.gearSeed }
 
@@ -164,8 +168,7 @@ public struct StoreCipher: Sendable {
     /// kind cannot stand in for another. A plaintext store returns `plaintext`.
     public func sealObject(_ plaintext: [UInt8], kind: ObjectKind) -> [UInt8] {
         guard let keys else { return plaintext }
-        var salt = [UInt8](repeating: 0, count: Self.saltLength)
-        for i in salt.indices { salt[i] = UInt8.random(in: 0...255) }
+        let salt = randomBytes(Self.saltLength)
         let key = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.objects, salt: salt, info: Array("shadowmover/v3/object/\(kind.rawValue)".utf8), outputByteCount: 32)
         return salt + Self.seal(plaintext, key: key, aad: Array(kind.rawValue.utf8))
     }

@@ -238,7 +238,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     /// Reads a whole object written by `writeObject`: nil when it is missing; `CipherError` when it does
     /// not open; `StoreError.tooLong` when it is longer than `limit` (plus the seal's bytes).
     func readObject(_ key: String, limit: Int, kind: StoreCipher.ObjectKind) throws -> [UInt8]? {
-        guard let stored = try backend.get(key, limit: limit + (cipher.isEncrypted ? StoreCipher.saltLength + StoreCipher.tagLength : 0)) else { return nil }
+        guard let stored = try backend.get(key, limit: limit + cipher.objectOverhead) else { return nil }
         return try cipher.openObject(stored, kind: kind)
     }
 
@@ -408,7 +408,7 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
     public func loadSnapshot(id: String) throws -> SnapshotRecord {
         let stored: [UInt8]
         do {
-            guard let b = try backend.get(ObjectKey.snapshot(id), limit: SnapshotRecord.maximumLength + (cipher.isEncrypted ? 48 : 0)) else {
+            guard let b = try backend.get(ObjectKey.snapshot(id), limit: SnapshotRecord.maximumLength + cipher.objectOverhead) else {
                 throw StoreError.damagedSnapshot(id: id, reason: "it is missing")
             }
             stored = b

@@ -108,7 +108,7 @@ struct InspectCat: ParsableCommand {
             }
         case "snapshot":
             let (sid, _) = try store.resolveSnapshot(try need(id))
-            let stored = try store.rawObject(ObjectKey.snapshot(sid), limit: SnapshotRecord.maximumLength + 48)
+            let stored = try store.rawObject(ObjectKey.snapshot(sid), limit: SnapshotRecord.maximumLength + store.cipher.objectOverhead)
             FileHandle.standardOutput.write(Data(raw ? stored : try store.cipher.openObject(stored, kind: .snapshot)))
         case "tree":
             let tree = try store.loadTree(try blobID())

@@ -284,7 +284,7 @@ struct BadInputTests {
             p.executableURL = URL(fileURLWithPath: "/bin/chown")
             p.arguments = ["-R", "65534:65534", storePath]
             try p.run()
-            p.waitUntilExit()
+            p.waitUntilExit(within: Subprocess.limit)
             prefix = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         }
         let result = try CLI.run(["backup", source, "--store", storePath], prefix: prefix)

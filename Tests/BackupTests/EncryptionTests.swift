@@ -191,21 +191,11 @@ struct EncryptionTests {
         ]
         /// Runs without the tests' password in the environment, and with no terminal.
         func run(_ args: [String], _ env: [String: String]) throws -> (code: Int32, stderr: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CLI.binary)
-            p.arguments = args
             var full = CLI.environment([:])
             full.removeValue(forKey: "SHADOWMOVER_PASSWORD")
             for (k, v) in env { full[k] = v }
-            p.environment = full
-            p.standardInput = FileHandle.nullDevice
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            let r = try Subprocess.run([CLI.binary] + args, environment: full)
+            return (r.code, r.stderr)
         }
         for c in cases {
             let r = try run(["snapshots", "--store", store] + c.args, c.env)

@@ -41,7 +41,7 @@ struct FaultTests {
                 kill(backup.processIdentifier, SIGKILL)
                 killed += 1
             }
-            backup.waitUntilExit()
+            backup.waitUntilExit(within: Subprocess.limit)
 
             let check = try CLI.run(["check", "--store", store])
             #expect(check.code == 0, "round \(round): check after a kill: \(check.stdout)\(check.stderr)")
@@ -127,7 +127,7 @@ struct FaultTests {
             #expect(prune.code == 1)
             #expect(prune.stderr.contains("restore"), "the refusal names the restore holding the lock: \(prune.stderr)")
         }
-        restore.waitUntilExit()
+        restore.waitUntilExit(within: Subprocess.limit)
         #expect(locked, "the restore's lock was seen while it ran")
         #expect(restore.terminationStatus == 0)
         #expect(try f.cli(["prune"]).code == 0, "prune runs once the restore is done")
@@ -159,7 +159,7 @@ struct FrozenApplicationTests {
         app.executableURL = URL(fileURLWithPath: "/bin/sleep")
         app.arguments = ["600"]
         try runUnblocked(app)
-        defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit() }
+        defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit(within: Subprocess.limit) }
         let limit = 1.0
         for run in 0..<20 {  // issue 16: every time, 20 runs per misbehaviour
             let log = s.sub("w\(run).log")

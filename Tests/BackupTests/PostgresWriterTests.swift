@@ -73,7 +73,7 @@ struct PostgresWriterTests {
         try runUnblocked(load)
         defer {
             load.terminate()
-            load.waitUntilExit()
+            load.waitUntilExit(within: Subprocess.limit)
         }
         usleep(500_000)
         _ = try cluster.query("CREATE TABLE IF NOT EXISTS marker(note text)")
@@ -86,7 +86,7 @@ struct PostgresWriterTests {
             environment: coordinatorEnv(s))
         #expect(r.code == 0, "\(r.stderr)")
         load.terminate()
-        load.waitUntilExit()
+        load.waitUntilExit(within: Subprocess.limit)
         // The writer's session is gone: nothing left in backup mode.
         #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "0")
 
@@ -149,7 +149,7 @@ struct PostgresWriterTests {
         #expect(lines(log).contains("freeze"))
         #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "1")
         kill(backup.processIdentifier, SIGKILL)
-        backup.waitUntilExit()
+        backup.waitUntilExit(within: Subprocess.limit)
         var left = "?"
         for _ in 0..<100 {
             left = try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'")

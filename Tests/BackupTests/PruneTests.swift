@@ -86,7 +86,7 @@ struct PruneTests {
             cp.executableURL = URL(fileURLWithPath: "/bin/cp")
             cp.arguments = ["-a", f.storePath, copy]
             try cp.run()
-            cp.waitUntilExit()
+            cp.waitUntilExit(within: Subprocess.limit)
             let r = try CLI.run(["prune", "--store", copy], environment: ["SHADOWMOVER_CRASH_AT": "\(point)"])
             if r.code != 0 { killedAt.append(point) }
             // A killed prune leaves its lock behind; its process is provably gone (this host), so the
@@ -121,7 +121,7 @@ struct PruneTests {
         let dead = Process()
         dead.executableURL = URL(fileURLWithPath: "/bin/true")
         try dead.run()
-        dead.waitUntilExit()
+        dead.waitUntilExit(within: Subprocess.limit)
         let record = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"\#(ProcessInfo.processInfo.hostName)","pid":\#(dead.processIdentifier),"purpose":"prune"}"#
         write(f.storePath + "/locks/" + String(repeating: "ab", count: 32), Array(record.utf8))
         let cleared = try f.cli(["backup", "--no-shadow-copy", f.source])

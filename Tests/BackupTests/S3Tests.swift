@@ -161,8 +161,8 @@ struct S3Tests {
         }
         let first = try ceph.start(["backup", "--store", store, a], cache: scratch.sub("cache-a"))
         let second = try ceph.start(["backup", "--store", store, b], cache: scratch.sub("cache-b"))
-        first.waitUntilExit()
-        second.waitUntilExit()
+        first.waitUntilExit(within: Subprocess.limit)
+        second.waitUntilExit(within: Subprocess.limit)
         #expect(first.terminationStatus == 0 && second.terminationStatus == 0)
         #expect(try cli(ceph, ["prune", "--store", store, "--max-unused", "0"]).code == 0)
         #expect(try cli(ceph, ["check", "--read-data", "--store", store]).code == 0)
@@ -233,7 +233,7 @@ struct S3Tests {
             }
             usleep(20_000)
         }
-        backup.waitUntilExit()
+        backup.waitUntilExit(within: Subprocess.limit)
         #expect(sawLock, "prune met the running backup")
         #expect(backup.terminationStatus == 0)
         #expect(try cli(ceph, ["prune", "--store", store]).code == 0)
@@ -256,8 +256,9 @@ struct S3Tests {
         write(source + "/big", randomBytes(40_000_000, seed: 42 << 8))
         var env = ceph.environment(cache: scratch.sub("cache-b"), retries: 3)
         env["SHADOWMOVER_S3_CONNECTIONS"] = "2"
-        let err = Pipe()
-        let p = try startCLI(["backup", "--store", store, source], environment: env, stderr: err)
+        let err = Subprocess.Collector()
+        let p = try startCLI(["backup", "--store", store, source], environment: env, stderr: err.pipe)
+        err.start()
         // Once the backup holds its lock (it is writing), hold it still, stop the gateway under it, and
         // let it go on: every request it makes from then on fails.
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
@@ -266,8 +267,8 @@ struct S3Tests {
         kill(p.processIdentifier, SIGSTOP)
         ceph.stopGateway()
         kill(p.processIdentifier, SIGCONT)
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        p.waitUntilExit(within: Subprocess.limit)
+        let message = err.text(by: .now() + 10)
         ceph.startGateway()
         #expect(p.terminationStatus == 1)
         #expect(message.contains("cannot reach the S3 endpoint"), "\(message)")
@@ -299,7 +300,7 @@ struct S3Tests {
         ceph.stopGateway()
         usleep(1_000_000)
         ceph.startGateway()
-        restore.waitUntilExit()
+        restore.waitUntilExit(within: Subprocess.limit)
         #expect(wasRunning, "the restore was still running when the gateway stopped")
         #expect(restore.terminationStatus == 0)
         #expect(contents(target + source) == contents(source))

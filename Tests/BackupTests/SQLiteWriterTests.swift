@@ -53,7 +53,7 @@ final class ShortLivedLoad {
 
     func stop() {
         FileManager.default.createFile(atPath: stopFile, contents: nil)
-        for p in loops { p.waitUntilExit() }
+        for p in loops { p.waitUntilExit(within: Subprocess.limit) }
         loops = []
         unlink(stopFile)
     }
@@ -209,7 +209,7 @@ struct SQLiteWriterTests {
         let refused = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])
         #expect(refused.code == 1 && refused.stderr.contains("is open in process"), "\(refused.stderr)")
         kill(killed.processIdentifier, SIGKILL)
-        killed.waitUntilExit()
+        killed.waitUntilExit(within: Subprocess.limit)
         #expect(FileManager.default.fileExists(atPath: db + "-wal"))
 
         let restored = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])

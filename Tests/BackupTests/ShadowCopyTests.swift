@@ -35,17 +35,8 @@ enum Shell {
     static var faultWriter: String { root + "/Tests/BackupTests/Fixtures/fault-writer.py" }
 
     @discardableResult
-    static func run(_ argv: [String]) throws -> CLI.Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try runUnblocked(p)
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return CLI.Result(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    static func run(_ argv: [String], within limit: Duration = Subprocess.limit, sourceLocation: SourceLocation = #_sourceLocation) throws -> CLI.Result {
+        try Subprocess.run(argv, within: limit, sourceLocation: sourceLocation)
     }
 
     static func sqlite(_ db: String, _ sql: String) throws -> String {
@@ -92,7 +83,7 @@ final class InsertLoad {
 
     func stop() {
         process.terminate()
-        process.waitUntilExit()
+        process.waitUntilExit(within: Subprocess.limit)
     }
 }
 
@@ -274,7 +265,7 @@ struct ShadowCopyTests {
         mkdirs(b.sub("data"))
         let waited = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--wait", "30", "--provider", "btrfs", b.sub("data")], environment: env)
         #expect(waited.code == 0, "\(waited.stderr)")
-        first.waitUntilExit()
+        first.waitUntilExit(within: Subprocess.limit)
         #expect(first.terminationStatus == 0)
 
         // Agent 1 again, now lingering in backup-complete: the set is made, the volume still marked.
@@ -285,7 +276,7 @@ struct ShadowCopyTests {
         let marked = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--provider", "btrfs", a.sub("data")], environment: env)
         #expect(marked.code == 1)
         #expect(marked.stderr.contains("volume \(a.mountPoint) is already being shadowed by pid \(second.processIdentifier)"))
-        second.waitUntilExit()
+        second.waitUntilExit(within: Subprocess.limit)
         let after = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--provider", "btrfs", a.sub("data")], environment: env)
         #expect(after.code == 0, "\(after.stderr)")
     }
@@ -316,7 +307,7 @@ struct ShadowCopyTests {
         for _ in 0..<300 where !(lines(frozenLog).contains("freeze") && lines(hungLog).contains("freeze")) { usleep(20_000) }
         usleep(200_000)  // let the SQLite writer take its lock too
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        p.waitUntilExit(within: Subprocess.limit)
         for _ in 0..<100 where !lines(frozenLog).contains("thawed-on-eof") { usleep(20_000) }
         #expect(lines(frozenLog).suffix(2) == ["eof", "thawed-on-eof"])
         // The hung writer got EOF too but is stuck in its sleep; it is not ours to wait for.

@@ -16,7 +16,7 @@ import ShadowCopy
 ///   and the rename — those logs are in the hidden directory, which says so in its name.
 /// - **PostgreSQL** (restore to an alternate location): the data directory is restored into `target`
 ///   with its `backup_label` and `tablespace_map` (`WriterRestore`); a running cluster's own data
-///   directory is refused.
+///   directory is refused. With `start`, the cluster is started there (`PostgresStart`).
 public struct ComponentRestore {
     public var store: Store
     public var record: SnapshotRecord
@@ -27,6 +27,9 @@ public struct ComponentRestore {
     /// Where to restore to instead of the original location (PostgreSQL: required).
     public var target: String?
     public var replaceLive = false
+    /// PostgreSQL: start the restored cluster (recovery runs to the backup's end) on `port`.
+    public var start = false
+    public var port: Int?
     /// Where exec writers are found for their restore events (`--exec-writer`, `--writers-dir`).
     public var discovery = WriterDiscovery(directory: nil)
 
@@ -170,9 +173,16 @@ public struct ComponentRestore {
 
     // MARK: Exec writers
 
-    /// pre-restore (a veto stops it: nothing is written) → the components' files restored beside their
-    /// destinations and renamed into place → post-restore with the result. The writer program comes
-    /// from `--exec-writer` or the writers directory, matched by class id (and instance).
+    /// pre-restore (a veto stops it: nothing is written) → every file of the components restored into
+    /// a hidden directory beside its destination → if the writer is still there, each renamed into
+    /// place → post-restore with the result. The writer program comes from `--exec-writer` or the
+    /// writers directory, matched by class id (and instance).
+    ///
+    /// A writer found dead after the files are staged has given up whatever it prepared (a stopped
+    /// application, say), so nothing is replaced. From the first rename until post-restore succeeds,
+    /// a marker beside the files (`incompleteMarker`) names the restore and its files: an agent killed
+    /// among the renames, or a writer that dies before post-restore, leaves it — a mix of old and new
+    /// files, or new files the application was not told of, is marked, never silent.
     private func restoreThroughExecWriter(
         _ entry: BackupComponentsDocument.WriterEntry, _ components: [BackupComponentsDocument.ComponentEntry]
     ) throws -> [String] {
@@ -199,35 +209,100 @@ public struct ComponentRestore {
         } catch {
             throw RestoreError.componentUnsupported("\(entry.name) vetoed the restore at pre-restore: \(error); nothing was written")
         }
-        var restored = 0
         var failure: Error?
+        var staged = StagedFiles()
+        defer { staged.discard() }
         do {
-            restored = try restoreFiles(components.flatMap(\.files))
+            try stage(components.flatMap(\.files), into: &staged)
+            guard writer.isAlive else {
+                throw RestoreError.componentUnsupported("\(entry.name) exited after pre-restore, before the files were put in place: nothing was replaced")
+            }
+            try staged.moveIntoPlace(marking: "restore of \(events.selectedComponents.joined(separator: ", ")) from snapshot \(snapshotID.prefix(8)) through \(entry.name)")
         } catch {
             failure = error
         }
+        if let failure, !staged.moved { throw failure }
         events.deadline = .now + .seconds(60)
         events.results = Dictionary(uniqueKeysWithValues: events.selectedComponents.map { ($0, failure == nil) })
         let post = Result { try writer.handle(.postRestore, events) }
         if let failure { throw failure }
         if case .failure(let e) = post {
-            throw RestoreError.componentUnsupported("the \(restored) file(s) are restored, but \(entry.name) failed post-restore: \(e) — check the application before using them")
+            throw RestoreError.componentUnsupported("the \(staged.count) file(s) are restored, but \(entry.name) failed post-restore: \(e) — check the application before using them (\(Self.incompleteMarker) beside them says so until a restore completes)")
         }
-        return ["restored \(restored) file(s) of \(events.selectedComponents.joined(separator: ", ")) through \(entry.name)\(target.map { " to \($0)" } ?? " in place")"]
+        staged.clearMarkers()
+        return ["restored \(staged.count) file(s) of \(events.selectedComponents.joined(separator: ", ")) through \(entry.name)\(target.map { " to \($0)" } ?? " in place")"]
     }
 
-    /// Restores `files` (original paths) to their destinations — `target` + path, or in place — each
-    /// first into a hidden directory beside it, then renamed over the destination: a destination is
-    /// replaced whole or not at all. - Returns: the number restored (paths the snapshot lacks are skipped).
-    private func restoreFiles(_ files: [String]) throws -> Int {
-        var count = 0
+    /// The name of the marker a component restore leaves beside files it was replacing when it was
+    /// interrupted; it lists the files and the snapshot.
+    public static let incompleteMarker = ".shadowmover-restore-INCOMPLETE"
+
+    /// Files restored into hidden directories beside their destinations, waiting to be renamed over them.
+    struct StagedFiles {
+        private(set) var files: [(staged: String, destination: String)] = []
+        private var stagingDirectories: [String] = []
+        /// True once a rename into place was attempted.
+        private(set) var moved = false
+        var count: Int { files.count }
+
+        /// A new hidden directory beside `destination` (whose directory is made if missing).
+        mutating func directory(beside destination: String) throws -> String {
+            let parent = (destination as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            let staging = parent + "/.shadowmover-restore-\(UUID().uuidString.prefix(8).lowercased())"
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
+            stagingDirectories.append(staging)
+            return staging
+        }
+
+        mutating func add(_ staged: String, for destination: String) { files.append((staged, destination)) }
+
+        /// The directories the staged files go into.
+        private var destinationDirectories: [String] {
+            Array(Set(files.map { ($0.destination as NSString).deletingLastPathComponent })).sorted()
+        }
+
+        /// Renames every staged file over its destination, after a marker naming `what` and the files
+        /// was put in each destination directory (`clearMarkers` removes it once the restore is whole).
+        mutating func moveIntoPlace(marking what: String) throws {
+            moved = true
+            let text = "This \(what) did not complete: the files below may be partly replaced, or replaced without the writer's post-restore. Run the restore again.\n"
+                + files.map(\.destination).joined(separator: "\n") + "\n"
+            for d in destinationDirectories {
+                try Data(text.utf8).write(to: URL(fileURLWithPath: d + "/" + ComponentRestore.incompleteMarker), options: .atomic)
+                FileIOSync.directory(d)
+            }
+            for f in files {
+                CrashPoint.step()
+                guard rename(f.staged, f.destination) == 0 else {
+                    throw StoreError.io(path: f.destination, operation: "rename into place", errno: errno)
+                }
+            }
+            for d in destinationDirectories { FileIOSync.directory(d) }
+        }
+
+        /// Removes the markers `moveIntoPlace` left.
+        func clearMarkers() {
+            for d in destinationDirectories {
+                unlink(d + "/" + ComponentRestore.incompleteMarker)
+                FileIOSync.directory(d)
+            }
+        }
+
+        /// Removes the staging directories (and whatever is left in them).
+        mutating func discard() {
+            for d in stagingDirectories { try? FileManager.default.removeItem(atPath: d) }
+            stagingDirectories = []
+        }
+    }
+
+    /// Restores `files` (original paths) into staging directories beside their destinations — `target`
+    /// + path, or in place. Paths the snapshot lacks, and the component's directories (their files are
+    /// in the list on their own), are skipped.
+    private func stage(_ files: [String], into staged: inout StagedFiles) throws {
         for file in files {
             let destination = (target.map { $0 == "/" ? "" : $0 } ?? "") + file
-            let directory = (destination as NSString).deletingLastPathComponent
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let staging = directory + "/.shadowmover-restore-\(UUID().uuidString.prefix(8).lowercased())"
-            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
-            defer { try? FileManager.default.removeItem(atPath: staging) }
+            let staging = try staged.directory(beside: destination)
             var options = RestoreOptions(target: staging)
             options.subPath = file
             do {
@@ -235,17 +310,11 @@ public struct ComponentRestore {
             } catch RestoreError.pathNotInSnapshot {
                 continue
             }
-            let staged = staging + "/" + (file as NSString).lastPathComponent
+            let path = staging + "/" + (file as NSString).lastPathComponent
             var st = stat()
-            // A directory of the component: its files are in the list on their own, restored one by one.
-            if lstat(staged, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { continue }
-            guard rename(staged, destination) == 0 else {
-                throw StoreError.io(path: destination, operation: "rename into place", errno: errno)
-            }
-            FileIOSync.directory(directory)
-            count += 1
+            if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { continue }
+            staged.add(path, for: destination)
         }
-        return count
     }
 
     // MARK: PostgreSQL
@@ -267,6 +336,7 @@ public struct ComponentRestore {
         notes += try WriterRestore.apply(record: record, target: target, subPath: data)
         let others = components.filter { $0.name != "data" }.map(Self.fullPath)
         if !others.isEmpty { notes.append("restore \(others.joined(separator: ", ")) with --path: the tablespace_map names where the cluster expects them") }
+        if start { notes.append(try PostgresStart(data: restored, port: port).run()) }
         return notes
     }
 }

@@ -75,6 +75,9 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
     /// True once `terminate` ended the writer.
     var isStopped: Bool { lock.withLock { stopped } }
 
+    /// False once the writer's process has ended (by itself, or ended by us); true before it starts.
+    public var isAlive: Bool { lock.withLock { !stopped && process?.isRunning != false } }
+
     /// Ends a writer that timed out or stopped answering, the way qemu-ga's fsfreeze guard does: EOF on
     /// its stdin first (the protocol's "thaw and exit"), SIGTERM after `eofGrace` (a writer should thaw
     /// on it too), SIGKILL after `termGrace`. It is never started again in this session: an `abort`

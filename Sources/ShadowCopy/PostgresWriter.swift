@@ -131,6 +131,15 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
         let status = PQresultStatus(result)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
             let message = String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }  // PG_DIAG_SQLSTATE
+            if sqlState == "42501" {  // insufficient_privilege
+                let role = PQuser(conn).map { String(cString: $0) } ?? "the role"
+                throw WriterError(.nonRetryable, """
+                    \(label): \(sql.prefix(60)) was refused: \(message) — connect as a superuser, or give \(role) what a \
+                    snapshot backup needs: GRANT pg_read_all_settings TO \(role); GRANT EXECUTE ON FUNCTION \
+                    pg_backup_start(text, boolean), pg_backup_stop(boolean) TO \(role);
+                    """)
+            }
             let retryable = message.contains("another backup") || message.contains("recovery is in progress")
             throw WriterError(retryable ? .retryable : .nonRetryable, "\(label): \(sql.prefix(60)) failed: \(message)")
         }

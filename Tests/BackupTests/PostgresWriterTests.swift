@@ -62,7 +62,7 @@ struct PostgresWriterTests {
         guard try requirePostgres("the PostgreSQL writer test on \(fs)") else { return }
         let s = Scratch("pg-\(fs)")
         let volume = try LoopVolume(fs, in: s, sizeMB: 700)
-        let port = fs == "btrfs" ? 5461 : 5463
+        let port = fs == "btrfs" ? 5461 : 5471
         let cluster = try PostgresCluster(data: volume.sub("pg/data"), port: port)
         #expect(try Shell.run(cluster.tool("pgbench", ["-i", "-s", "2", "-q", "postgres"])).code == 0)
         let load = Process()
@@ -128,6 +128,17 @@ struct PostgresWriterTests {
         #expect(component.code == 0, "\(component.stderr)")
         #expect(FileManager.default.fileExists(atPath: alternate + "/data/backup_label") && FileManager.default.fileExists(atPath: alternate + "/data/PG_VERSION"))
         #expect(!FileManager.default.fileExists(atPath: alternate + "/data/postmaster.pid"))
+
+        // And started there: recovery runs to the backup's end, the cluster answers on its own port.
+        let startedAt = s.sub("started")
+        let started = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres", "--target", startedAt, "--start", "--port", "\(port + 2)"])
+        #expect(started.code == 0, "\(started.stderr)")
+        #expect(started.stdout.contains("host=/tmp port=\(port + 2)"), "\(started.stdout)")
+        defer { system("'\(Shell.tool("postgres-cluster.sh"))' stop '\(startedAt)/data' > /dev/null 2>&1 < /dev/null") }
+        let psql = try Shell.run(["psql", "host=/tmp port=\(port + 2) user=postgres dbname=postgres", "-XAtqc", "SELECT count(*) FROM marker"])
+        #expect(psql.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(psql.stderr)")
+        let again = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres", "--target", startedAt, "--start"])
+        #expect(again.code == 1 && again.stderr.contains("running cluster"), "\(again.stderr)")
     }
 
     @Test("a backup killed (SIGKILL) while PostgreSQL is in backup mode leaves nothing in backup mode, and the next backup succeeds")
@@ -159,6 +170,47 @@ struct PostgresWriterTests {
         #expect(left == "0", "a session is still in backup mode")
         let again = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection, cluster.data], environment: coordinatorEnv(s))
         #expect(again.code == 0, "\(again.stderr)")
+    }
+
+    @Test("a role without the rights to read data_directory or to run pg_backup_start is refused with the GRANT it needs, leaving nothing in backup mode; a table in a tablespace restores, with the tablespace under the target")
+    func permissionsAndTablespaces() throws {
+        guard try requirePostgres("the PostgreSQL permission and tablespace test") else { return }
+        let s = Scratch("pg-rights")
+        let volume = try LoopVolume("btrfs", in: s, sizeMB: 700)
+        let cluster = try PostgresCluster(data: volume.sub("pg/data"), port: 5466)
+        let space = volume.sub("pg/space")
+        mkdirs(space)
+        #expect(try Shell.run(["chown", "postgres:", space]).code == 0)
+        _ = try cluster.query("CREATE TABLESPACE elsewhere LOCATION '\(space)'")
+        _ = try cluster.query("CREATE TABLE far(v int) TABLESPACE elsewhere")
+        _ = try cluster.query("INSERT INTO far SELECT generate_series(1, 1000)")
+        _ = try cluster.query("CREATE ROLE plain LOGIN")
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let before = storeListing(store)
+        let asPlain = cluster.connection.replacingOccurrences(of: "user=postgres", with: "user=plain")
+        func backup(_ connection: String) throws -> CLI.Result {
+            try CLI.run(["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--postgres", connection, cluster.data], environment: coordinatorEnv(s))
+        }
+        let unreadable = try backup(asPlain)
+        #expect(unreadable.code == 1 && unreadable.stderr.contains("GRANT pg_read_all_settings TO plain"), "\(unreadable.stderr)")
+        _ = try cluster.query("GRANT pg_read_all_settings TO plain")
+        let refused = try backup(asPlain)
+        #expect(refused.code == 1 && refused.stderr.contains("pg_backup_start") && refused.stderr.contains("GRANT EXECUTE ON FUNCTION"), "\(refused.stderr)")
+        #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "0")
+        #expect(storeListing(store) == before, "a refused backup writes nothing")
+
+        let r = try backup(cluster.connection)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(try CLI.run(["inspect", "snapshot", "latest", "--store", store]).stdout.contains("tablespace/elsewhere"))
+        let target = s.sub("restore")
+        let restored = try CLI.run(["restore", "--store", store, "latest", "-t", target])
+        #expect(restored.code == 0, "\(restored.stderr)")
+        #expect(FileManager.default.fileExists(atPath: target + cluster.data + "/tablespace_map"))
+        _ = try cluster.query("DROP TABLE far")  // the original's tablespace emptied: the copy must not need it
+        let copy = try PostgresCluster(data: target + cluster.data, port: 5467)
+        #expect(try copy.query("SELECT count(*) FROM far") == "1000")
+        #expect(try copy.query("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'elsewhere'") == target + space)
     }
 
     @Test("a wrong connection string or a stopped server is a clear error that changes nothing")

@@ -52,7 +52,7 @@ final class ShortLivedLoad {
     }
 
     func stop() {
-        FileManager.default.createFile(atPath: stopFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
         for p in loops { p.waitUntilExit(within: Subprocess.limit) }
         loops = []
         unlink(stopFile)

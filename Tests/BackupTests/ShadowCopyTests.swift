@@ -416,8 +416,12 @@ struct ShadowCopySetTests {
         #expect(try Mounts.volume(for: "/proc/self", in: mounts).fsType == "proc")
     }
 
-    @Test("restore --component through an exec writer: pre-restore, the files replaced whole, post-restore; a veto at pre-restore writes nothing")
+    @Test("restore --component through an exec writer: pre-restore, the files replaced whole, post-restore; a veto at pre-restore replaces nothing; a writer that dies after it, or an agent killed among the renames, leaves the old files or the new ones marked incomplete, never a silent mix")
     func execWriterRestore() throws {
+        /// What a restore left in `data` and `data/sub` besides the files: staging directories, markers.
+        func hidden(_ data: String) -> [String] {
+            [data, data + "/sub"].flatMap { d in ((try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []).filter { $0.hasPrefix(".shadowmover-restore") } }
+        }
         guard try requireRoot("the exec-writer restore test (shadow copy session)") else { return }
         let s = Scratch("exec-restore")
         let data = s.sub("data")
@@ -438,6 +442,38 @@ struct ShadowCopySetTests {
         #expect(contents(data)["a.log"] == Array("second version of a\n".utf8))
         #expect(!lines(vetoLog).contains("post-restore"))
 
+        // The writer dies after pre-restore. Found dead before the renames, nothing is replaced; dead
+        // only by post-restore, the files are replaced and marked as not restored through the writer.
+        // Never half of them, never unmarked.
+        let markerA = data + "/" + ComponentRestore.incompleteMarker, markerB = data + "/sub/" + ComponentRestore.incompleteMarker
+        for (exit, alwaysReplaced) in [("--exit-after pre-restore", false), ("--crash post-restore", true)] {
+            let died = try CLI.run(["restore", "latest", "--store", store, "--component", "fault", "--exec-writer", "\(Shell.faultWriter) \(s.sub("died.log")) --files \(data) \(exit)"])
+            #expect(died.code == 1, "\(died.stderr)")
+            let now = contents(data)
+            let old = now["a.log"] == Array("second version of a\n".utf8) && now["sub/b.log"] == Array("second version of b\n".utf8)
+            let new = now["a.log"] == Array("first version of a\n".utf8) && now["sub/b.log"] == Array("first version of b\n".utf8)
+            if old && !alwaysReplaced {
+                #expect(died.stderr.contains("nothing was replaced"), "\(died.stderr)")
+                #expect(hidden(data).isEmpty, "\(hidden(data))")
+            } else {
+                #expect(new, "\(exit): neither the old files nor the new: \(now)")
+                #expect(died.stderr.contains("failed post-restore"), "\(died.stderr)")
+                let marker = (try? String(contentsOfFile: markerA, encoding: .utf8)) ?? ""
+                #expect(marker.contains("did not complete") && marker.contains(data + "/a.log"), "\(marker)")
+                #expect(FileManager.default.fileExists(atPath: markerB))
+                write(data + "/a.log", Array("second version of a\n".utf8))
+                write(data + "/sub/b.log", Array("second version of b\n".utf8))
+            }
+        }
+
+        // The agent killed between its renames: the directories it was replacing in say so.
+        let crashed = try CLI.run(
+            ["restore", "latest", "--store", store, "--component", "fault", "--exec-writer", "\(Shell.faultWriter) \(s.sub("crash.log")) --files \(data)"],
+            environment: ["SHADOWMOVER_CRASH_AT": "2"])
+        #expect(crashed.code != 0)
+        let marker = (try? String(contentsOfFile: markerA, encoding: .utf8)) ?? ""
+        #expect(marker.contains("did not complete") && marker.contains(data + "/a.log") && marker.contains(data + "/sub/b.log"), "\(marker)")
+
         let log = s.sub("restore.log")
         let r = try CLI.run(["restore", "latest", "--store", store, "--component", "fault", "--exec-writer", "\(Shell.faultWriter) \(log) --files \(data)"])
         #expect(r.code == 0, "\(r.stderr)")
@@ -445,7 +481,7 @@ struct ShadowCopySetTests {
         #expect(contents(data)["sub/b.log"] == Array("first version of b\n".utf8))
         let events = lines(log)
         #expect(events.firstIndex(of: "pre-restore") ?? 99 < events.firstIndex(of: "post-restore") ?? -1, "\(events)")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []).allSatisfy { !$0.hasPrefix(".shadowmover-restore") })
+        #expect(!FileManager.default.fileExists(atPath: markerA) && !FileManager.default.fileExists(atPath: markerB), "a complete restore clears the marks")
 
         let none = try CLI.run(["restore", "latest", "--store", store, "--component", "fault"])
         #expect(none.code == 1 && none.stderr.contains("--exec-writer"), "\(none.stderr)")

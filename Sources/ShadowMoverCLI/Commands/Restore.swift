@@ -24,6 +24,10 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Restore a writer's component the way its writer says: WRITER[/COMPONENT], e.g. sqlite, postgres/data, /srv/app.db (see `inspect snapshot`).", valueName: "writer[/component]"))
     var component: String?
     @Flag(help: "With --component: replace a database even though a process has it open.") var replaceLive = false
+    @Flag(help: "With --component postgres: start the restored cluster (as its data directory's owner) and wait until recovery is done.")
+    var start = false
+    @Option(help: ArgumentHelp("With --start: the port it listens on (default: the first free one from 5433).", valueName: "port"))
+    var port: Int?
     @Option(help: ArgumentHelp("With --component: the exec writer program that restores it (repeatable; default: those in --writers-dir).", valueName: "path"))
     var execWriter: [String] = []
     @Option(help: ArgumentHelp("With --component: where exec writers are found.", valueName: "dir")) var writersDir = WriterDiscovery.defaultDirectory
@@ -39,11 +43,14 @@ struct RestoreCommand: ParsableCommand {
             var restore = ComponentRestore(store: store, record: record, snapshotID: id, selector: component)
             restore.target = target
             restore.replaceLive = replaceLive
+            restore.start = start
+            restore.port = port
             restore.discovery = WriterDiscovery(directory: writersDir)
             restore.discovery.execWriters = execWriter
             for note in try restore.run() { Output.line(note) }
             return
         }
+        if start || port != nil { throw ValidationError("--start and --port go with --component postgres") }
         guard let target else { throw ValidationError("--target DIR is needed (or --component to restore a writer's component in place)") }
         var options = RestoreOptions(target: target)
         options.subPath = path

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A writer for fault tests: logs every event it receives, and misbehaves on request.
 
-  fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--garbage EVENT]
+  fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--exit-after EVENT] [--garbage EVENT]
                   [--veto EVENT --failure KIND [--times N]] [--app PID]
 
 On EOF it logs "eof" (and "thawed-on-eof" if it was frozen), then exits.
@@ -25,6 +25,7 @@ p.add_argument("--files")
 p.add_argument("--hang")
 p.add_argument("--sleep", help="EVENT:SECONDS, sleep before answering EVENT")
 p.add_argument("--crash")
+p.add_argument("--exit-after", help="answer EVENT, then exit (a writer killed right after it)")
 p.add_argument("--garbage")
 p.add_argument("--veto")
 p.add_argument("--failure", default="nonRetryable")
@@ -121,6 +122,8 @@ for line in sys.stdin:
     if event in ("thaw", "abort"):
         frozen = False
     answer({"ok": True})
+    if event == a.exit_after:
+        os._exit(0)
 log("eof")
 resume_app()
 if frozen:

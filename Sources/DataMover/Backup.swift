@@ -20,10 +20,13 @@ public final class Backup: @unchecked Sendable {
     /// few milliseconds, and some filesystems keep whole seconds only.
     static let timestampGranularity: Int64 = 1
     let counter = ProgressCounter()
+    /// `options.source.capturedNames()`, made once.
+    private let capturedNames: [String: [[UInt8]]]
 
     public init(store: Store, options: BackupOptions) {
         self.store = store
         self.options = options
+        capturedNames = options.source.capturedNames()
     }
 
     public func run() throws -> BackupResult {
@@ -216,7 +219,7 @@ public final class Backup: @unchecked Sendable {
         of path: PathBytes, read: PathBytes, device: dev_t, into builder: DirectoryBuilder, parent: ParentTree?, saver: ChunkSaver,
         queue: BackupLanes, stats: inout BackupSummary, failure: FirstFailure
     ) throws {
-        let names = try FileSystem.list(read)
+        let names = try entries(of: path, read: read)
         builder.expect(names.count)
         for (i, childName) in names.enumerated() {
             let childPath = path.appending(childName)
@@ -238,6 +241,15 @@ public final class Backup: @unchecked Sendable {
                 try builder.complete(slot: i, with: nil, saver: saver)
             }
         }
+    }
+
+    /// A directory's entries, sorted: those listed where it is read from, and the files captured in it
+    /// at the freeze point that are gone from there since.
+    private func entries(of path: PathBytes, read: PathBytes) throws -> [[UInt8]] {
+        let listed = try FileSystem.list(read)
+        guard let captured = capturedNames[path.description] else { return listed }
+        let missing = Set(captured).subtracting(listed)
+        return missing.isEmpty ? listed : (listed + missing).sorted { $0.lexicographicallyPrecedes($1) }
     }
 
     private func scanEntry(

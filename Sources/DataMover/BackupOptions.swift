@@ -60,6 +60,19 @@ public struct BackupSource: Sendable {
     /// True when `path` may vanish without it being worth a warning.
     func mayVanish(_ path: String) -> Bool { transient.contains { $0.matches(path) } }
 
+    /// The names of the captured files in each directory (by original path). A directory is listed
+    /// live and these are added: a file that was there at the freeze and is gone now (an SQLite -wal
+    /// its last connection removed after the thaw) is part of the point in time all the same.
+    func capturedNames() -> [String: [[UInt8]]] {
+        var names: [String: [[UInt8]]] = [:]
+        for path in files.keys {
+            let bytes = PathBytes(path)
+            guard let name = bytes.components.last else { continue }
+            names[(path as NSString).deletingLastPathComponent, default: []].append(name)
+        }
+        return names
+    }
+
     public init() {}
 
     public struct CapturedMetadata: @unchecked Sendable {  // `stat` is a plain C struct

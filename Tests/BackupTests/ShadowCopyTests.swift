@@ -325,6 +325,32 @@ struct ShadowCopyTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: volume.sub(".shadowmover-shadows"))) ?? []).isEmpty)
     }
 
+    @Test(
+        "a component file captured at the freeze and deleted before the backup reads the tree (a -wal its last connection removed after the thaw) is in the snapshot as it was",
+        arguments: ["reflink", "copy"])
+    func capturedThenDeleted(provider: String) throws {
+        guard try requireRoot("the captured-then-deleted test (loop volumes)") else { return }
+        let s = Scratch("captured-\(provider)")
+        let volume = try LoopVolume("xfs", in: s)
+        let data = volume.sub("data")
+        mkdirs(data)
+        let log = data + "/app.log"
+        write(log, Array("written before the freeze\n".utf8))
+        write(data + "/other", [1, 2, 3])
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let r = try CLI.run(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--provider", provider,
+             "--exec-writer", "\(Shell.faultWriter) \(s.sub("w.log")) --files \(data) --remove thaw:\(log)", data],
+            environment: coordinatorEnv(s))
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: log))
+        let target = s.sub("restore")
+        #expect(try CLI.run(["restore", "latest", "--store", store, "-t", target]).code == 0)
+        #expect(contents(target + data)["app.log"] == Array("written before the freeze\n".utf8), "\(contents(target + data).keys.sorted())")
+        #expect(contents(target + data)["other"] == [1, 2, 3])
+    }
+
     @Test("--keep leaves the shadow copy for `shadows list` and `shadows delete`")
     func keptShadows() throws {
         guard try requireRoot("the kept shadow test (loop volumes)") else { return }

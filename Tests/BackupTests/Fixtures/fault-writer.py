@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A writer for fault tests: logs every event it receives, and misbehaves on request.
 
-  fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--exit-after EVENT] [--garbage EVENT]
+  fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--exit-after EVENT] [--remove EVENT:PATH] [--garbage EVENT]
                   [--veto EVENT --failure KIND [--times N]] [--app PID]
 
 On EOF it logs "eof" (and "thawed-on-eof" if it was frozen), then exits.
@@ -25,6 +25,7 @@ p.add_argument("--files")
 p.add_argument("--hang")
 p.add_argument("--sleep", help="EVENT:SECONDS, sleep before answering EVENT")
 p.add_argument("--crash")
+p.add_argument("--remove", help="EVENT:PATH, remove PATH before answering EVENT (an application deleting a file)")
 p.add_argument("--exit-after", help="answer EVENT, then exit (a writer killed right after it)")
 p.add_argument("--garbage")
 p.add_argument("--veto")
@@ -98,6 +99,8 @@ for line in sys.stdin:
         os._exit(7)
     if event == a.hang:
         time.sleep(3600)
+    if a.remove and event == a.remove.split(":", 1)[0]:
+        os.unlink(a.remove.split(":", 1)[1])
     if a.sleep and event == a.sleep.split(":")[0]:
         time.sleep(float(a.sleep.split(":")[1]))
     if event == a.garbage:

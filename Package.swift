@@ -34,12 +34,14 @@ let package = Package(
         // which libpq does directly (postgres-nio would bring an event loop and minutes of build time).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
+        // Child processes that cannot hang us: posix_spawn and waitpid, nothing inherited.
+        .target(name: "ChildProcess", dependencies: ["CLinux"]),
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
         .target(
             name: "ChunkStore",
             dependencies: [
-                "Chunking", "Compression", "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                "Chunking", "Compression", "CZlib", "ChildProcess", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
@@ -52,12 +54,12 @@ let package = Package(
             ]
         ),
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
-        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite"]),
+        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "Chunking", "Compression",
+                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -68,7 +70,7 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackupTests",
-            dependencies: ["ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover"],
+            dependencies: ["ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover", "ChildProcess"],
             exclude: ["Fixtures"]
         ),
     ],

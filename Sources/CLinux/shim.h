@@ -1,5 +1,5 @@
 // Linux interfaces that Swift's Glibc module does not expose: xattrs, ioctls built from
-// function-like macros (FICLONE, btrfs snapshots), flock.
+// function-like macros (FICLONE, btrfs snapshots), flock, pipe2.
 #include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <sys/ioctl.h>
@@ -11,10 +11,24 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <spawn.h>
 
 static inline unsigned long long shadowmover_makedev(unsigned int major, unsigned int minor) { return makedev(major, minor); }
 static inline unsigned int shadowmover_major(unsigned long long dev) { return major(dev); }
 static inline unsigned int shadowmover_minor(unsigned long long dev) { return minor(dev); }
+
+// glibc declares these two only under _GNU_SOURCE, which would make this module's system types
+// differ from Swift's Glibc module's; they are in every glibc since 2.9 and 2.34.
+extern int pipe2(int fds[2], int flags);
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
+/// A pipe whose ends are close-on-exec from the start (no other thread's child can inherit them).
+static inline int shadowmover_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+/// Closes every descriptor from `from` up in a posix_spawn child (glibc 2.34).
+static inline int shadowmover_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
 
 /// FICLONE: make `dest` share `src`'s extents (reflink). Returns 0 or -1 with errno.
 static inline int shadowmover_ficlone(int dest, int src) { return ioctl(dest, FICLONE, src); }

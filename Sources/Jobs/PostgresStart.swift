@@ -1,3 +1,4 @@
+import ChildProcess
 import DataMover
 import Foundation
 
@@ -42,7 +43,9 @@ struct PostgresStart {
         let options = "-p \(port) -k /tmp -c listen_addresses='' -c archive_mode=off"
         let argv = ["/usr/bin/setpriv", "--reuid=\(st.st_uid)", "--regid=\(st.st_gid)", "--clear-groups",
                     pgCtl, "-D", data, "-l", log, "-w", "-t", "\(Self.waitSeconds)", "-o", options, "start"]
-        guard Self.run(argv) == 0 else {
+        // Output to /dev/null: the server's goes to its log, and the server pg_ctl leaves running must
+        // hold nothing of ours open.
+        guard (try? ChildProcess(argv, stdout: .null, stderr: .null).wait()) == 0 else {
             let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").suffix(8).joined(separator: "\n")
             throw RestoreError.componentUnsupported("the restored cluster in \(data) did not start (its log, \(log), ends with):\n\(tail)")
         }
@@ -63,19 +66,5 @@ struct PostgresStart {
             if bound == 0 { return port }
         }
         throw RestoreError.componentUnsupported("no free port in \(first)…\(first + 99) for the restored cluster: name one with --port")
-    }
-
-    /// Runs `argv` with no input and its output discarded (the server's goes to its log): the server
-    /// pg_ctl leaves running must not hold our standard output open. - Returns: the exit status.
-    static func run(_ argv: [String]) -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return -1 }
-        p.waitUntilExit()
-        return p.terminationStatus
     }
 }

@@ -1,3 +1,4 @@
+import ChildProcess
 import Foundation
 
 /// A writer that is a separate program, speaking newline-delimited JSON over stdin/stdout
@@ -7,8 +8,9 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
     public let executable: String
     public let arguments: [String]
     public var label: String { "exec:\((executable as NSString).lastPathComponent)" }
-    private var process: Process?
-    private var input: FileHandle?
+    private var process: ChildProcess?
+    /// The write end of the writer's stdin, and the read end of its stdout (-1 when not running).
+    private var inputFD: Int32 = -1
     private var outputFD: Int32 = -1
     private var pending = [UInt8]()
     private let lock = NSLock()
@@ -94,27 +96,20 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
     /// SIGTERM and waits that long, then SIGKILLs it; reaps it. Called with `lock` held.
     private func end(afterEOF: Duration, afterTerm: Duration?) {
         guard let process else { return }
-        try? input?.close()
-        input = nil
-        if !Self.waitForExit(process, afterEOF) {
+        if inputFD >= 0 { close(inputFD) }
+        inputFD = -1
+        if process.wait(until: .now + afterEOF) == nil {
             if let afterTerm {
-                Glibc.kill(process.processIdentifier, SIGTERM)
-                if !Self.waitForExit(process, afterTerm) { Glibc.kill(process.processIdentifier, SIGKILL) }
+                process.send(SIGTERM)
+                if process.wait(until: .now + afterTerm) == nil { process.send(SIGKILL) }
             } else {
-                Glibc.kill(process.processIdentifier, SIGKILL)
+                process.send(SIGKILL)
             }
         }
-        process.waitUntilExit()
+        process.wait()
         if outputFD >= 0 { close(outputFD) }
         outputFD = -1
         self.process = nil
-    }
-
-    /// Waits up to `limit` for `process` to exit. - Returns: true when it did.
-    private static func waitForExit(_ process: Process, _ limit: Duration) -> Bool {
-        let until = ContinuousClock.now + limit
-        while process.isRunning && ContinuousClock.now < until { usleep(5_000) }
-        return !process.isRunning
     }
 
     private func start() throws {
@@ -122,21 +117,21 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
             throw WriterError(.notResponding, "\(label) was ended after it failed to answer; it is not started again in this session")
         }
         guard process == nil else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        let stdin = Pipe(), stdout = Pipe()
-        p.standardInput = stdin
-        p.standardOutput = stdout
-        do {
-            try runWithDefaultSignalMask(p)
-        } catch {
-            throw WriterError(.nonRetryable, "cannot start writer \(executable): \(error.localizedDescription) — check that it exists and is executable")
+        signal(SIGPIPE, SIG_IGN)  // a writer that dies must not take us with it (a restore has no coordinator)
+        let stdin = try ChildProcess.pipe(), stdout = try ChildProcess.pipe()
+        defer {
+            close(stdin.read)
+            close(stdout.write)
         }
-        process = p
-        input = stdin.fileHandleForWriting
-        outputFD = dup(stdout.fileHandleForReading.fileDescriptor)
-        try? stdout.fileHandleForReading.close()
+        do {
+            process = try ChildProcess([executable] + arguments, stdin: .descriptor(stdin.read), stdout: .descriptor(stdout.write))
+        } catch {
+            close(stdin.write)
+            close(stdout.read)
+            throw WriterError(.nonRetryable, "cannot start writer \(executable): \(error) — check that it exists and is executable")
+        }
+        inputFD = stdin.write
+        outputFD = stdout.read
     }
 
     private func request(_ message: [String: Any], deadline: ContinuousClock.Instant) throws -> [String: Any] {
@@ -146,7 +141,8 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         var line = try JSONSerialization.data(withJSONObject: message, options: [.sortedKeys])
         line.append(0x0A)
         let written = line.withUnsafeBytes { b -> Bool in
-            guard let fd = input?.fileDescriptor else { return false }
+            let fd = inputFD
+            guard fd >= 0 else { return false }
             var done = 0
             while done < b.count {
                 let n = write(fd, b.baseAddress! + done, b.count - done)

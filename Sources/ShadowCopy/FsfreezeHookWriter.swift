@@ -1,3 +1,4 @@
+import ChildProcess
 import Foundation
 
 /// Runs an existing qemu-guest-agent fsfreeze-hook script as a writer: `script freeze` at freeze,
@@ -9,8 +10,8 @@ import Foundation
 public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one event at a time
     public let script: String
     public var label: String { "fsfreeze-hook:\((script as NSString).lastPathComponent)" }
-    private var guardProcess: Process?
-    private var guardInput: FileHandle?
+    private var guardProcess: ChildProcess?
+    private var guardInput: Int32 = -1
     private var frozen = false
 
     public init(script: String) { self.script = script }
@@ -50,48 +51,43 @@ public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one eve
     }
 
     private func run(_ argument: String, deadline: ContinuousClock.Instant) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: script)
-        p.arguments = [argument]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        do { try runWithDefaultSignalMask(p) } catch {
-            throw WriterError(.nonRetryable, "cannot run fsfreeze hook \(script): \(error.localizedDescription)")
+        let hook: ChildProcess
+        do { hook = try ChildProcess([script, argument], stdout: .null) } catch {
+            throw WriterError(.nonRetryable, "cannot run fsfreeze hook \(script): \(error)")
         }
-        while p.isRunning {
-            if ContinuousClock.now >= deadline {
-                Glibc.kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
-                throw WriterError(.timeout, "fsfreeze hook \(script) \(argument) did not finish in time")
-            }
-            usleep(1_000)
+        guard let status = hook.wait(until: deadline) else {
+            hook.send(SIGKILL)
+            hook.wait()
+            throw WriterError(.timeout, "fsfreeze hook \(script) \(argument) did not finish in time")
         }
-        guard p.terminationStatus == 0 else {
-            throw WriterError(.nonRetryable, "fsfreeze hook \(script) \(argument) failed with status \(p.terminationStatus)")
+        guard status == 0 else {
+            throw WriterError(.nonRetryable, "fsfreeze hook \(script) \(argument) failed with status \(status)")
         }
     }
 
     private func startGuard() throws {
         stopGuard()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        // Reads one line; anything but "done" (EOF included: the agent died) means thaw now.
-        p.arguments = ["-c", "read -r word; [ \"$word\" = done ] || exec \"$0\" thaw >/dev/null 2>&1", script]
-        let pipe = Pipe()
-        p.standardInput = pipe
-        p.standardOutput = FileHandle.nullDevice
-        try runWithDefaultSignalMask(p)
-        guardProcess = p
-        guardInput = pipe.fileHandleForWriting
+        let (readEnd, writeEnd) = try ChildProcess.pipe()
+        defer { close(readEnd) }
+        do {
+            // Reads one line; anything but "done" (EOF included: the agent died) means thaw now.
+            guardProcess = try ChildProcess(
+                ["/bin/sh", "-c", "read -r word; [ \"$word\" = done ] || exec \"$0\" thaw >/dev/null 2>&1", script],
+                stdin: .descriptor(readEnd), stdout: .null)
+        } catch {
+            close(writeEnd)
+            throw WriterError(.nonRetryable, "cannot start the thaw guard of \(script): \(error)")
+        }
+        guardInput = writeEnd
     }
 
     private func stopGuard() {
-        if let input = guardInput {
-            try? input.write(contentsOf: Data("done\n".utf8))
-            try? input.close()
+        if guardInput >= 0 {
+            _ = "done\n".withCString { write(guardInput, $0, 5) }
+            close(guardInput)
         }
-        guardInput = nil
-        guardProcess?.waitUntilExit()
+        guardInput = -1
+        guardProcess?.wait()
         guardProcess = nil
     }
 }

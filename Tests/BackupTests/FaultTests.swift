@@ -4,15 +4,8 @@ import Testing
 
 /// Starts the CLI without waiting for it, with `environment` added to the test's own; its standard
 /// error goes to `stderr` (discarded when nil), its output is discarded.
-func startCLI(_ arguments: [String], environment: [String: String] = [:], stderr: Pipe? = nil) throws -> Process {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: CLI.binary)
-    p.arguments = CLI.arguments(arguments)
-    p.environment = CLI.environment(environment)
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = stderr ?? FileHandle.nullDevice
-    try runUnblocked(p)
-    return p
+func startCLI(_ arguments: [String], environment: [String: String] = [:], stderr: Subprocess.Collector? = nil) throws -> Child {
+    try Child([CLI.binary] + CLI.arguments(arguments), environment: CLI.environment(environment), stderr: stderr.map { .pipe($0) } ?? .null)
 }
 
 /// Files of `source` (relative path → content), for comparing a restore with what was backed up.
@@ -41,7 +34,7 @@ struct FaultTests {
                 kill(backup.processIdentifier, SIGKILL)
                 killed += 1
             }
-            backup.waitUntilExit(within: Subprocess.limit)
+            backup.waitUntilExit()
 
             let check = try CLI.run(["check", "--store", store])
             #expect(check.code == 0, "round \(round): check after a kill: \(check.stdout)\(check.stderr)")
@@ -127,7 +120,7 @@ struct FaultTests {
             #expect(prune.code == 1)
             #expect(prune.stderr.contains("restore"), "the refusal names the restore holding the lock: \(prune.stderr)")
         }
-        restore.waitUntilExit(within: Subprocess.limit)
+        restore.waitUntilExit()
         #expect(locked, "the restore's lock was seen while it ran")
         #expect(restore.terminationStatus == 0)
         #expect(try f.cli(["prune"]).code == 0, "prune runs once the restore is done")
@@ -155,11 +148,8 @@ struct FrozenApplicationTests {
         write(volume.sub("data/file"), [1, 2, 3])
         let store = s.sub("store")
         _ = try CLI.run(["init", "--store", store])
-        let app = Process()
-        app.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        app.arguments = ["600"]
-        try runUnblocked(app)
-        defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit(within: Subprocess.limit) }
+        let app = try Child(["/bin/sleep", "600"])
+        defer { kill(app.processIdentifier, SIGKILL); app.waitUntilExit() }
         let limit = 1.0
         for run in 0..<20 {  // issue 16: every time, 20 runs per misbehaviour
             let log = s.sub("w\(run).log")

@@ -43,11 +43,8 @@ struct IncrementalTests {
         let source = s.sub("source")
         mkdirs(source)
         write(source + "/steady", [1, 2, 3])
-        let helper = Process()
-        helper.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        helper.arguments = ["30"]
-        try runUnblocked(helper)
-        defer { helper.terminate() }
+        let helper = try Child(["/bin/sleep", "30"])
+        defer { helper.terminate(); helper.waitUntilExit() }
         // /proc files claim size 0 and then deliver bytes: a file that grew while being read.
         let status = "/proc/\(helper.processIdentifier)/status"
         let memory = "/proc/\(helper.processIdentifier)/mem"  // reading at offset 0 gives EIO

@@ -65,15 +65,10 @@ struct PostgresWriterTests {
         let port = fs == "btrfs" ? 5461 : 5471
         let cluster = try PostgresCluster(data: volume.sub("pg/data"), port: port)
         #expect(try Shell.run(cluster.tool("pgbench", ["-i", "-s", "2", "-q", "postgres"])).code == 0)
-        let load = Process()
-        load.executableURL = URL(fileURLWithPath: cluster.tool("pgbench", [])[0])
-        load.arguments = Array(cluster.tool("pgbench", ["-c", "2", "-j", "1", "-T", "120", "-n", "postgres"]).dropFirst())
-        load.standardOutput = FileHandle.nullDevice
-        load.standardError = FileHandle.nullDevice
-        try runUnblocked(load)
+        let load = try Child(cluster.tool("pgbench", ["-c", "2", "-j", "1", "-T", "120", "-n", "postgres"]))
         defer {
             load.terminate()
-            load.waitUntilExit(within: Subprocess.limit)
+            load.waitUntilExit()
         }
         usleep(500_000)
         _ = try cluster.query("CREATE TABLE IF NOT EXISTS marker(note text)")
@@ -86,7 +81,7 @@ struct PostgresWriterTests {
             environment: coordinatorEnv(s))
         #expect(r.code == 0, "\(r.stderr)")
         load.terminate()
-        load.waitUntilExit(within: Subprocess.limit)
+        load.waitUntilExit()
         // The writer's session is gone: nothing left in backup mode.
         #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "0")
 
@@ -160,7 +155,7 @@ struct PostgresWriterTests {
         #expect(lines(log).contains("freeze"))
         #expect(try cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shadowmover'") == "1")
         kill(backup.processIdentifier, SIGKILL)
-        backup.waitUntilExit(within: Subprocess.limit)
+        backup.waitUntilExit()
         _ = try? Shell.run(["pkill", "-KILL", "-f", log])  // the hung writer got EOF, but sleeps on
         var left = "?"
         for _ in 0..<100 {

@@ -82,11 +82,7 @@ struct PruneTests {
         var killedAt: [Int] = []
         for point in 1...30 {
             let copy = f.scratch.sub("copy-\(point)")
-            let cp = Process()
-            cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-            cp.arguments = ["-a", f.storePath, copy]
-            try cp.run()
-            cp.waitUntilExit(within: Subprocess.limit)
+            #expect(try Shell.run(["/bin/cp", "-a", f.storePath, copy]).code == 0)
             let r = try CLI.run(["prune", "--store", copy], environment: ["SHADOWMOVER_CRASH_AT": "\(point)"])
             if r.code != 0 { killedAt.append(point) }
             // A killed prune leaves its lock behind; its process is provably gone (this host), so the
@@ -118,10 +114,8 @@ struct PruneTests {
         held.release()
         #expect(try f.cli(["backup", "--no-shadow-copy", f.source]).code == 0)
         // A lock left by a process that is gone.
-        let dead = Process()
-        dead.executableURL = URL(fileURLWithPath: "/bin/true")
-        try dead.run()
-        dead.waitUntilExit(within: Subprocess.limit)
+        let dead = try Child(["/bin/true"])
+        dead.waitUntilExit()
         let record = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"\#(ProcessInfo.processInfo.hostName)","pid":\#(dead.processIdentifier),"purpose":"prune"}"#
         write(f.storePath + "/locks/" + String(repeating: "ab", count: 32), Array(record.utf8))
         let cleared = try f.cli(["backup", "--no-shadow-copy", f.source])

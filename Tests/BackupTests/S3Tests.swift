@@ -63,7 +63,7 @@ struct CephS3 {
     }
 
     /// Starts the CLI in the background with this cluster's environment.
-    func start(_ arguments: [String], cache: String) throws -> Process {
+    func start(_ arguments: [String], cache: String) throws -> Child {
         try startCLI(arguments, environment: environment(cache: cache))
     }
 }
@@ -161,8 +161,8 @@ struct S3Tests {
         }
         let first = try ceph.start(["backup", "--store", store, a], cache: scratch.sub("cache-a"))
         let second = try ceph.start(["backup", "--store", store, b], cache: scratch.sub("cache-b"))
-        first.waitUntilExit(within: Subprocess.limit)
-        second.waitUntilExit(within: Subprocess.limit)
+        first.waitUntilExit()
+        second.waitUntilExit()
         #expect(first.terminationStatus == 0 && second.terminationStatus == 0)
         #expect(try cli(ceph, ["prune", "--store", store, "--max-unused", "0"]).code == 0)
         #expect(try cli(ceph, ["check", "--read-data", "--store", store]).code == 0)
@@ -233,7 +233,7 @@ struct S3Tests {
             }
             usleep(20_000)
         }
-        backup.waitUntilExit(within: Subprocess.limit)
+        backup.waitUntilExit()
         #expect(sawLock, "prune met the running backup")
         #expect(backup.terminationStatus == 0)
         #expect(try cli(ceph, ["prune", "--store", store]).code == 0)
@@ -257,8 +257,7 @@ struct S3Tests {
         var env = ceph.environment(cache: scratch.sub("cache-b"), retries: 3)
         env["SHADOWMOVER_S3_CONNECTIONS"] = "2"
         let err = Subprocess.Collector()
-        let p = try startCLI(["backup", "--store", store, source], environment: env, stderr: err.pipe)
-        err.start()
+        let p = try startCLI(["backup", "--store", store, source], environment: env, stderr: err)
         // Once the backup holds its lock (it is writing), hold it still, stop the gateway under it, and
         // let it go on: every request it makes from then on fails.
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
@@ -267,7 +266,7 @@ struct S3Tests {
         kill(p.processIdentifier, SIGSTOP)
         ceph.stopGateway()
         kill(p.processIdentifier, SIGCONT)
-        p.waitUntilExit(within: Subprocess.limit)
+        p.waitUntilExit()
         let message = err.text(by: .now() + 10)
         ceph.startGateway()
         #expect(p.terminationStatus == 1)
@@ -300,7 +299,7 @@ struct S3Tests {
         ceph.stopGateway()
         usleep(1_000_000)
         ceph.startGateway()
-        restore.waitUntilExit(within: Subprocess.limit)
+        restore.waitUntilExit()
         #expect(wasRunning, "the restore was still running when the gateway stopped")
         #expect(restore.terminationStatus == 0)
         #expect(contents(target + source) == contents(source))

@@ -8,7 +8,7 @@ import Testing
 final class ShortLivedLoad {
     let database: String
     let stopFile: String
-    private var loops: [Process] = []
+    private var loops: [Child] = []
 
     init(database: String, journalMode: String, loops count: Int = 3, holdConnection: Bool) throws {
         self.database = database
@@ -41,19 +41,11 @@ final class ShortLivedLoad {
         }
     }
 
-    private static func start(_ script: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", script]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try runUnblocked(p)
-        return p
-    }
+    private static func start(_ script: String) throws -> Child { try Child(["/bin/bash", "-c", script]) }
 
     func stop() {
         _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
-        for p in loops { p.waitUntilExit(within: Subprocess.limit) }
+        for p in loops { p.waitUntilExit() }
         loops = []
         unlink(stopFile)
     }
@@ -183,10 +175,7 @@ struct SQLiteWriterTests {
 
         // Later: more rows, some of them only in a -wal left by a killed process.
         #expect(try Shell.run(["sqlite3", db, "INSERT INTO t SELECT v + 100 FROM t LIMIT 50;"]).code == 0)
-        let killed = Process()
-        killed.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        killed.arguments = ["python3", "-c", "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)"]
-        try runUnblocked(killed)
+        let killed = try Child(["python3", "-c", "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)"])
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: db + ".ready") { usleep(20_000) }
         #expect(try Shell.sqlite(db, "SELECT count(*) FROM t") == "151")
 
@@ -194,7 +183,7 @@ struct SQLiteWriterTests {
         let refused = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])
         #expect(refused.code == 1 && refused.stderr.contains("is open in process"), "\(refused.stderr)")
         kill(killed.processIdentifier, SIGKILL)
-        killed.waitUntilExit(within: Subprocess.limit)
+        killed.waitUntilExit()
         #expect(FileManager.default.fileExists(atPath: db + "-wal"))
 
         let restored = try CLI.run(["restore", "latest", "--store", store, "--component", "sqlite"])

@@ -58,11 +58,10 @@ func lines(_ path: String) -> [String] {
 
 /// Inserts rows into a WAL-mode SQLite database as fast as it can, one transaction each.
 final class InsertLoad {
-    let process = Process()
+    let process: Child
 
     init(database: String) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", """
+        process = try Child(["python3", "-c", """
             import sqlite3, sys, time
             c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
             c.execute("PRAGMA journal_mode=WAL")
@@ -71,9 +70,7 @@ final class InsertLoad {
                 c.execute("BEGIN")
                 c.execute("INSERT INTO events(payload) VALUES (randomblob(100))")
                 c.execute("COMMIT")
-            """, database]
-        process.standardError = FileHandle.nullDevice
-        try runUnblocked(process)
+            """, database])
         // Wait for the table and some rows.
         for _ in 0..<200 {
             if let n = try? Shell.sqlite(database, "SELECT count(*) FROM events"), (Int(n) ?? 0) > 200 { return }
@@ -83,7 +80,7 @@ final class InsertLoad {
 
     func stop() {
         process.terminate()
-        process.waitUntilExit(within: Subprocess.limit)
+        process.waitUntilExit()
     }
 }
 
@@ -156,6 +153,44 @@ struct ShadowCopyTests {
         #expect(r.code == 0, "\(r.stderr)")
         #expect(lines(log) == ["identify", "prepare-backup", "prepare-snapshot", "freeze", "thaw", "post-snapshot", "backup-complete", "eof"])
         #expect(lines(hookLog) == ["freeze", "thaw"])
+    }
+
+    @Test("a hook and a writer that leave a service running (started at freeze, still there after they exit) do not hold up the backup")
+    func childrenThatLeaveDaemons() throws {
+        guard try requireRoot("the daemon-leaving writers test (loop volumes)") else { return }
+        let s = Scratch("daemons")
+        let volume = try LoopVolume("btrfs", in: s)
+        mkdirs(volume.sub("data"))
+        write(volume.sub("data/file"), [1, 2, 3])
+        // Each starts a "service" (a sleep with its standard streams closed, as a daemon has) and exits.
+        // Foundation's Process never saw such a child end: the service held a descriptor it watched.
+        let marker = "31.\(getpid())"
+        let hook = s.sub("hook.sh")
+        write(hook, Array("#!/bin/sh\n[ \"$1\" = freeze ] && sleep \(marker) </dev/null >/dev/null 2>&1 &\nexit 0\n".utf8))
+        chmod(hook, 0o755)
+        let writer = s.sub("writer.sh")
+        write(writer, Array("""
+            #!/bin/sh
+            while read -r line; do
+              case "$line" in
+                *identify*) echo '{"ok": true, "metadata": {"name": "daemon", "components": []}}';;
+                *freeze*) sleep \(marker) </dev/null >/dev/null 2>&1 & echo '{"ok": true}';;
+                *) echo '{"ok": true}';;
+              esac
+            done
+
+            """.utf8))
+        chmod(writer, 0o755)
+        defer { _ = try? Shell.run(["pkill", "-f", "sleep \(marker)"]) }
+        let store = s.sub("store")
+        _ = try CLI.run(["init", "--store", store])
+        let started = ContinuousClock.now
+        let r = try CLI.run(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--exec-writer", writer, "--fsfreeze-hook", hook, volume.sub("data")],
+            environment: coordinatorEnv(s), within: .seconds(60))
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(20))
+        #expect(try Shell.run(["pgrep", "-f", "sleep \(marker)"]).stdout.split(separator: "\n").count == 2, "both services still run")
     }
 
     @Test("a writer that hangs at freeze is timed out: everyone is thawed within the limit + 1 s, no shadow copy is left")
@@ -240,22 +275,10 @@ struct ShadowCopyTests {
         _ = try CLI.run(["init", "--store", storeA])
         _ = try CLI.run(["init", "--store", storeB])
         let env = coordinatorEnv(s, shared: s.sub("shared"))
-        func start(_ args: [String]) throws -> (Process, Pipe) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CLI.binary)
-            p.arguments = args
-            var e = ProcessInfo.processInfo.environment
-            for (k, v) in env { e[k] = v }
-            p.environment = e
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try runUnblocked(p)
-            return (p, err)
-        }
+        func start(_ args: [String]) throws -> Child { try startCLI(args, environment: env) }
         // Agent 1 lingers in prepare-snapshot (set being created), then in backup-complete (volume marked).
         let log1 = s.sub("w1.log")
-        let (first, _) = try start(
+        let first = try start(
             ["backup", "--store", storeA, "--writers-dir", "/nonexistent", "--exec-writer", "\(Shell.faultWriter) \(log1) --sleep prepare-snapshot:3", a.sub("data")])
         for _ in 0..<200 where !lines(log1).contains("prepare-snapshot") { usleep(20_000) }
         let busy = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--provider", "btrfs", a.sub("data")], environment: env)
@@ -265,18 +288,18 @@ struct ShadowCopyTests {
         mkdirs(b.sub("data"))
         let waited = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--wait", "30", "--provider", "btrfs", b.sub("data")], environment: env)
         #expect(waited.code == 0, "\(waited.stderr)")
-        first.waitUntilExit(within: Subprocess.limit)
+        first.waitUntilExit()
         #expect(first.terminationStatus == 0)
 
         // Agent 1 again, now lingering in backup-complete: the set is made, the volume still marked.
         let log2 = s.sub("w2.log")
-        let (second, _) = try start(
+        let second = try start(
             ["backup", "--store", storeA, "--writers-dir", "/nonexistent", "--exec-writer", "\(Shell.faultWriter) \(log2) --sleep backup-complete:3", a.sub("data")])
         for _ in 0..<300 where !lines(log2).contains("backup-complete") { usleep(20_000) }
         let marked = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--provider", "btrfs", a.sub("data")], environment: env)
         #expect(marked.code == 1)
         #expect(marked.stderr.contains("volume \(a.mountPoint) is already being shadowed by pid \(second.processIdentifier)"))
-        second.waitUntilExit(within: Subprocess.limit)
+        second.waitUntilExit()
         let after = try CLI.run(["backup", "--store", storeB, "--writers-dir", "/nonexistent", "--provider", "btrfs", a.sub("data")], environment: env)
         #expect(after.code == 0, "\(after.stderr)")
     }
@@ -294,20 +317,12 @@ struct ShadowCopyTests {
         _ = try CLI.run(["init", "--store", store])
         let env = coordinatorEnv(s)
         let frozenLog = s.sub("frozen.log"), hungLog = s.sub("hung.log")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "120", "--sqlite", db,
-                       "--exec-writer", "\(Shell.faultWriter) \(frozenLog)", "--exec-writer", "\(Shell.faultWriter) \(hungLog) --hang freeze", volume.sub("data")]
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try runUnblocked(p)
+        let p = try startCLI(["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "120", "--sqlite", db,
+                       "--exec-writer", "\(Shell.faultWriter) \(frozenLog)", "--exec-writer", "\(Shell.faultWriter) \(hungLog) --hang freeze", volume.sub("data")], environment: env)
         for _ in 0..<300 where !(lines(frozenLog).contains("freeze") && lines(hungLog).contains("freeze")) { usleep(20_000) }
         usleep(200_000)  // let the SQLite writer take its lock too
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit(within: Subprocess.limit)
+        p.waitUntilExit()
         for _ in 0..<100 where !lines(frozenLog).contains("thawed-on-eof") { usleep(20_000) }
         #expect(lines(frozenLog).suffix(2) == ["eof", "thawed-on-eof"])
         // The hung writer got EOF too but is stuck in its sleep; it is not ours to wait for.

@@ -1,3 +1,4 @@
+import ChildProcess
 import ChunkStore
 import Chunking
 import DataMover
@@ -123,47 +124,38 @@ enum Subprocess {
     /// few hundred megabytes under load) takes seconds; CI's limit is 90 minutes for everything.
     static let limit = Duration.seconds(300)
 
-    /// Runs `argv` (the first element found on PATH unless it is a path) and returns its exit code
+    /// Runs `argv` (the first element looked up on PATH unless it is a path) and returns its exit code
     /// and output.
     static func run(
         _ argv: [String], environment: [String: String]? = nil, within limit: Duration = limit,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> CLI.Result {
-        let p = Process()
-        if argv[0].hasPrefix("/") {
-            p.executableURL = URL(fileURLWithPath: argv[0])
-            p.arguments = Array(argv.dropFirst())
-        } else {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = argv
-        }
-        if let environment { p.environment = environment }
-        p.standardInput = FileHandle.nullDevice  // no child reads the test runner's terminal
         let out = Collector(), err = Collector()
-        p.standardOutput = out.pipe
-        p.standardError = err.pipe
-        try runUnblocked(p)
-        out.start()
-        err.start()
-        let finished = p.waitUntilExit(within: limit, sourceLocation: sourceLocation)
+        let child = try Child(argv, environment: environment, stdout: .pipe(out), stderr: .pipe(err))
+        let finished = child.waitUntilExit(within: limit, sourceLocation: sourceLocation)
         // A descendant that outlives the child (a daemon, a writer's helper) may hold the pipes open:
         // take what was written by then rather than wait for it.
         let grace = DispatchTime.now() + (finished ? 10 : 1)
         var stderr = err.text(by: grace)
         if !finished { stderr += "\n[killed after \(limit): \(argv.joined(separator: " "))]" }
-        return CLI.Result(code: finished ? p.terminationStatus : -1, stdout: out.text(by: grace), stderr: stderr)
+        return CLI.Result(code: finished ? child.terminationStatus : -1, stdout: out.text(by: grace), stderr: stderr)
     }
 
     /// Reads one pipe to its end on its own thread.
     final class Collector: @unchecked Sendable {  // `data` is guarded by `lock`
-        let pipe = Pipe()
+        /// The read and write ends (close-on-exec; the child gets the write end as its stdout or stderr).
+        let fds: (read: Int32, write: Int32)
         private let lock = NSLock()
         private var data = Data()
         private let done = DispatchSemaphore(value: 0)
 
+        init() { fds = try! ChildProcess.pipe() }
+
+        /// Starts reading, once the child holds the write end: the parent's copy is closed, so EOF
+        /// comes when the child's (and its descendants') go.
         func start() {
-            // Process.run closed the parent's copy of the write end, so EOF comes when the child's go.
-            let fd = pipe.fileHandleForReading.fileDescriptor
+            close(fds.write)
+            let fd = fds.read
             Thread { [self] in
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while true {
@@ -172,6 +164,7 @@ enum Subprocess {
                     guard n > 0 else { break }
                     lock.withLock { data.append(contentsOf: buffer[0..<n]) }
                 }
+                close(fd)
                 done.signal()
             }.start()
         }
@@ -185,15 +178,10 @@ enum Subprocess {
 
     /// The process tree, for a report of what hung.
     static func processTree() -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/ps")
-        p.arguments = ["-eo", "pid,ppid,stat,etime,wchan:24,args", "--forest"]
-        let out = Pipe()
-        p.standardOutput = out
-        guard (try? p.run()) != nil else { return "(ps failed)" }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return text
+        let out = Collector()
+        guard let ps = try? Child(["/bin/ps", "-eo", "pid,ppid,stat,etime,wchan:24,args", "--forest"], stdout: .pipe(out)) else { return "(ps failed)" }
+        ps.process.wait()
+        return out.text(by: .now() + 5)
     }
 
     /// Sends `signal` to `pid` and every process below it (children first found through /proc).
@@ -216,27 +204,56 @@ enum Subprocess {
     }
 }
 
-extension Process {
-    /// Waits for the process to exit, at most `limit`; then kills it and its descendants, prints the
+/// A child process of a test (a `ChildProcess`: posix_spawn and waitpid, never Foundation's Process,
+/// which can miss a child's exit for ever) whose wait has a limit.
+final class Child: @unchecked Sendable {
+    /// Where a standard stream of the child goes.
+    enum Stream {
+        case null
+        case inherit
+        case pipe(Subprocess.Collector)
+    }
+
+    let process: ChildProcess
+    var processIdentifier: pid_t { process.pid }
+
+    /// Starts `argv` (looked up on PATH unless it is a path) with stdin from /dev/null.
+    init(_ argv: [String], environment: [String: String]? = nil, stdout: Stream = .null, stderr: Stream = .null) throws {
+        func stream(_ s: Stream) -> ChildProcess.Stream {
+            switch s {
+            case .null: .null
+            case .inherit: .inherit
+            case .pipe(let collector): .descriptor(collector.fds.write)
+            }
+        }
+        defer {
+            for s in [stdout, stderr] {
+                if case .pipe(let collector) = s { collector.start() }
+            }
+        }
+        process = try ChildProcess(argv, environment: environment, stdout: stream(stdout), stderr: stream(stderr))
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// The exit code (128 + signal if a signal ended it); only once it has exited.
+    var terminationStatus: Int32 {
+        guard let status = process.exitStatus else { preconditionFailure("\(process.arguments[0]) is still running") }
+        return status
+    }
+
+    func terminate() { process.send(SIGTERM) }
+
+    /// Waits for the child to exit, at most `limit`; then kills it and its descendants, prints the
     /// process tree and records a test failure. - Returns: whether it exited by itself.
     @discardableResult
-    func waitUntilExit(within limit: Duration, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-        let deadline = ContinuousClock.now + limit
-        var pause: useconds_t = 500
-        while isRunning {
-            if ContinuousClock.now >= deadline {
-                let tree = Subprocess.processTree()
-                let command = ([executableURL?.path ?? "?"] + (arguments ?? [])).joined(separator: " ")
-                Issue.record("still running after \(limit), killed: \(command)\n\(tree)", sourceLocation: sourceLocation)
-                Subprocess.killTree(processIdentifier)
-                waitUntilExit()
-                return false
-            }
-            usleep(pause)
-            pause = min(pause * 2, 20_000)
-        }
-        waitUntilExit()
-        return true
+    func waitUntilExit(within limit: Duration = Subprocess.limit, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        if process.wait(until: .now + limit) != nil { return true }
+        let tree = Subprocess.processTree()
+        Issue.record("still running after \(limit), killed: \(process.arguments.joined(separator: " "))\n\(tree)", sourceLocation: sourceLocation)
+        Subprocess.killTree(processIdentifier)
+        process.wait()
+        return false
     }
 }
 
@@ -327,16 +344,6 @@ func setXattr(_ path: String, _ name: String, _ value: String) {
     precondition(r.code == 0, "setfattr failed on \(path): \(r.stderr)")
 }
 
-/// Test threads block most signals and children inherit the mask; start helpers with none blocked so
-/// SIGTERM stops them.
-func runUnblocked(_ p: Process) throws {
-    var empty = sigset_t(), saved = sigset_t()
-    sigemptyset(&empty)
-    pthread_sigmask(SIG_SETMASK, &empty, &saved)
-    defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
-    try p.run()
-}
-
 extension Store {
     /// The directory of a local store (tests that damage stores by hand).
     var path: String { location }
@@ -345,8 +352,23 @@ extension Store {
     func packPath(_ id: ChunkID) -> String { backend.localFile(ObjectKey.pack(id))! }
 }
 
-@Suite("test harness")
+@Suite("child processes")
 struct HarnessTests {
+    @Test("a child gets its three standard streams and nothing else of ours; one that leaves a process behind is seen to end")
+    func childProcess() throws {
+        let open = Foundation.open("/dev/null", O_RDONLY)  // not close-on-exec: would be inherited by exec alone
+        defer { close(open) }
+        let listed = try ChildProcess.output(of: ["/bin/sh", "-c", "ls /proc/$$/fd"])
+        #expect(listed.status == 0)
+        #expect(listed.output.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }.sorted() == ["0", "1", "2"])
+        let started = ContinuousClock.now
+        let child = try ChildProcess(["/bin/sh", "-c", "sleep 6 </dev/null >/dev/null 2>&1 &"])
+        #expect(child.wait(until: .now + .seconds(10)) == 0)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(try ChildProcess(["/bin/sh", "-c", "kill -TERM $$"]).wait() == 128 + SIGTERM)
+        #expect(throws: ChildProcessError.self) { try ChildProcess(["/nonexistent/program"]) }
+    }
+
     @Test("a child still running after its limit is killed with its children, and the test is failed naming it")
     func subprocessLimit() throws {
         let started = ContinuousClock.now

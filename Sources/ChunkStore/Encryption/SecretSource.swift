@@ -1,3 +1,4 @@
+import ChildProcess
 import Foundation
 
 /// Where a store's password or key file comes from, in this order: a key file (`--key-file`), a
@@ -72,18 +73,14 @@ public struct SecretSource: Sendable {
     /// Runs `command` with /bin/sh; its standard output's first line is the password. A command that
     /// fails or prints nothing is an error, not an empty password.
     static func runPasswordCommand(_ command: String) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let out = Pipe()
-        process.standardOutput = out
-        do { try process.run() } catch { throw KeyError.passwordCommand(command: command, reason: "could not start: \(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw KeyError.passwordCommand(command: command, reason: "failed (exit status \(process.terminationStatus)); no password was read")
+        let result: (status: Int32, output: [UInt8])
+        do { result = try ChildProcess.output(of: ["/bin/sh", "-c", command], limit: 64 << 10) } catch {
+            throw KeyError.passwordCommand(command: command, reason: "could not start: \(error)")
         }
-        let line = firstLine(Array(data))
+        guard result.status == 0 else {
+            throw KeyError.passwordCommand(command: command, reason: "failed (exit status \(result.status)); no password was read")
+        }
+        let line = firstLine(result.output)
         guard !line.isEmpty else { throw KeyError.passwordCommand(command: command, reason: "printed nothing: it must print the password on its standard output") }
         return line
     }

@@ -255,6 +255,6 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         }
         // Keep the in-memory part of the index small: past this many new blobs, write them as a
         // segment now (valid even if the backup fails later: the packs it lists exist).
-        if store.index.pendingCount >= segmentFlushThreshold { try writeSegment() }
+        if store.index.pendingCount >= segmentFlushThreshold { _ = try writeSegment() }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChildProcess
 import Foundation
 import ShadowCopy
 
@@ -143,11 +144,6 @@ struct BenchFreeze: ParsableCommand {
                 case "$dev" in /dev/loop*) losetup -d "$dev" || true;; esac; rm -f "$2.img"; rmdir "$2" || true;;
             esac
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", script, "sh"] + args
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw ValidationError("cannot \(args[0]) the \(args.count > 1 ? args[1] : "") loop volume (root, losetup and mkfs are needed)") }
+        guard try ChildProcess(["/bin/sh", "-c", script, "sh"] + args).wait() == 0 else { throw ValidationError("cannot \(args[0]) the \(args.count > 1 ? args[1] : "") loop volume (root, losetup and mkfs are needed)") }
     }
 }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Compares ShadowMover with restic and borg on the same directory, side by side, alternating the
 # order each round, and prints medians and ShadowMover/peer ratios for: first backup, forced re-read
-# (every file read again, every chunk already stored), restore, and peak memory.
+# (every file read again, every chunk already stored), restore, reading and verifying every chunk
+# (check --read-data; borg check --verify-data), and peak memory.
 #
 #   tools/compare-peers.sh PATH [ROUNDS]        (default 3 rounds; build with `swift build -c release` first)
+#   tools/compare-peers.sh small-files [ROUNDS] (100,000 files of 0–16 KiB, generated: `shadowmover bench generate`)
+#   tools/compare-peers.sh large-file [ROUNDS]  (one 4 GiB file of mixed data, generated)
 #
 # Environment: SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
 # default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
@@ -12,7 +15,7 @@
 # With SHADOWMOVER_S3_ENDPOINT and the AWS keys set (tools/ceph-s3.sh start prints them), ShadowMover
 # and restic also back up into and restore from that S3 endpoint (a new bucket each round): the S3 rows.
 set -euo pipefail
-path=$(cd "${1:?usage: compare-peers.sh PATH [ROUNDS]}" && pwd)
+shape=${1:?usage: compare-peers.sh PATH|small-files|large-file [ROUNDS]}
 rounds=${2:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 sm=${SHADOWMOVER:-$here/.build/release/shadowmover}
@@ -24,6 +27,10 @@ fi
 scratch=${SCRATCH:-$(mktemp -d /var/tmp/compare-peers.XXXXXX)}
 mkdir -p "$scratch"
 trap 'rm -rf "$scratch"' EXIT
+case $shape in
+    small-files|large-file) path="$scratch/$shape"; "$sm" bench generate "$shape" "$path" ;;
+    *) path=$(cd "$shape" && pwd) ;;
+esac
 results="$scratch/results.csv"
 : > "$results"
 export RESTIC_PASSWORD=compare-peers SHADOWMOVER_PASSWORD=compare-peers BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
@@ -47,6 +54,7 @@ run_shadowmover() {
     measure shadowmover backup "$r" "$sm" backup --no-shadow-copy --store "$repo" "$path"
     measure shadowmover reread "$r" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
     measure shadowmover restore "$r" "$sm" restore latest --store "$repo" --target "$target"
+    measure shadowmover check "$r" "$sm" check --read-data --store "$repo"
     rm -rf "$repo" "$target"
 }
 
@@ -57,6 +65,7 @@ run_restic() {
     measure restic backup "$r" restic -r "$repo" backup -q "$path"
     measure restic reread "$r" restic -r "$repo" backup -q --force "$path"
     measure restic restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    measure restic check "$r" restic -r "$repo" check -q --read-data
     rm -rf "$repo" "$target"
 }
 
@@ -68,6 +77,7 @@ run_borg() {
     measure borg reread "$r" borg create --compression lz4 --files-cache=disabled "$repo::a2" "$path"
     mkdir -p "$target"
     (cd "$target" && measure borg restore "$r" borg extract "$repo::a2")
+    measure borg check "$r" borg check --verify-data "$repo"
     rm -rf "$repo" "$target"
 }
 
@@ -110,17 +120,19 @@ for tool, phase, _, seconds, kb in rows:
 def m(tool, phase, i):
     return statistics.median(v[i] for v in med[(tool, phase)])
 print(f"\n{sys.argv[3]}: {total/1e9:.2f} GB, medians of {len(med[('shadowmover','backup')])} rounds")
-print(f"{'':14}{'first backup':>16}{'forced re-read':>16}{'restore':>16}{'peak memory':>14}")
+phases = ("backup", "reread", "restore", "check")
+print(f"{'':14}{'first backup':>16}{'forced re-read':>16}{'restore':>16}{'check --read':>16}{'peak memory':>14}")
 tools = [t for t in ("shadowmover", "restic", "borg", "shadowmover-s3", "restic-s3") if (t, "backup") in med]
 for tool in tools:
-    cells = [f"{total/1e6/m(tool, p, 0):11.0f} MB/s" for p in ("backup", "reread", "restore")]
-    mem = max(m(tool, p, 1) for p in ("backup", "reread", "restore")) / 1024
+    cells = [f"{total/1e6/m(tool, p, 0):11.0f} MB/s" if (tool, p) in med else "-" for p in phases]
+    mem = max(m(tool, p, 1) for p in phases if (tool, p) in med) / 1024
     print(f"{tool:14}" + "".join(f"{c:>16}" for c in cells) + f"{mem:10.0f} MiB")
 pairs = [("shadowmover", "restic"), ("shadowmover", "borg")] + ([("shadowmover-s3", "restic-s3")] if "restic-s3" in tools else [])
 for ours, peer in pairs:
-    ratios = [m(peer, p, 0) / m(ours, p, 0) for p in ("backup", "reread", "restore")]
-    mem = max(m(ours, p, 1) for p in ("backup", "reread", "restore")) / max(m(peer, p, 1) for p in ("backup", "reread", "restore"))
+    both = [p for p in phases if (ours, p) in med and (peer, p) in med]
+    ratios = [f"{m(peer, p, 0) / m(ours, p, 0):15.2f}×" if p in both else "-" for p in phases]
+    mem = max(m(ours, p, 1) for p in both) / max(m(peer, p, 1) for p in both)
     label = ("S3: SM/" if ours.endswith("-s3") else "ShadowMover/") + peer.replace("-s3", "")
-    print(f"{label:14}" + "".join(f"{r:15.2f}×" for r in ratios) + f"{mem:13.2f}×")
+    print(f"{label:14}" + "".join(f"{r:>16}" for r in ratios) + f"{mem:13.2f}×")
 print("(throughput ratios > 1: ShadowMover faster; memory ratio < 1: ShadowMover smaller)")
 PY

@@ -11,9 +11,8 @@ public struct RestoreOptions: Sendable {
     public var overwrite = false
     /// Restore every file that does not touch a damaged object, and report the rest.
     public var skipDamaged = false
+    /// Threads writing file contents (the CLI's default: `Store.readers`).
     public var workers = ProcessInfo.processInfo.activeProcessorCount
-    /// Workers for a store on object storage, where each waits on a ranged GET most of the time.
-    public static let remoteWorkers = 8
 
     public init(target: String) { self.target = target }
 }

@@ -10,6 +10,11 @@ import Foundation
 /// read, decompressed and verified, then written at its offset, all-zero chunks of sparse files left
 /// as holes); and finally apply directory metadata, deepest first. Holds a shared store lock, so a
 /// prune cannot remove the packs it reads.
+///
+/// Directories, links and special files are made on the planning thread; small files are handed to
+/// the workers in batches of one directory, and the workers create them too (creating a file is most
+/// of the cost of a small one, and one thread creating 100,000 files would leave the others idle);
+/// large files are created on the planning thread and written in parts by several workers.
 public final class Restorer: @unchecked Sendable {  // mutable state is guarded by `lock`
     public let store: Store
     public let options: RestoreOptions
@@ -108,12 +113,17 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         func markDamaged() -> Bool { lock.withLock { defer { damaged = true }; return !damaged } }
     }
 
-    /// A part of a file to restore: chunks `chunks`, the first at file offset `offset`.
-    struct RestoreTask {
-        var file: RestoringFile
-        var chunks: Range<Int>
-        var offset: Int
+    /// Work for a restore worker.
+    enum RestoreTask {
+        /// A part of a large file: chunks `chunks`, the first at file offset `offset`.
+        case part(RestoringFile, chunks: Range<Int>, offset: Int)
+        /// Small files of one directory, each created, written whole and closed by the worker.
+        case files(TargetDirectory, [Entry])
     }
+
+    /// Small files are batched up to this many per task, or `batchBytes` of content.
+    static let batchFiles = 256
+    static let batchBytes = 8 << 20
 
     /// Creates every entry of `plan` below `root` on this thread, in plan order (a directory before
     /// what it holds), and hands file contents to worker threads as each file is created.
@@ -126,8 +136,34 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
             let writer = ContentWriter(store: store)
             while let task = queue.pop() {
                 if stop.isSet { continue }
-                restore(task, with: writer, owner: owner, stop: stop)
+                switch task {
+                case .part(let file, let chunks, let offset):
+                    restore(file, chunks: chunks, offset: offset, with: writer, owner: owner, stop: stop)
+                case .files(let directory, let entries):
+                    for entry in entries where !stop.isSet {
+                        do {
+                            try directory.clear(entry.name, overwrite: options.overwrite)
+                            let file = RestoringFile(fd: try directory.createFile(entry.name), directory: directory, entry: entry, parts: 1)
+                            if entry.node.sparse == true, ftruncate(file.fd, off_t(entry.node.size)) != 0 {  // a hole at the end
+                                throw FileSystem.Failure(path: entry.path, operation: "size", code: errno)
+                            }
+                            restore(file, chunks: 0..<(entry.node.content?.count ?? 0), offset: 0, with: writer, owner: owner, stop: stop)
+                        } catch {
+                            stop.set(error)
+                        }
+                    }
+                }
             }
+        }
+        // Small files waiting to be handed over, all in `batch.directory`.
+        var batch: (directory: TargetDirectory?, entries: [Entry], bytes: UInt64) = (nil, [], 0)
+        func handOver() {
+            if let directory = batch.directory, !batch.entries.isEmpty {
+                // Look-ahead: the disk starts on the batch's blobs when it is queued.
+                store.prefetch(batch.entries.lazy.flatMap { $0.node.content ?? [] })
+                queue.push(.files(directory, batch.entries))
+            }
+            batch = (nil, [], 0)
         }
 
         // The directories from the target down to the entry being created: plan order is depth first,
@@ -147,6 +183,15 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                     open.append((index, try directory.makeDirectory(entry.name, overwrite: options.overwrite)))
                 case .file:
                     summary.files += 1
+                    if entry.node.links <= 1 && entry.node.size < ContentWriter.directThreshold {
+                        if batch.directory !== directory || batch.entries.count >= Self.batchFiles || batch.bytes >= UInt64(Self.batchBytes) {
+                            handOver()
+                            batch.directory = directory
+                        }
+                        batch.entries.append(entry)
+                        batch.bytes += entry.node.size
+                        continue
+                    }
                     try directory.clear(entry.name, overwrite: options.overwrite)
                     let key = HardLinkKey(device: entry.node.device, inode: entry.node.inode)
                     if entry.node.links > 1, let first = hardLinks[key] {
@@ -163,7 +208,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                         // Look-ahead: the disk starts on a part's blobs when it is queued, a few tasks
                         // before a worker needs them.
                         store.prefetch((entry.node.content ?? [])[part.chunks])
-                        queue.push(RestoreTask(file: file, chunks: part.chunks, offset: part.offset))
+                        queue.push(.part(file, chunks: part.chunks, offset: part.offset))
                     }
                 case .symlink:
                     summary.otherEntries += 1
@@ -184,9 +229,11 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                     summary.otherEntries += 1  // a socket is recreated by the program that listens on it
                 }
             }
+            handOver()
         } catch {
             stop.set(error)
         }
+        batch = (nil, [], 0)
         open.removeAll()
         queue.close()
         workers.join()
@@ -195,17 +242,17 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     }
 
     /// Writes one part of a file on a worker thread; the file's last part applies its metadata.
-    private func restore(_ task: RestoreTask, with writer: ContentWriter, owner: Bool, stop: FirstFailure) {
-        let entry = task.file.entry
+    private func restore(_ file: RestoringFile, chunks: Range<Int>, offset: Int, with writer: ContentWriter, owner: Bool, stop: FirstFailure) {
+        let entry = file.entry
         do {
-            let written = try writer.write(fd: task.file.fd, path: entry.path, entry.node, range: task.chunks, offset: task.offset)
+            let written = try writer.write(fd: file.fd, path: entry.path, entry.node, range: chunks, offset: offset)
             lock.withLock { bytesWritten += written }
-            if task.file.finishOne() { try applyMetadata(entry, fd: task.file.fd, owner: owner) }
+            if file.finishOne() { try applyMetadata(entry, fd: file.fd, owner: owner) }
         } catch let e as StoreError {
             noteDamage(e, file: entry.path)
-            if task.file.markDamaged() { try? task.file.directory.remove(entry.name) }
+            if file.markDamaged() { try? file.directory.remove(entry.name) }
             if !options.skipDamaged { stop.set(e) }
-            _ = task.file.finishOne()
+            _ = file.finishOne()
         } catch {
             stop.set(error)
         }

@@ -44,29 +44,6 @@ final class BoundedQueue<Element>: @unchecked Sendable {  // state guarded by `c
     }
 }
 
-/// A fixed set of threads running `body` until it returns. Blocking I/O belongs on threads of its own,
-/// not on Swift concurrency's cooperative pool.
-final class WorkerThreads: @unchecked Sendable {
-    private var threads: [Thread] = []
-    private let group = DispatchGroup()
-
-    init(count: Int, name: String, body: @escaping @Sendable (Int) -> Void) {
-        for i in 0..<count {
-            group.enter()
-            let t = Thread { [group] in
-                body(i)
-                group.leave()
-            }
-            t.name = "\(name)-\(i)"
-            t.stackSize = 1 << 20
-            threads.append(t)
-        }
-        for t in threads { t.start() }
-    }
-
-    func join() { group.wait() }
-}
-
 /// Work for the backup workers in two lanes: chunk batches of large files (served first, so a file
 /// being read never waits long for its buffers) and whole files from the scanner. Both are bounded.
 final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `condition`

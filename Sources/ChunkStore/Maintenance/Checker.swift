@@ -9,6 +9,8 @@ import Foundation
 /// reference them.
 public struct Checker {
     public let store: Store
+    /// Threads verifying blobs with `readFraction` (each holds one pack in memory).
+    public var workers: Int
 
     public struct Finding: Codable, Sendable, CustomStringConvertible {
         public var object: String
@@ -32,7 +34,10 @@ public struct Checker {
         public var isClean: Bool { findings.isEmpty }
     }
 
-    public init(store: Store) { self.store = store }
+    public init(store: Store) {
+        self.store = store
+        workers = store.readers
+    }
 
     /// - Parameter readFraction: nil: structure only; 0–1: read and verify that share of the packs.
     public func run(readFraction: Double?) -> Report {
@@ -122,27 +127,12 @@ public struct Checker {
             report.findings.append(Finding(object: "tree \(t.tree)", problem: t.problem, affects: ["\(t.snapshot.prefix(8)):\(t.path) and everything below"]))
         }
 
-        // Data: read and verify blobs.
+        // Data: read and verify blobs, a pack at a time on each worker.
         if let fraction = readFraction {
-            let compressor = Compressor(codec: .none)
-            var scratch: [UInt8] = []
-            var buffer = [UInt8]()
-            let chosen = packs.filter { _ in fraction >= 1 || Double.random(in: 0..<1) < fraction }
-            for pack in chosen {
-                for entry in trailers[pack] ?? [] {
-                    report.blobsRead += 1
-                    do {
-                        let location = BlobLocation(pack: pack, entry: entry)
-                        let length = try store.checkBounds(location)
-                        if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
-                        try buffer.withUnsafeMutableBytes { b in
-                            try store.readBlob(location, into: UnsafeMutableRawBufferPointer(rebasing: b[..<length]), scratch: &scratch, compressor: compressor)
-                        }
-                    } catch {
-                        bad[entry.id] = "\(error)"
-                    }
-                }
-            }
+            let chosen = packs.filter { trailers[$0] != nil && (fraction >= 1 || Double.random(in: 0..<1) < fraction) }
+            let results = verify(chosen, trailers: trailers)
+            report.blobsRead = results.read
+            bad.merge(results.bad) { first, _ in first }
         }
 
         // Pass 2: name the files every bad chunk affects.
@@ -159,5 +149,57 @@ public struct Checker {
             }
         }
         return report
+    }
+
+    /// Reads each pack of `packs` whole (one read, not one per blob) and opens and verifies every blob
+    /// its trailer lists, on `workers` threads. - Returns: the blobs read and the bad ones.
+    func verify(_ packs: [ChunkID], trailers: [ChunkID: [BlobEntry]]) -> (read: Int, bad: [ChunkID: String]) {
+        final class Tally: @unchecked Sendable {  // guarded by `lock`
+            let lock = NSLock()
+            var next = 0, read = 0
+            var bad: [ChunkID: String] = [:]
+        }
+        let tally = Tally()
+        let store = store
+        let threads = WorkerThreads(count: max(1, min(workers, packs.count)), name: "check") { _ in
+            let compressor = Compressor(codec: .none)
+            var packBytes: [UInt8] = [], raw: [UInt8] = []
+            while true {
+                let i: Int = tally.lock.withLock { defer { tally.next += 1 }; return tally.next }
+                guard i < packs.count else { return }
+                let pack = packs[i], entries = trailers[pack] ?? []
+                var found: [ChunkID: String] = [:]
+                do {
+                    let end = entries.map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0
+                    let length = min(end, try store.packSize(pack))  // a blob past the end is reported below
+                    if packBytes.count < length { packBytes = [UInt8](repeating: 0, count: length) }
+                    let got = try packBytes.withUnsafeMutableBytes { try store.readPack(pack, at: 0, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length])) }
+                    for entry in entries {
+                        let location = BlobLocation(pack: pack, entry: entry)
+                        do {
+                            let rawLength = try store.checkBounds(location)
+                            let from = Int(entry.offset), to = from + Int(entry.storedLength)
+                            guard to <= got else { throw StoreError.damagedBlob(id: entry.id, pack: pack.hex, reason: "pack is truncated") }
+                            if raw.count < rawLength { raw = [UInt8](repeating: 0, count: rawLength) }
+                            try packBytes.withUnsafeBytes { p in
+                                try raw.withUnsafeMutableBytes { r in
+                                    try store.openBlob(UnsafeRawBufferPointer(rebasing: p[from..<to]), location, into: UnsafeMutableRawBufferPointer(rebasing: r[..<rawLength]), compressor: compressor)
+                                }
+                            }
+                        } catch {
+                            found[entry.id] = "\(error)"
+                        }
+                    }
+                } catch {
+                    for entry in entries { found[entry.id] = "\(error)" }
+                }
+                tally.lock.withLock {
+                    tally.read += entries.count
+                    tally.bad.merge(found) { first, _ in first }
+                }
+            }
+        }
+        threads.join()
+        return (tally.read, tally.bad)
     }
 }

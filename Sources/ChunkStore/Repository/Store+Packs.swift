@@ -9,6 +9,9 @@ extension Store {
         try backend.list(ObjectKey.packs).compactMap { ChunkID(hex: String($0.split(separator: "/").last ?? "")) }
     }
 
+    /// A pack's size in bytes.
+    public func packSize(_ id: ChunkID) throws -> Int { try packSizes.size(of: id, in: backend) }
+
     /// Reads bytes of a pack from `offset`. - Returns: the bytes read.
     public func readPack(_ id: ChunkID, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         do {

@@ -33,6 +33,10 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
 
     /// True for a store on object storage (reads are requests, not page-cache hits).
     public var isRemote: Bool { backend.localFile(ObjectKey.segmentDirectory) == nil }
+    /// Threads that read blobs at once (restore, check --read-data): one per core for a local store,
+    /// where they are bound by decompressing and verifying; 8 on object storage, where each waits on a
+    /// ranged GET most of the time.
+    public var readers: Int { isRemote ? 8 : ProcessInfo.processInfo.activeProcessorCount }
 
     /// The gear table of the store's chunker: keyed by the config's seed, or in an encrypted store by a
     /// seed derived from the master key.
@@ -335,17 +339,25 @@ public final class Store: @unchecked Sendable {  // mutable state is guarded by 
         guard got == stored else {
             throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "pack is truncated")
         }
+        try scratch.withUnsafeBytes { try openBlob(UnsafeRawBufferPointer(rebasing: $0[..<stored]), location, into: destination, compressor: compressor) }
+    }
+
+    /// Opens a blob already read from its pack (`stored`: its `storedLength` bytes): decrypts,
+    /// decompresses and verifies it into `destination` (exactly `rawLength` bytes, bounds checked by
+    /// the caller with `checkBounds`).
+    public func openBlob(
+        _ stored: UnsafeRawBufferPointer, _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, compressor: Compressor
+    ) throws {
+        let e = location.entry
         do {
-            try scratch.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws in
-                try cipher.openBlob(UnsafeRawBufferPointer(rebasing: b[..<stored]), pack: location.pack, entry: e) { plain in
-                    try compressor.decompress(plain, kind: e.codec, into: destination)
-                }
+            try cipher.openBlob(stored, pack: location.pack, entry: e) { plain in
+                try compressor.decompress(plain, kind: e.codec, into: destination)
             }
         } catch {
-            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "\(error)")
+            throw StoreError.damagedBlob(id: e.id, pack: location.pack.hex, reason: "\(error)")
         }
         guard cipher.blobID(UnsafeRawBufferPointer(destination)) == e.id else {
-            throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
+            throw StoreError.damagedBlob(id: e.id, pack: location.pack.hex, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
         }
     }
 

@@ -5,7 +5,7 @@ import ShadowCopy
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the freeze window and throughput on this machine.", subcommands: [BenchFreeze.self, BenchThroughput.self])
+        abstract: "Measure the freeze window and throughput on this machine.", subcommands: [BenchFreeze.self, BenchThroughput.self, BenchGenerate.self])
 }
 
 struct BenchFreeze: ParsableCommand {

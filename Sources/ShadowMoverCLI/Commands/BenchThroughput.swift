@@ -4,17 +4,20 @@ import Foundation
 struct BenchThroughput: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
-        abstract: "Back up PATH into a scratch store (first, then --force: every chunk known), restore it, and report MB/s and peak memory.",
+        abstract: "Back up PATH into a scratch store (first, then --force: every chunk known), restore and check it, and report MB/s and peak memory.",
         discussion: """
             Each phase runs as a child process of this binary, so its peak memory is its own. The page
             cache is warmed by reading PATH once first. By default an encrypted store and one without
             encryption are measured side by side, alternating round by round, and the medians compared:
             the cost of encryption on the data path. The encrypted store is opened with a key file; what a
-            password adds (scrypt, once per command) is measured apart. Build with -c release before measuring.
+            password adds (scrypt, once per command) is measured apart. Instead of PATH, --shape generates
+            a tree in the scratch directory (`bench generate`): small-files (100,000 files of 0–16 KiB) or
+            large-file (one 4 GiB file). Build with -c release before measuring.
             """)
 
     @OptionGroup var output: OutputOptions
-    @Argument(help: "Directory to back up.") var path: String
+    @Argument(help: "Directory to back up (or --shape).") var path: String?
+    @Option(help: "Instead of PATH, a generated tree: small-files or large-file.") var shape: BenchGenerate.Shape?
     @Option(help: "Scratch directory for the store and the restore (default: a temporary directory).") var scratch: String?
     @Option(help: "Codec (default: the store default, zstd:1).") var codec: String?
     @Option(help: "Workers (default: one per core).") var workers: Int?
@@ -37,10 +40,16 @@ struct BenchThroughput: ParsableCommand {
         default: throw ValidationError("--encryption takes encrypted, plain or both")
         }
         guard rounds >= 1 else { throw ValidationError("--rounds takes a positive number") }
+        guard (path == nil) != (shape == nil) else { throw ValidationError("name a directory to back up, or a --shape to generate (not both)") }
         let base = scratch ?? NSTemporaryDirectory() + "/shadowmover-throughput-\(getpid())"
         try? FileManager.default.removeItem(atPath: base)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: base) }
+        let path = try path ?? {
+            let generated = base + "/" + shape!.rawValue
+            _ = try Self.child(["bench", "generate", shape!.rawValue, generated])
+            return generated
+        }()
         // A throw-away password for the one store opened with a password (the KDF's cost).
         setenv("SHADOWMOVER_PASSWORD", "bench-\(UInt64.random(in: 0...UInt64.max))", 1)
         let kdf = try passwordOpenSeconds(in: base)
@@ -48,12 +57,13 @@ struct BenchThroughput: ParsableCommand {
         var runs: [String: [[Phase]]] = [:]
         for round in 0..<rounds {
             for kind in round % 2 == 0 ? kinds : kinds.reversed() {
-                runs[kind, default: []].append(try measure(kind, bytes: bytes, in: base))
+                runs[kind, default: []].append(try measure(kind, path: path, bytes: bytes, in: base))
             }
         }
         // The median run of each phase.
+        let phaseCount = runs[kinds[0]]![0].count
         let phases: [Phase] = kinds.flatMap { kind in
-            (0..<3).map { i in runs[kind]!.map { $0[i] }.sorted { $0.megabytesPerSecond < $1.megabytesPerSecond }[runs[kind]!.count / 2] }
+            (0..<phaseCount).map { i in runs[kind]!.map { $0[i] }.sorted { $0.megabytesPerSecond < $1.megabytesPerSecond }[runs[kind]!.count / 2] }
         }
         if output.json {
             struct Report: Encodable { var path: String; var bytes: Int64; var rounds: Int; var passwordOpenSeconds: Double; var phases: [Phase] }
@@ -65,15 +75,15 @@ struct BenchThroughput: ParsableCommand {
             })
             Output.line(String(format: "opening an encrypted store with a password (scrypt, 64 MiB) adds %.0f ms to every command", kdf * 1000))
             if kinds.count == 2 {
-                for i in 0..<3 {
-                    Output.line(String(format: "%@: encrypted at %.0f%% of plain", phases[i].name, 100 * phases[i].megabytesPerSecond / phases[3 + i].megabytesPerSecond))
+                for i in 0..<phaseCount {
+                    Output.line(String(format: "%@: encrypted at %.0f%% of plain", phases[i].name, 100 * phases[i].megabytesPerSecond / phases[phaseCount + i].megabytesPerSecond))
                 }
             }
         }
     }
 
-    /// One store of `kind`: first backup, forced re-read, restore.
-    private func measure(_ kind: String, bytes: Int64, in base: String) throws -> [Phase] {
+    /// One store of `kind`: first backup, forced re-read, restore, check --read-data.
+    private func measure(_ kind: String, path: String, bytes: Int64, in base: String) throws -> [Phase] {
         let store = base + "/store", target = base + "/restore"
         defer {
             try? FileManager.default.removeItem(atPath: store)
@@ -88,7 +98,8 @@ struct BenchThroughput: ParsableCommand {
         var phases: [Phase] = []
         let backupArgs = ["backup", "--no-shadow-copy"] + common + [path]
         for (name, args) in [("backup (first)", backupArgs), ("backup --force (all known)", backupArgs + ["--force"]),
-                             ("restore", ["restore", "latest", "--store", store, "--target", target] + key + (workers.map { ["--workers", "\($0)"] } ?? []))] {
+                             ("restore", ["restore", "latest", "--store", store, "--target", target] + key + (workers.map { ["--workers", "\($0)"] } ?? [])),
+                             ("check --read-data", ["check", "--read-data", "--store", store] + key + (workers.map { ["--workers", "\($0)"] } ?? []))] {
             let r = try Self.child(args)
             phases.append(Phase(store: kind, name: name, seconds: r.seconds, megabytesPerSecond: Double(bytes) / r.seconds / 1e6, peakMemoryMB: r.peakKB / 1024, cpuPercent: r.cpu * 100))
         }

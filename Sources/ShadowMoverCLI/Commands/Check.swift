@@ -16,6 +16,7 @@ struct Check: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @Option(name: .customLong("read-data"), help: ArgumentHelp("Read and verify blobs: all, or a percentage of the packs (e.g. 10%).", valueName: "share"))
     var readData: String?
+    @Option(help: "Threads verifying data with --read-data, each holding one pack (default: one per core; 8 for a store on object storage).") var workers: Int?
 
     func run() throws {
         let store = try storeOptions.open()
@@ -30,7 +31,9 @@ struct Check: ParsableCommand {
                 fraction = value / 100
             }
         }
-        let report = Checker(store: store).run(readFraction: fraction)
+        var checker = Checker(store: store)
+        checker.workers = workers.map { Swift.max(1, $0) } ?? store.readers
+        let report = checker.run(readFraction: fraction)
         if output.json {
             try Output.json(report)
         } else {

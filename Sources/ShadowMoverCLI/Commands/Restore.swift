@@ -56,11 +56,7 @@ struct RestoreCommand: ParsableCommand {
         options.subPath = path
         options.overwrite = overwrite
         options.skipDamaged = skipDamaged
-        if let workers {
-            options.workers = Swift.max(1, workers)
-        } else if store.isRemote {
-            options.workers = RestoreOptions.remoteWorkers
-        }
+        options.workers = workers.map { Swift.max(1, $0) } ?? store.readers
         let summary = try Restorer(store: store, options: options).run(snapshot: record)
         for w in summary.warnings { Output.warn("warning: \(w)") }
         if summary.damage.isEmpty {

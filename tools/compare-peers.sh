@@ -8,7 +8,7 @@
 #   tools/compare-peers.sh small-files [ROUNDS] (100,000 files of 0–16 KiB, generated: `shadowmover bench generate`)
 #   tools/compare-peers.sh large-file [ROUNDS]  (one 4 GiB file of mixed data, generated)
 #
-# Environment: SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
+# Environment: TOOLS (default "shadowmover restic borg"), SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
 # default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
 # Debian's packages when missing. Peers use their defaults (restic: compression auto; borg: lz4, as in
 # DESIGN.md's figures); ShadowMover its default (zstd level 1). Hot page cache: PATH is read first.
@@ -101,7 +101,7 @@ run_restic_s3() {
     rm -rf "$target"
 }
 
-tools="shadowmover restic borg"
+tools=${TOOLS:-shadowmover restic borg}
 [ -n "${SHADOWMOVER_S3_ENDPOINT:-}" ] && tools="$tools shadowmover_s3 restic_s3"
 for r in $(seq 1 "$rounds"); do
     echo "round $r"
@@ -127,7 +127,7 @@ for tool in tools:
     cells = [f"{total/1e6/m(tool, p, 0):11.0f} MB/s" if (tool, p) in med else "-" for p in phases]
     mem = max(m(tool, p, 1) for p in phases if (tool, p) in med) / 1024
     print(f"{tool:14}" + "".join(f"{c:>16}" for c in cells) + f"{mem:10.0f} MiB")
-pairs = [("shadowmover", "restic"), ("shadowmover", "borg")] + ([("shadowmover-s3", "restic-s3")] if "restic-s3" in tools else [])
+pairs = [(a, b) for a, b in (("shadowmover", "restic"), ("shadowmover", "borg"), ("shadowmover-s3", "restic-s3")) if a in tools and b in tools]
 for ours, peer in pairs:
     both = [p for p in phases if (ours, p) in med and (peer, p) in med]
     ratios = [f"{m(peer, p, 0) / m(ours, p, 0):15.2f}×" if p in both else "-" for p in phases]

@@ -8,6 +8,10 @@
 #   tools/compare-peers.sh small-files [ROUNDS] (100,000 files of 0–16 KiB, generated: `shadowmover bench generate`)
 #   tools/compare-peers.sh large-file [ROUNDS]  (one 4 GiB file of mixed data, generated)
 #
+# RESTORE_FS=ext4|xfs|btrfs restores into a freshly made loop volume of that filesystem each time
+# (root): file creation on a filesystem that has just deleted a restore's 100,000 files costs several
+# times what it costs on a fresh one (ext4's inode allocator skips recently deleted inodes), which
+# otherwise dominates the small-files shape.
 # Environment: TOOLS (default "shadowmover restic borg"), SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
 # default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
 # Debian's packages when missing. Peers use their defaults (restic: compression auto; borg: lz4, as in
@@ -26,7 +30,7 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
 fi
 scratch=${SCRATCH:-$(mktemp -d /var/tmp/compare-peers.XXXXXX)}
 mkdir -p "$scratch"
-trap 'rm -rf "$scratch"' EXIT
+trap '[ -z "${RESTORE_FS:-}" ] || "$here/tools/test-volume.sh" remove "$scratch/volume" >/dev/null 2>&1; rm -rf "$scratch"' EXIT
 case $shape in
     small-files|large-file) path="$scratch/$shape"; "$sm" bench generate "$shape" "$path" ;;
     *) path=$(cd "$shape" && pwd) ;;
@@ -38,6 +42,20 @@ export RESTIC_CACHE_DIR="$scratch/restic-cache" BORG_BASE_DIR="$scratch/borg-bas
 
 bytes=$(find "$path" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
 tar cf - "$path" 2>/dev/null | cat > /dev/null   # hot cache
+
+# restore_target prints an empty directory to restore into: on a fresh loop volume with RESTORE_FS.
+restore_target() {
+    if [ -n "${RESTORE_FS:-}" ]; then
+        "$here/tools/test-volume.sh" create "$RESTORE_FS" "$scratch/volume" $((bytes / 1000000 * 2 + 1024)) > /dev/null
+        mkdir "$scratch/volume/target" && echo "$scratch/volume/target"
+    else
+        rm -rf "$scratch/target" && mkdir "$scratch/target" && echo "$scratch/target"
+    fi
+}
+release_target() {
+    if [ -n "${RESTORE_FS:-}" ]; then "$here/tools/test-volume.sh" remove "$scratch/volume" > /dev/null; fi
+    rm -rf "$scratch/target"
+}
 
 measure() {  # tool phase round command...
     local tool=$1 phase=$2 round=$3; shift 3
@@ -53,7 +71,9 @@ run_shadowmover() {
     "$sm" init --store "$repo" > /dev/null
     measure shadowmover backup "$r" "$sm" backup --no-shadow-copy --store "$repo" "$path"
     measure shadowmover reread "$r" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
+    target=$(restore_target)
     measure shadowmover restore "$r" "$sm" restore latest --store "$repo" --target "$target"
+    release_target
     measure shadowmover check "$r" "$sm" check --read-data --store "$repo"
     rm -rf "$repo" "$target"
 }
@@ -64,7 +84,9 @@ run_restic() {
     restic init --repo "$repo" -q > /dev/null
     measure restic backup "$r" restic -r "$repo" backup -q "$path"
     measure restic reread "$r" restic -r "$repo" backup -q --force "$path"
+    target=$(restore_target)
     measure restic restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    release_target
     measure restic check "$r" restic -r "$repo" check -q --read-data
     rm -rf "$repo" "$target"
 }
@@ -75,8 +97,9 @@ run_borg() {
     borg init -e none "$repo"
     measure borg backup "$r" borg create --compression lz4 "$repo::a1" "$path"
     measure borg reread "$r" borg create --compression lz4 --files-cache=disabled "$repo::a2" "$path"
-    mkdir -p "$target"
+    target=$(restore_target)
     (cd "$target" && measure borg restore "$r" borg extract "$repo::a2")
+    release_target
     measure borg check "$r" borg check --verify-data "$repo"
     rm -rf "$repo" "$target"
 }

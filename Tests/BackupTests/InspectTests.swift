@@ -117,3 +117,46 @@ struct ReportTests {
         #expect(page.replacingOccurrences(of: "xmlns='http://www.w3.org/2000/svg'", with: "").range(of: "http") == nil)
     }
 }
+
+@Suite("find")
+struct FindTests {
+    @Test("find matches names and whole paths across snapshots, newest first; --snapshot, --path, --newer, --older and --ignore-case narrow it; a bad time is named")
+    func find() throws {
+        let s = Scratch("find")
+        let source = s.sub("source")
+        mkdirs(source + "/db/old")
+        write(source + "/db/app.db", [1, 2, 3])
+        write(source + "/db/old/app.db", [4])
+        write(source + "/notes.TXT", Array("n".utf8))
+        setTimes(source + "/db/old/app.db", sec: 1_500_000_000, nsec: 0)  // 2017-07-14
+        setTimes(source + "/db/app.db", sec: 1_700_000_000, nsec: 0)  // 2023-11-14
+        let storePath = s.sub("store")
+        let store = try Store.initialize(at: storePath, parameters: smallChunks)
+        let first = try backup(store, [source]).snapshotID
+        Thread.sleep(forTimeInterval: 1.1)  // snapshot times are ordered by the second
+        write(source + "/db/new.db", [5])
+        setTimes(source + "/db/new.db", sec: 1_750_000_000, nsec: 0)  // 2025-06-15
+        let second = try backup(store, [source]).snapshotID
+
+        struct Match: Decodable, Equatable { var snapshot: String; var path: String; var size: UInt64 }
+        func find(_ args: [String]) throws -> [Match] {
+            let r = try CLI.run(["find", "--json", "--store", storePath] + args)
+            #expect(r.code == 0, "\(r.stderr)")
+            return try JSONDecoder().decode([Match].self, from: Data(r.stdout.utf8))
+        }
+        let all = try find(["*.db"])
+        #expect(all.map(\.snapshot) == [second, second, second, first, first], "newest snapshot first")
+        #expect(Set(all.filter { $0.snapshot == second }.map(\.path)) == [source + "/db/app.db", source + "/db/new.db", source + "/db/old/app.db"])
+        #expect(all.first { $0.path == source + "/db/app.db" }?.size == 3)
+        #expect(try find(["*.db", "--snapshot", first]).map(\.snapshot) == [first, first])
+        #expect(try find(["app.db", "--path", source + "/db/old"]).map(\.path) == [source + "/db/old/app.db", source + "/db/old/app.db"])
+        #expect(try find([source + "/*/app.db"]).map(\.path) == [source + "/db/app.db", source + "/db/app.db"], "a glob with / matches whole paths, * within one component")
+        #expect(try find(["*.db", "--newer", "2020-01-01", "--older", "2025-01-01T00:00:00Z"]).map(\.path) == [source + "/db/app.db", source + "/db/app.db"])
+        #expect(try find(["*.db", "--newer", "2025-01-01", "--snapshot", "latest"]).map(\.path) == [source + "/db/new.db"])
+        #expect(try find(["*.txt"]).isEmpty)
+        #expect(try find(["*.txt", "--ignore-case"]).count == 2)
+        let bad = try CLI.run(["find", "*.db", "--newer", "yesterday-ish", "--store", storePath])
+        #expect(bad.code != 0)
+        #expect(bad.stderr.contains("--newer yesterday-ish"), "\(bad.stderr)")
+    }
+}

@@ -125,8 +125,9 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     static let batchFiles = 256
     static let batchBytes = 8 << 20
 
-    /// Creates every entry of `plan` below `root` on this thread, in plan order (a directory before
-    /// what it holds), and hands file contents to worker threads as each file is created.
+    /// Creates the entries of `plan` below `root` in plan order (a directory before what it holds):
+    /// directories, links, special files and large files on this thread, handing large files' parts to
+    /// the workers as each is created; small files go to the workers in batches, who create them.
     private func createEntries(_ plan: [Entry], in root: TargetDirectory) throws -> RestoreSummary {
         var summary = RestoreSummary()
         let owner = geteuid() == 0

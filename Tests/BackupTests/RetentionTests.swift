@@ -86,6 +86,29 @@ struct RetentionTests {
         #expect(try f.cli(["check"]).code == 0)
     }
 
+    @Test("forget --prune removes and then frees the data in one command (a dry run still changes nothing); stats and diff work as top-level verbs too")
+    func forgetPrune() throws {
+        let f = try Fixture()
+        write(f.source + "/b", randomBytes(300_000, seed: 81))
+        let second = try backup(f.store, [f.source]).snapshotID
+        let packs = { try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs").flatMap { try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs/" + $0) }.count }
+        let before = try packs()
+        let dry = try f.cli(["forget", "--keep-last", "1", "--prune"])
+        #expect(dry.code == 0 && dry.stdout.contains("add --apply to remove them and prune"), "\(dry.stdout)")
+        #expect(try Store(path: f.storePath).snapshots().records.count == 2 && (try packs()) == before)
+        let applied = try f.cli(["forget", "--keep-last", "1", "--prune", "--apply", "--json"])
+        #expect(applied.code == 0, "\(applied.stderr)")
+        struct Report: Decodable { struct Prune: Decodable { var bytesFreed: UInt64 }; var remove: [String]; var prune: Prune? }
+        let report = try JSONDecoder().decode(Report.self, from: Data(applied.stdout.utf8))
+        #expect(report.remove == [f.snapshot])
+        #expect((report.prune?.bytesFreed ?? 0) > 0, "the first snapshot's own chunks were freed")
+        #expect(try Store(path: f.storePath).snapshots().records.map(\.id) == [second])
+        #expect(try f.cli(["check", "--read-data"]).code == 0)
+        // Top-level stats and diff are inspect's.
+        #expect(try f.cli(["stats", "--json"]).stdout == (try f.cli(["inspect", "stats", "--json"])).stdout)
+        #expect(try f.cli(["diff", second, second]).code == 0)
+    }
+
     @Test("forget removes named snapshots (ids or prefixes), never with rules, never an unknown one")
     func forgetByID() throws {
         let f = try Fixture()

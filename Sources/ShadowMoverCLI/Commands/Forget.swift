@@ -10,7 +10,8 @@ struct Forget: ParsableCommand {
             Snapshots are grouped by host and paths; in each group a snapshot any rule keeps stays.
             Or name the snapshots to remove (ids, unique prefixes, or `latest`) instead of rules.
             Without --apply nothing is removed: the plan is shown. Removing every snapshot is refused
-            unless --allow-empty. Only snapshot records are removed; `prune` frees their data.
+            unless --allow-empty. Only snapshot records are removed; `prune` frees their data, or
+            --prune right after (as `restic forget --prune`).
             """)
 
     @OptionGroup var storeOptions: StoreOptions
@@ -25,6 +26,7 @@ struct Forget: ParsableCommand {
     @Option(help: "Keep every snapshot with this tag (repeatable).") var keepTag: [String] = []
     @Flag(help: "Remove the snapshots (default: only show what would go).") var apply = false
     @Flag(help: "Allow removing every snapshot.") var allowEmpty = false
+    @Flag(help: "With --apply, prune right after: free the data no snapshot references (5% --max-unused).") var prune = false
 
     func run() throws {
         var policy = RetentionPolicy()
@@ -69,15 +71,17 @@ struct Forget: ParsableCommand {
             defer { lock.release() }
             for id in remove { try store.deleteSnapshot(id: id) }
         }
+        let pruned = try apply && prune ? Pruner(store: store).run() : nil
         if output.json {
             struct Item: Encodable { var id: String; var reasons: [String] }
-            struct Report: Encodable { var keep: [Item]; var remove: [String]; var applied: Bool }
-            try Output.json(Report(keep: keep.map { Item(id: $0.id, reasons: $0.reasons) }, remove: remove, applied: apply))
+            struct Report: Encodable { var keep: [Item]; var remove: [String]; var applied: Bool; var prune: Pruner.Report? }
+            try Output.json(Report(keep: keep.map { Item(id: $0.id, reasons: $0.reasons) }, remove: remove, applied: apply, prune: pruned))
         } else {
             for k in keep { Output.line("keep   \(k.id.prefix(8))  (\(k.reasons.joined(separator: ", ")))") }
             for r in remove { Output.line("\(apply ? "removed" : "remove ") \(r.prefix(8))") }
-            Output.line(apply ? "\(remove.count) snapshot(s) removed, \(keep.count) kept; run `shadowmover prune` to free their data"
-                : "dry run: \(remove.count) snapshot(s) would be removed, \(keep.count) kept; add --apply to remove them")
+            Output.line(apply ? "\(remove.count) snapshot(s) removed, \(keep.count) kept" + (prune ? "" : "; run `shadowmover prune` to free their data")
+                : "dry run: \(remove.count) snapshot(s) would be removed, \(keep.count) kept; add --apply to remove them" + (prune ? " and prune" : ""))
+            if let pruned { Prune.print(pruned) }
         }
     }
 }

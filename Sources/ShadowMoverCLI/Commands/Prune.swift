@@ -21,14 +21,15 @@ struct Prune: ParsableCommand {
         var pruner = Pruner(store: try storeOptions.open())
         pruner.maxUnused = value / 100
         let r = try pruner.run()
-        if output.json {
-            try Output.json(r)
-        } else {
-            Output.line("\(r.snapshots) snapshots, \(r.liveBlobs) live blobs in \(r.packs) packs")
-            Output.line("deleted \(r.packsDeleted) packs, repacked \(r.packsRepacked) into \(r.packsWritten) (\(Output.bytes(r.bytesRepacked)) copied), \(Output.bytes(r.bytesFreed)) freed")
-            if r.temporaryFilesRemoved > 0 { Output.line("removed \(r.temporaryFilesRemoved) temporary file(s) left by interrupted writes") }
-            Output.line(String(format: "duration %.2f s", r.durationSeconds))
-        }
+        if output.json { try Output.json(r) } else { Self.print(r) }
+    }
+
+    /// The report in words.
+    static func print(_ r: Pruner.Report) {
+        Output.line("\(r.snapshots) snapshots, \(r.liveBlobs) live blobs in \(r.packs) packs")
+        Output.line("deleted \(r.packsDeleted) packs, repacked \(r.packsRepacked) into \(r.packsWritten) (\(Output.bytes(r.bytesRepacked)) copied), \(Output.bytes(r.bytesFreed)) freed")
+        if r.temporaryFilesRemoved > 0 { Output.line("removed \(r.temporaryFilesRemoved) temporary file(s) left by interrupted writes") }
+        Output.line(String(format: "duration %.2f s", r.durationSeconds))
     }
 }
 

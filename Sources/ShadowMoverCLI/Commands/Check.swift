@@ -32,7 +32,7 @@ struct Check: ParsableCommand {
             }
         }
         var checker = Checker(store: store)
-        checker.workers = workers.map { Swift.max(1, $0) } ?? store.readers
+        if let workers { checker.workers = Swift.max(1, workers) }  // default: store.readers
         let report = checker.run(readFraction: fraction)
         if output.json {
             try Output.json(report)

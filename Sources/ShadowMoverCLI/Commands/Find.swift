@@ -53,11 +53,11 @@ struct Find: ParsableCommand {
             records = try snapshots.map { let r = try store.resolveSnapshot($0); return (id: r.0, record: r.1) }
         }
         let from = newer.flatMap(Self.parseTime).map(Timestamp.init), before = older.flatMap(Self.parseTime).map(Timestamp.init)
-        let below = path.map { $0.count > 1 && $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        let scope = PathScope(path)
         let flags: Int32 = ignoreCase ? 1 << 4 : 0  // FNM_CASEFOLD, a glibc flag Swift does not import
 
         func matches(_ node: Node, _ full: String) -> Bool {
-            if let below, !(full == below || full.hasPrefix(below == "/" ? "/" : below + "/")) { return false }
+            if !scope.contains(full) { return false }
             if let from, node.mtime < from { return false }
             if let before, node.mtime >= before { return false }
             return patterns.contains { pattern in
@@ -81,7 +81,7 @@ struct Find: ParsableCommand {
                                            size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
                     }
                     // Descend only where --path can still match.
-                    if let sub = node.subtree, below.map({ full == $0 || full.hasPrefix($0 + "/") || $0.hasPrefix(full + "/") || $0 == "/" }) ?? true {
+                    if let sub = node.subtree, scope.leadsInto(full) {
                         walk(sub, full, depth: depth + 1)
                     }
                 }

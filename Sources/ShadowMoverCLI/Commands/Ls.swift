@@ -23,13 +23,12 @@ struct Ls: ParsableCommand {
         let store = try storeOptions.open()
         let (_, record) = try store.resolveSnapshot(snapshot)
         var items: [Item] = []
-        let prefix = path.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        let scope = PathScope(path)
         func walk(_ id: ChunkID, _ dir: String) throws {
             for node in try store.loadTree(id).nodes {
                 let full = dir + "/" + node.name
-                let inside = prefix.map { full == $0 || full.hasPrefix($0 + "/") || $0.hasPrefix(full + "/") } ?? true
-                guard inside else { continue }
-                if prefix.map({ full == $0 || full.hasPrefix($0 + "/") }) ?? true {
+                guard scope.leadsInto(full) else { continue }
+                if scope.contains(full) {
                     items.append(Item(path: full, type: node.kind.rawValue, size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
                 }
                 if let sub = node.subtree { try walk(sub, full) }

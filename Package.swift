@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Compression", targets: ["Compression"]),
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .library(name: "DataMover", targets: ["DataMover"]),
+        .library(name: "SnapshotMount", targets: ["SnapshotMount"]),
         .library(name: "ObjectStorage", targets: ["ObjectStorage"]),
         .library(name: "ShadowCopy", targets: ["ShadowCopy"]),
         .library(name: "Jobs", targets: ["Jobs"]),
@@ -33,6 +34,9 @@ let package = Package(
         // PostgreSQL's libpq: the PostgreSQL writer's events are synchronous calls on one held session,
         // which libpq does directly (postgres-nio would bring an event loop and minutes of build time).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libfuse 3 for `mount`, behind a small C shim (CFuse) that picks fuse's versioned API.
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .target(name: "CFuse", dependencies: ["CFuse3"]),
 
         // Child processes that cannot hang us: posix_spawn and waitpid, nothing inherited.
         .target(name: "ChildProcess", dependencies: ["CLinux"]),
@@ -53,13 +57,15 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux"]),
+        .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux", "CZlib"]),
+        // The read-only snapshot filesystem (`mount`).
+        .target(name: "SnapshotMount", dependencies: ["CFuse", "DataMover", "ChunkStore"]),
         .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess"]),
         .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
+                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

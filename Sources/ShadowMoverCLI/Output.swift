@@ -81,3 +81,10 @@ enum Output {
         for r in rows { print(fmt(r)) }
     }
 }
+
+/// A command that cannot do what it was asked, for a reason that is not its arguments' syntax (those
+/// are `ValidationError`s, which print the usage too): the message names the thing and the fix.
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -15,7 +15,7 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Find.self, InspectDiff.self, InspectStats.self, Check.self, Forget.self, Prune.self, Unlock.self, Key.self, Job.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
+        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Find.self, Dump.self, Mount.self, Copy.self, Tag.self, InspectDiff.self, InspectStats.self, Check.self, Forget.self, Prune.self, Unlock.self, Key.self, Job.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
     )
 
     public init() {}

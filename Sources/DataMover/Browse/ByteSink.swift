@@ -1,0 +1,47 @@
+import Foundation
+
+/// Buffered writes to a file descriptor (stdout, a file), counting the bytes written: archives need
+/// their own offsets.
+public final class ByteSink {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private let flushAt = 1 << 20
+    public private(set) var offset: UInt64 = 0
+    /// What the bytes go to, for errors.
+    public let name: String
+
+    public init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+        buffer.reserveCapacity(flushAt + (64 << 10))
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        offset += UInt64(bytes.count)
+        if buffer.count + bytes.count <= flushAt {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        try flush()
+        if bytes.count >= flushAt { try writeAll(bytes) } else { buffer.append(contentsOf: bytes) }
+    }
+
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    public func flush() throws {
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystem.Failure(path: PathBytes(name), operation: "write", code: errno)
+            }
+            done += n
+        }
+    }
+}

@@ -10,6 +10,7 @@ tools/install-deps.sh --test   # --test: Ceph too, so that `swift test` runs the
 
 swift build -c release
 BIN="$PWD/.build/release/shadowmover"
+tools/install-completions.sh "$BIN"
 STORE="${SHADOWMOVER_STORE:-${XDG_DATA_HOME:-$HOME/.local/share}/shadowmover/store}"
 mkdir -p "$(dirname "$STORE")"
 # The store is encrypted; its password is random, in a file next to it that only this user can read.

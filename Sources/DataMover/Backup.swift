@@ -19,7 +19,7 @@ public final class Backup: @unchecked Sendable {
     /// How coarse file timestamps may be, in seconds: Linux stamps files from a clock that ticks every
     /// few milliseconds, and some filesystems keep whole seconds only.
     static let timestampGranularity: Int64 = 1
-    let counter = ProgressCounter()
+    let counter = ProgressMeter(action: "backup")
     /// `options.source.capturedNames()`, made once.
     private let capturedNames: [String: [[UInt8]]]
 
@@ -43,7 +43,7 @@ public final class Backup: @unchecked Sendable {
         let savers = (0...workerCount).map { _ in ChunkSaver(store: store, packs: packs, codec: codec) }
         let scannerSaver = savers[0]
         let queue = BackupLanes(workers: workerCount, progress: counter)
-        if let progress = options.progress { counter.startTicker(interval: options.progressInterval, report: progress) }
+        counter.start(options.progress)
         defer { counter.stop() }
         let failure = FirstFailure()
         let rootTree = RootTreeBox()
@@ -74,7 +74,7 @@ public final class Backup: @unchecked Sendable {
             let trie = PathTrie(paths: paths)
             try scan(trie: trie, at: PathBytes("/"), into: root, parent: parentRoot(paths), saver: scannerSaver, queue: queue, stats: &stats, failure: failure)
             try root.sealed(saver: scannerSaver)
-            counter.scanFinished()
+            counter.totalKnown()
         } catch {
             failure.set(error)
         }
@@ -121,7 +121,7 @@ public final class Backup: @unchecked Sendable {
 
     private func process(_ job: FileJob, reader: FileReader) throws {
         var node = job.node
-        counter.started(job.path)
+        counter.current(job.path.description)
         defer { counter.finishedFile() }
         do {
             let (content, size) = try reader.saveFile(job.readPath, expectedSize: Int64(job.node.size))

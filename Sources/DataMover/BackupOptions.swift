@@ -13,9 +13,8 @@ public struct BackupOptions: Sendable {
     public var codec: Codec?
     public var tags: [String] = []
     public var hostname = ProcessInfo.processInfo.hostName
-    /// Called at `progressInterval` with where the backup stands (nil: no reports).
-    public var progress: (@Sendable (ProgressEvent) -> Void)?
-    public var progressInterval: Duration = .seconds(1)
+    /// Where and how often reports of where the backup stands go (nil: no reports).
+    public var progress: ProgressSink?
     /// Read every file, even those the parent snapshot shows unchanged.
     public var force = false
     /// The snapshot whose trees serve as the files cache (nil: the latest with the same paths and host).

@@ -164,7 +164,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         while true {
             let n = Glibc.read(fd, free.baseAddress!, want)
             if n >= 0 {
-                lanes.progress.read(n)
+                lanes.progress.done(n)
                 return n
             }
             if errno != EINTR { throw FileSystem.Failure(path: path, operation: "read", code: errno) }
@@ -228,9 +228,9 @@ final class BackupLanes: @unchecked Sendable {
     private var pool: [UnsafeMutableRawBufferPointer] = []
     private var allocated: [UnsafeMutableRawBufferPointer] = []
 
-    let progress: ProgressCounter
+    let progress: ProgressMeter
 
-    init(workers: Int, progress: ProgressCounter) {
+    init(workers: Int, progress: ProgressMeter) {
         self.workers = workers
         self.progress = progress
         lanes = WorkLanes(fileCapacity: 4 * workers, batchCapacity: 2 * workers)

@@ -14,6 +14,9 @@ public final class SnapshotCopier {
     public let destination: Store
     /// True when files are cut again with the destination's chunker.
     public let rechunks: Bool
+    /// Reports of the bytes of files copied, against the snapshots' sizes (nil: none).
+    public var progress: ProgressSink?
+    private let meter = ProgressMeter(action: "copy")
 
     public struct Result: Encodable, Sendable {
         public var source: String
@@ -40,6 +43,10 @@ public final class SnapshotCopier {
         let destinationLock = try StoreLock.acquire(destination, exclusive: false, purpose: "copy to")
         defer { destinationLock.release() }
         let existing = try destination.snapshots().records
+        meter.found(bytes: snapshots.reduce(0) { $0 + $1.record.summary.bytesProcessed }, files: snapshots.reduce(0) { $0 + $1.record.summary.files })
+        meter.totalKnown()
+        meter.start(progress)
+        defer { meter.stop() }
         var results: [Result] = []
         for (id, record) in snapshots {
             var result = Result(source: id)
@@ -80,6 +87,10 @@ public final class SnapshotCopier {
     }
 
     private func copyContent(of node: inout Node, saver: ChunkSaver, result: inout Result) throws {
+        defer {
+            meter.done(Int(node.size))
+            meter.finishedFile()
+        }
         let ids = try source.content(of: node)
         if !rechunks {
             for id in ids {

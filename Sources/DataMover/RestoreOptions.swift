@@ -13,6 +13,8 @@ public struct RestoreOptions: Sendable {
     public var skipDamaged = false
     /// Threads writing file contents (the CLI's default: `Store.readers`).
     public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Where and how often reports of where the restore stands go (nil: none).
+    public var progress: ProgressSink?
 
     public init(target: String) { self.target = target }
 }

@@ -24,6 +24,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     private var warnings: [String] = []
     private var bytesWritten: UInt64 = 0
     private var setIDStripped = 0
+    private let meter = ProgressMeter(action: "restore")
 
     public init(store: Store, options: RestoreOptions) {
         self.store = store
@@ -51,6 +52,11 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         let root = try TargetDirectory.openTarget(target)
         let (plan, treeDamage) = try makePlan(record, target: target)
         if !treeDamage.isEmpty && !options.skipDamaged { throw RestoreError.damaged(treeDamage) }
+        let files = plan.filter { $0.node.kind == .file }
+        meter.found(bytes: files.reduce(0) { $0 + $1.node.size }, files: files.count)
+        meter.totalKnown()
+        meter.start(options.progress)
+        defer { meter.stop() }
 
         var summary = try createEntries(plan, in: root)
         let damage = lock.withLock {
@@ -248,7 +254,11 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         do {
             let written = try writer.write(fd: file.fd, path: entry.path, entry.node, range: chunks, offset: offset)
             lock.withLock { bytesWritten += written }
-            if file.finishOne() { try applyMetadata(entry, fd: file.fd, owner: owner) }
+            meter.done(Int(written))
+            if file.finishOne() {
+                meter.finishedFile()
+                try applyMetadata(entry, fd: file.fd, owner: owner)
+            }
         } catch let e as StoreError {
             noteDamage(e, file: entry.path)
             if file.markDamaged() { try? file.directory.remove(entry.name) }

@@ -17,7 +17,7 @@ enum Output {
     }
 
     /// One compact JSON object on one line (JSON lines: progress events, then the summary).
-    static func jsonLine<T: Encodable>(_ value: T) throws {
+    static func jsonLine<T: Encodable>(_ value: T, to handle: FileHandle = .standardOutput) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, e in
@@ -26,7 +26,7 @@ enum Output {
         }
         var data = try encoder.encode(value)
         data.append(0x0A)
-        FileHandle.standardOutput.write(data)
+        handle.write(data)
     }
 
     /// A live progress line on a terminal (stderr), redrawn in place.
@@ -35,8 +35,30 @@ enum Output {
         let eta = p.etaSeconds.map { String(format: "ETA %.0fs", $0) } ?? "ETA …"
         var file = p.currentFile ?? ""
         if file.count > 40 { file = "…" + file.suffix(39) }
-        let text = String(format: "[%.0fs] %@ / %@  %@  %@  %@", p.elapsedSeconds, bytes(p.bytesDone), total, rate(p.bytesPerSecond), eta, file)
+        let text = String(format: "[%.0fs] %@ %@ / %@  %@  %@  %@", p.elapsedSeconds, p.action, bytes(p.bytesDone), total, rate(p.bytesPerSecond), eta, file)
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + text).utf8))
+    }
+
+    /// Progress reports for a long command: on a terminal a line on stderr redrawn every 0.25 s; with
+    /// --json a JSON line a second — on stdout for backup, whose output is JSON lines, on stderr for
+    /// the commands whose stdout is one JSON report; none otherwise (a pipe, a log, cron).
+    static func progress(json: Bool, linesOnStdout: Bool = false, options: ProgressOptions) -> ProgressSink? {
+        var reporting: ProgressSink
+        if json {
+            reporting = ProgressSink(interval: .seconds(1)) { event in try? jsonLine(event, to: linesOnStdout ? .standardOutput : .standardError) }
+        } else if isatty(STDERR_FILENO) == 1 {
+            reporting = ProgressSink(interval: .milliseconds(250)) { event in progressLine(event) }
+        } else {
+            return nil
+        }
+        if let seconds = options.progressInterval { reporting.interval = .milliseconds(Int64(max(0.001, seconds) * 1000)) }
+        return reporting
+    }
+
+    /// Runs `body`, then clears the terminal's progress line (before the command's own output).
+    static func withProgress<T>(json: Bool, _ body: () throws -> T) rethrows -> T {
+        defer { if !json && isatty(STDERR_FILENO) == 1 { clearProgressLine() } }
+        return try body()
     }
 
     static func clearProgressLine() { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }

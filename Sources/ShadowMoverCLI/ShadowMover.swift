@@ -76,6 +76,12 @@ struct StoreOptions: ParsableArguments {
     func open() throws -> Store { try StoreLocation.open(try resolvedPath(), cacheDirectory: cacheDir, secret: secret) }
 }
 
+/// How often progress is reported (hidden: for tests and scripts).
+struct ProgressOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Seconds between progress reports (terminal: 0.25, --json: 1).", visibility: .hidden))
+    var progressInterval: Double?
+}
+
 /// Output format.
 struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON instead of text.")

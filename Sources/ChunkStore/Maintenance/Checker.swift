@@ -11,6 +11,8 @@ public struct Checker {
     public let store: Store
     /// Threads verifying blobs with `readFraction` (each holds one pack in memory).
     public var workers: Int
+    /// Reports of reading the data (nil: none).
+    public var progress: ProgressSink?
 
     public struct Finding: Codable, Sendable, CustomStringConvertible {
         public var object: String
@@ -161,6 +163,11 @@ public struct Checker {
         }
         let tally = Tally()
         let store = store
+        let meter = ProgressMeter(action: "check")
+        meter.found(bytes: packs.reduce(0) { total, pack in total + UInt64((trailers[pack] ?? []).map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0) }, files: packs.count)
+        meter.totalKnown()
+        meter.start(progress)
+        defer { meter.stop() }
         let threads = WorkerThreads(count: max(1, min(workers, packs.count)), name: "check") { _ in
             let compressor = Compressor(codec: .none)
             var packBytes: [UInt8] = [], raw: [UInt8] = []
@@ -193,6 +200,8 @@ public struct Checker {
                 } catch {
                     for entry in entries { found[entry.id] = "\(error)" }
                 }
+                meter.done(entries.map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0)
+                meter.finishedFile()
                 tally.lock.withLock {
                     tally.read += entries.count
                     tally.bad.merge(found) { first, _ in first }

@@ -18,6 +18,8 @@ public struct Pruner {
     public let store: Store
     /// Repack a pack when more than this share of its bytes is unused.
     public var maxUnused = 0.05
+    /// Reports of the repacking (the bytes to copy) and deleting (nil: none).
+    public var progress: ProgressSink?
 
     public init(store: Store) { self.store = store }
 
@@ -138,6 +140,11 @@ public struct Pruner {
 
         // Repack: copy live blobs as stored (no recompression) into new packs. A blob is copied from
         // the pack the index points to, once.
+        let meter = ProgressMeter(action: "prune")
+        meter.found(bytes: repack.reduce(0) { $0 + (packNumbers[$1].map { liveBytes[Int($0)] } ?? 0) }, files: delete.count + repack.count)
+        meter.totalKnown()
+        meter.start(progress)
+        defer { meter.stop() }
         if !repack.isEmpty {
             let writer = store.makePackWriter(lean: true)
             defer { writer.cancel() }
@@ -163,7 +170,9 @@ public struct Pruner {
                     }
                     try writer.checkin(buffer)
                     report.bytesRepacked += UInt64(n)
+                    meter.done(n)
                 }
+                meter.finishedFile()
             }
             try writer.commit()
             report.packsWritten = writer.packsWritten
@@ -189,9 +198,10 @@ public struct Pruner {
             try store.backend.delete(ObjectKey.segment(segment))
             CrashPoint.step()
         }
-        for pack in delete + repack {
+        for (i, pack) in (delete + repack).enumerated() {
             try store.deletePack(pack)
             CrashPoint.step()
+            if i < delete.count { meter.finishedFile() }  // a repacked one counted when it was copied
         }
         report.packsDeleted = delete.count
         let elapsed = ContinuousClock.now - clock

@@ -28,7 +28,7 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "Chunk, hash and compress workers (default: one per core).") var workers: Int?
     @Option(name: .customLong("tag"), help: "Tag the snapshot (repeatable).") var tags: [String] = []
     @Flag(help: "Read every file, even those unchanged since the parent snapshot.") var force = false
-    @Option(help: ArgumentHelp("Seconds between progress reports (terminal: 0.25, --json: 1).", visibility: .hidden)) var progressInterval: Double?
+    @OptionGroup var progress: ProgressOptions
     @Option(help: "Snapshot to compare against for unchanged files (default: the latest with the same paths and host).") var parent: String?
 
     func run() throws {
@@ -46,25 +46,12 @@ struct BackupCommand: ParsableCommand {
             guard workers > 0 else { throw ValidationError("--workers must be at least 1") }
             options.workers = workers
         }
-        if output.json {
-            options.progress = { event in try? Output.jsonLine(event) }
-        } else if isatty(STDERR_FILENO) == 1 {
-            options.progress = { event in Output.progressLine(event) }
-            options.progressInterval = .milliseconds(250)
-        }
-        if let progressInterval { options.progressInterval = .milliseconds(Int64(max(0.001, progressInterval) * 1000)) }
+        options.progress = Output.progress(json: output.json, linesOnStdout: true, options: progress)
         var job = BackupJob(backup: options)
         job.useShadowCopy = !session.noShadowCopy
         job.coordinator = try session.coordinatorOptions()
         job.discovery = writerOptions.discovery
-        let outcome: BackupJob.Outcome
-        do {
-            outcome = try job.run(store: store)
-            if !output.json && isatty(STDERR_FILENO) == 1 { Output.clearProgressLine() }
-        } catch {
-            if !output.json && isatty(STDERR_FILENO) == 1 { Output.clearProgressLine() }
-            throw error
-        }
+        let outcome = try Output.withProgress(json: output.json) { try job.run(store: store) }
         let result = outcome.result
         let s = result.record.summary
         for n in outcome.notes { Output.warn("note: \(n)") }

@@ -14,6 +14,7 @@ struct Check: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
     @Option(name: .customLong("read-data"), help: ArgumentHelp("Read and verify blobs: all, or a percentage of the packs (e.g. 10%).", valueName: "share"))
     var readData: String?
     @Option(help: "Threads verifying data with --read-data, each holding one pack (default: one per core; 8 for a store on object storage).") var workers: Int?
@@ -33,7 +34,8 @@ struct Check: ParsableCommand {
         }
         var checker = Checker(store: store)
         if let workers { checker.workers = Swift.max(1, workers) }  // default: store.readers
-        let report = checker.run(readFraction: fraction)
+        checker.progress = Output.progress(json: output.json, options: progress)
+        let report = Output.withProgress(json: output.json) { checker.run(readFraction: fraction) }
         if output.json {
             try Output.json(report)
         } else {

@@ -18,6 +18,7 @@ struct Copy: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
 
     @Argument(help: "Snapshot ids (unique prefixes) or 'latest'; none: every snapshot.") var snapshots: [String] = []
     @Option(help: ArgumentHelp("The store to copy from.", valueName: "location")) var fromStore: String
@@ -56,7 +57,8 @@ struct Copy: ParsableCommand {
         if copier.rechunks {
             Output.warn("the stores cut or name chunks differently (chunker parameters or chunk-id key): every file will be re-chunked for \(destination.location)")
         }
-        let results = try copier.copy(records)
+        copier.progress = Output.progress(json: output.json, options: progress)
+        let results = try Output.withProgress(json: output.json) { try copier.copy(records) }
         if output.json { return try Output.json(results) }
         for r in results {
             if let twin = r.alreadyThere {

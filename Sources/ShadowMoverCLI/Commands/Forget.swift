@@ -16,6 +16,7 @@ struct Forget: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
     @Argument(help: "Snapshots to remove (instead of --keep-* rules).") var snapshots: [String] = []
     @Option(help: "Keep the N most recent snapshots.") var keepLast = 0
     @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly = 0
@@ -71,7 +72,9 @@ struct Forget: ParsableCommand {
             defer { lock.release() }
             for id in remove { try store.deleteSnapshot(id: id) }
         }
-        let pruned = try apply && prune ? Pruner(store: store).run() : nil
+        var pruner = Pruner(store: store)
+        pruner.progress = Output.progress(json: output.json, options: progress)
+        let pruned = try apply && prune ? Output.withProgress(json: output.json) { try pruner.run() } : nil
         if output.json {
             struct Item: Encodable { var id: String; var reasons: [String] }
             struct Report: Encodable { var keep: [Item]; var remove: [String]; var applied: Bool; var prune: Pruner.Report? }

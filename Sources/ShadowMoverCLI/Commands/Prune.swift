@@ -12,6 +12,7 @@ struct Prune: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
     @Option(help: "Repack packs whose unused share exceeds this percentage.") var maxUnused = "5%"
 
     func run() throws {
@@ -20,7 +21,8 @@ struct Prune: ParsableCommand {
         }
         var pruner = Pruner(store: try storeOptions.open())
         pruner.maxUnused = value / 100
-        let r = try pruner.run()
+        pruner.progress = Output.progress(json: output.json, options: progress)
+        let r = try Output.withProgress(json: output.json) { try pruner.run() }
         if output.json { try Output.json(r) } else { Self.print(r) }
     }
 

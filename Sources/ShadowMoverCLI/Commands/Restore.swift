@@ -18,6 +18,7 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
 
     @Argument(help: "Snapshot id (a unique prefix) or 'latest'.") var snapshot: String
     @Option(name: [.short, .long], help: "Directory to restore into (with --component: an alternate location).") var target: String?
@@ -57,7 +58,8 @@ struct RestoreCommand: ParsableCommand {
         options.overwrite = overwrite
         options.skipDamaged = skipDamaged
         options.workers = workers.map { Swift.max(1, $0) } ?? store.readers
-        let summary = try Restorer(store: store, options: options).run(snapshot: record)
+        options.progress = Output.progress(json: output.json, options: progress)
+        let summary = try Output.withProgress(json: output.json) { try Restorer(store: store, options: options).run(snapshot: record) }
         for w in summary.warnings { Output.warn("warning: \(w)") }
         if summary.damage.isEmpty {
             for note in try WriterRestore.apply(record: record, target: target, subPath: path) { Output.warn("note: \(note)") }

@@ -19,7 +19,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
     private let root: Virtual
     private let mountTime: timespec
     private let lock = NSLock()
-    private var files: [UInt64: (file: StoredFile, path: String)] = [:]
+    private var files: [UInt64: (file: StoredFile, path: [UInt8])] = [:]
     private var nextHandle: UInt64 = 1
     /// Called with every damage report (the mount command prints them).
     let log: @Sendable (String) -> Void
@@ -90,28 +90,27 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         case node(Node)
     }
 
-    /// What `path` names, or an errno.
-    func resolve(_ path: String) -> Result<Resolved, Errno> {
+    /// What `path` names, or an errno. Paths are bytes: names in a snapshot need not be UTF-8.
+    func resolve(_ path: [UInt8]) -> Result<Resolved, Errno> {
         var current = root
-        var components = path.split(separator: "/", omittingEmptySubsequences: true)[...]
+        var components = path.split(separator: UInt8(ascii: "/"))[...]
         while let first = components.first {
             switch current {
             case .directory(let children, _):
-                guard let next = children[String(first)] else { return .failure(Errno(ENOENT)) }
+                guard let next = children[String(decoding: first, as: UTF8.self)] else { return .failure(Errno(ENOENT)) }
                 current = next
                 components = components.dropFirst()
             case .link:
                 return .failure(Errno(ENOTDIR))
-            case .snapshot(let tree, _):
-                let rest = components.joined(separator: "/")
+            case .snapshot(let tree, let time):
                 do {
-                    switch try trees.lookup(rest, root: tree) {
-                    case .root: return .success(.snapshotRoot(tree: tree, time: Timestamp(seconds: 0, nanoseconds: 0)))
+                    switch try trees.lookup(bytes: Array(components.joined(separator: [UInt8(ascii: "/")])), root: tree) {
+                    case .root: return .success(.snapshotRoot(tree: tree, time: time))
                     case .entry(let node): return .success(.node(node))
                     case .missing: return .failure(Errno(ENOENT))
                     }
                 } catch {
-                    log("damaged: \(path): \(error)")
+                    log("damaged: \(String(decoding: path, as: UTF8.self)): \(error)")
                     return .failure(Errno(EIO))
                 }
             }
@@ -122,7 +121,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
 
     // MARK: Operations (each returns 0 or a negative errno, as FUSE wants)
 
-    func getattr(_ path: String, _ st: UnsafeMutablePointer<stat>) -> Int32 {
+    func getattr(_ path: [UInt8], _ st: UnsafeMutablePointer<stat>) -> Int32 {
         switch resolve(path) {
         case .failure(let e): return -e.code
         case .success(let r):
@@ -173,7 +172,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         st.pointee.st_rdev = UInt(node.rdev ?? 0)
     }
 
-    func readlink(_ path: String, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int32 {
+    func readlink(_ path: [UInt8], _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int32 {
         let target: [UInt8]
         switch resolve(path) {
         case .failure(let e): return -e.code
@@ -188,27 +187,27 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         return 0
     }
 
-    func readdir(_ path: String, _ add: (String, UnsafePointer<stat>?) -> Bool) -> Int32 {
+    func readdir(_ path: [UInt8], _ add: ([UInt8], UnsafePointer<stat>?) -> Bool) -> Int32 {
         var st = stat()
         st.st_mode = S_IFDIR
-        _ = add(".", &st)
-        _ = add("..", &st)
+        _ = add([UInt8(ascii: ".")], &st)
+        _ = add([UInt8(ascii: "."), UInt8(ascii: ".")], &st)
         func list(_ tree: ChunkID) -> Int32 {
             do {
                 for node in try trees.tree(tree).nodes {
                     Self.fill(&st, node)
-                    if add(node.name, &st) { break }
+                    if add(node.nameBytes, &st) { break }
                 }
                 return 0
             } catch {
-                log("damaged: \(path): \(error)")
+                log("damaged: \(String(decoding: path, as: UTF8.self)): \(error)")
                 return -EIO
             }
         }
         switch resolve(path) {
         case .failure(let e): return -e.code
         case .success(.virtual(.directory(let children, _))):
-            for name in children.keys.sorted() { if add(name, nil) { break } }
+            for name in children.keys.sorted() { if add(Array(name.utf8), nil) { break } }
             return 0
         case .success(.virtual(.snapshot(let tree, _))), .success(.snapshotRoot(let tree, _)):
             return list(tree)
@@ -219,7 +218,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         }
     }
 
-    func open(_ path: String, _ handle: UnsafeMutablePointer<UInt64>) -> Int32 {
+    func open(_ path: [UInt8], _ handle: UnsafeMutablePointer<UInt64>) -> Int32 {
         switch resolve(path) {
         case .failure(let e): return -e.code
         case .success(.node(let node)) where node.kind == .file:
@@ -233,7 +232,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
                 }
                 return 0
             } catch {
-                log("damaged: \(path): \(error)")
+                log("damaged: \(String(decoding: path, as: UTF8.self)): \(error)")
                 return -EIO
             }
         case .success(.node(let node)) where node.kind == .directory: return -EISDIR
@@ -247,7 +246,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         do {
             return Int32(try file.read(at: UInt64(max(0, offset)), into: buffer))
         } catch {
-            log("damaged: \(path): \(error)")
+            log("damaged: \(String(decoding: path, as: UTF8.self)): \(error)")
             return -EIO
         }
     }
@@ -257,11 +256,11 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         return 0
     }
 
-    func xattrs(_ path: String) -> Result<[ExtendedAttribute], Errno> {
+    func xattrs(_ path: [UInt8]) -> Result<[ExtendedAttribute], Errno> {
         resolve(path).map { if case .node(let node) = $0 { node.xattrs ?? [] } else { [] } }
     }
 
-    func getxattr(_ path: String, _ name: String, _ value: UnsafeMutableRawBufferPointer) -> Int32 {
+    func getxattr(_ path: [UInt8], _ name: String, _ value: UnsafeMutableRawBufferPointer) -> Int32 {
         switch xattrs(path) {
         case .failure(let e): return -e.code
         case .success(let list):
@@ -273,7 +272,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         }
     }
 
-    func listxattr(_ path: String, _ list: UnsafeMutableRawBufferPointer) -> Int32 {
+    func listxattr(_ path: [UInt8], _ list: UnsafeMutableRawBufferPointer) -> Int32 {
         switch xattrs(path) {
         case .failure(let e): return -e.code
         case .success(let xs):
@@ -292,23 +291,30 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
     public func serve(mountpoint: String, name: String, allowOther: Bool) -> Int32 {
         var ops = cfuse_operations()
         ops.context = Unmanaged.passUnretained(self).toOpaque()
-        ops.getattr = { ctx, path, st in SnapshotFilesystem.from(ctx).getattr(String(cString: path!), st!) }
-        ops.readlink = { ctx, path, buffer, size in SnapshotFilesystem.from(ctx).readlink(String(cString: path!), buffer!, size) }
+        ops.getattr = { ctx, path, st in SnapshotFilesystem.from(ctx).getattr(SnapshotFilesystem.bytes(path!), st!) }
+        ops.readlink = { ctx, path, buffer, size in SnapshotFilesystem.from(ctx).readlink(SnapshotFilesystem.bytes(path!), buffer!, size) }
         ops.readdir = { ctx, path, buffer, fill in
-            SnapshotFilesystem.from(ctx).readdir(String(cString: path!)) { name, st in fill!(buffer, name, st) != 0 }
+            SnapshotFilesystem.from(ctx).readdir(SnapshotFilesystem.bytes(path!)) { name, st in
+                (name + [0]).withUnsafeBufferPointer { n in n.withMemoryRebound(to: CChar.self) { fill!(buffer, $0.baseAddress, st) != 0 } }
+            }
         }
-        ops.open = { ctx, path, _, handle in SnapshotFilesystem.from(ctx).open(String(cString: path!), handle!) }
+        ops.open = { ctx, path, _, handle in SnapshotFilesystem.from(ctx).open(SnapshotFilesystem.bytes(path!), handle!) }
         ops.read = { ctx, handle, buffer, size, offset in
             SnapshotFilesystem.from(ctx).read(handle, UnsafeMutableRawBufferPointer(start: buffer, count: size), offset: offset)
         }
         ops.release = { ctx, handle in SnapshotFilesystem.from(ctx).release(handle) }
         ops.getxattr = { ctx, path, name, value, size in
-            SnapshotFilesystem.from(ctx).getxattr(String(cString: path!), String(cString: name!), UnsafeMutableRawBufferPointer(start: value, count: size))
+            SnapshotFilesystem.from(ctx).getxattr(SnapshotFilesystem.bytes(path!), String(cString: name!), UnsafeMutableRawBufferPointer(start: value, count: size))
         }
         ops.listxattr = { ctx, path, list, size in
-            SnapshotFilesystem.from(ctx).listxattr(String(cString: path!), UnsafeMutableRawBufferPointer(start: list, count: size))
+            SnapshotFilesystem.from(ctx).listxattr(SnapshotFilesystem.bytes(path!), UnsafeMutableRawBufferPointer(start: list, count: size))
         }
         return withExtendedLifetime(self) { cfuse_serve(mountpoint, name, allowOther ? 1 : 0, &ops) }
+    }
+
+    /// A C string's bytes, whatever their encoding.
+    private static func bytes(_ text: UnsafePointer<CChar>) -> [UInt8] {
+        UnsafeRawBufferPointer(start: text, count: strlen(text)).map { $0 }
     }
 
     private static func from(_ context: UnsafeMutableRawPointer?) -> SnapshotFilesystem {

@@ -65,21 +65,23 @@ public final class SnapshotTrees: @unchecked Sendable {  // cache guarded by `lo
     }
 
     /// Follows `path` (absolute, as backed up; `.` and empty components ignored) from `root`.
-    public func lookup(_ path: String, root: ChunkID) throws -> Lookup {
-        let components = path.split(separator: "/").map(String.init).filter { $0 != "." }
+    public func lookup(_ path: String, root: ChunkID) throws -> Lookup { try lookup(bytes: Array(path.utf8), root: root) }
+
+    /// Follows a path given as bytes (Linux names need not be UTF-8).
+    public func lookup(bytes path: [UInt8], root: ChunkID) throws -> Lookup {
+        let components = path.split(separator: UInt8(ascii: "/")).filter { $0.elementsEqual([UInt8(ascii: ".")]) == false }
         var tree = root
         var node: Node?
-        var walked = ""
+        var walked: [UInt8] = []
+        func nearest() -> String { walked.isEmpty ? "/" : String(decoding: walked, as: UTF8.self) }
         for component in components {
             if let n = node {
-                guard let sub = n.subtree else { return .missing(nearest: walked.isEmpty ? "/" : walked) }
+                guard let sub = n.subtree else { return .missing(nearest: nearest()) }
                 tree = sub
             }
-            guard let next = try child(of: tree, named: Array(component.utf8)) else {
-                return .missing(nearest: walked.isEmpty ? "/" : walked)
-            }
+            guard let next = try child(of: tree, named: Array(component)) else { return .missing(nearest: nearest()) }
             node = next
-            walked += "/" + component
+            walked += [UInt8(ascii: "/")] + component
         }
         return node.map { .entry($0) } ?? .root
     }

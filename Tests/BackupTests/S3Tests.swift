@@ -116,6 +116,34 @@ struct S3Tests {
         #expect(again.stdout.contains("\"chunksNew\":0"), "\(again.stdout.suffix(600))")
     }
 
+    @Test("copy local → S3 → local keeps every entry; the S3 store mounts (FUSE) and dumps like a local one")
+    func copyAndBrowse() throws {
+        guard let ceph = CephS3.require() else { return }
+        let remote = ceph.newStore("copy")
+        let local = scratch.sub("copy-local"), back = scratch.sub("copy-back")
+        let source = scratch.sub("copy-source")
+        makeEveryKindTree(at: source)
+        for store in [remote, local, back] { #expect(try cli(ceph, ["init", "--store", store]).code == 0) }
+        #expect(try cli(ceph, ["backup", "--store", local, source]).code == 0)
+        let up = try cli(ceph, ["copy", "--store", remote, "--from-store", local])
+        #expect(up.code == 0, "\(up.stderr)")
+        let down = try cli(ceph, ["copy", "--store", back, "--from-store", remote])
+        #expect(down.code == 0, "\(down.stderr)")
+        let target = scratch.sub("copy-restore")
+        #expect(try cli(ceph, ["restore", "latest", "--store", back, "--target", target]).code == 0)
+        #expect(TreeSnapshot(target + source).entries == TreeSnapshot(source).entries)
+        #expect(try cli(ceph, ["check", "--read-data", "--store", remote]).code == 0)
+
+        let dumped = try cli(ceph, ["dump", "--store", remote, "latest", source + "/small.txt"])
+        #expect(dumped.stdout == "hello, shadow copy\n", "\(dumped.stderr)")
+        guard try requireFUSE("mount of an S3 store") else { return }
+        let mount = try MountedStore(store: remote, at: scratch.sub("copy-mnt"), environment: ceph.environment(cache: scratch.sub("cache")))
+        #expect(FileManager.default.contents(atPath: mount.mountpoint + "/latest" + source + "/big.bin") == FileManager.default.contents(atPath: source + "/big.bin"))
+        #expect(TreeSnapshot(mount.mountpoint + "/latest" + source).entries == TreeSnapshot(source).entries)
+        let (code, log) = mount.stop()
+        #expect(code == 0, "\(log)")
+    }
+
     @Test("a job backs up into S3 with keys from its credentials file, and its history lives in the store")
     func jobIntoS3() throws {
         guard let ceph = CephS3.require() else { return }

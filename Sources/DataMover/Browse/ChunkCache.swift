@@ -17,6 +17,13 @@ public final class ChunkCache: @unchecked Sendable {  // state guarded by `condi
     private var aheadInFlight = 0
     private let aheadLimit: Int
     private let aheadQueue = DispatchQueue(label: "chunk-read-ahead", attributes: .concurrent)
+    /// Decompression contexts and read buffers, reused across reads (one per thread reading at once).
+    private var readers: [Reader] = []
+
+    private final class Reader {
+        let compressor = Compressor(codec: .none)
+        var scratch: [UInt8] = []
+    }
 
     /// - Parameter capacity: bytes of decompressed chunks kept (at least a few of the chunker's largest).
     public init(store: Store, capacity: Int = 64 << 20) {
@@ -40,7 +47,7 @@ public final class ChunkCache: @unchecked Sendable {  // state guarded by `condi
         }
         loading.insert(id)
         condition.unlock()
-        let result = Result { try store.loadBlob(id, at: location, expecting: .data) }
+        let result = Result { try load(id, at: location) }
         condition.lock()
         defer {
             condition.broadcast()
@@ -54,6 +61,19 @@ public final class ChunkCache: @unchecked Sendable {  // state guarded by `condi
             let oldest = chunks.filter { $0.key != id }.min { $0.value.lastUse < $1.value.lastUse }!
             held -= oldest.value.bytes.count
             chunks.removeValue(forKey: oldest.key)
+        }
+        return bytes
+    }
+
+    /// Reads, decompresses and verifies one chunk with a pooled reader.
+    private func load(_ id: ChunkID, at known: BlobLocation?) throws -> [UInt8] {
+        guard let location = known ?? store.index.lookup(id) else { throw StoreError.missingBlob(id) }
+        let length = try store.checkBounds(location, expecting: .data)
+        let reader = condition.withLock { readers.popLast() } ?? Reader()
+        defer { condition.withLock { readers.append(reader) } }
+        var bytes = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }  // every byte is written below
+        try bytes.withUnsafeMutableBytes {
+            try store.readBlob(location, expecting: .data, into: $0, scratch: &reader.scratch, compressor: reader.compressor)
         }
         return bytes
     }

@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ObjectStorage", targets: ["ObjectStorage"]),
         .library(name: "ShadowCopy", targets: ["ShadowCopy"]),
         .library(name: "Jobs", targets: ["Jobs"]),
+        .library(name: "JSONFormat", targets: ["JSONFormat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CFuse", dependencies: ["CFuse3"]),
 
+        // The one JSON configuration (sorted keys, nanosecond ISO 8601 dates) every module writes.
+        .target(name: "JSONFormat"),
         // Child processes that cannot hang us: posix_spawn and waitpid, nothing inherited.
         .target(name: "ChildProcess", dependencies: ["CLinux"]),
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
@@ -45,7 +48,7 @@ let package = Package(
         .target(
             name: "ChunkStore",
             dependencies: [
-                "Chunking", "Compression", "CZlib", "ChildProcess", .product(name: "Crypto", package: "swift-crypto"),
+                "Chunking", "Compression", "CZlib", "ChildProcess", "JSONFormat", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
@@ -60,12 +63,12 @@ let package = Package(
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux", "CZlib"]),
         // The read-only snapshot filesystem (`mount`).
         .target(name: "SnapshotMount", dependencies: ["CFuse", "DataMover", "ChunkStore"]),
-        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess"]),
+        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess", "JSONFormat"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess", "JSONFormat"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
+                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "JSONFormat", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

@@ -14,6 +14,7 @@ let package = Package(
                 .product(name: "ChunkStore", package: "ShadowMover"),
                 .product(name: "ShadowCopy", package: "ShadowMover"),
                 .product(name: "Jobs", package: "ShadowMover"),
+                .product(name: "JSONFormat", package: "ShadowMover"),
             ]
         )
     ],

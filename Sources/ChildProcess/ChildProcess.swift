@@ -61,7 +61,8 @@ public final class ChildProcess: @unchecked Sendable {  // `status` is guarded b
         let cArguments = arguments.map { strdup($0) } + [nil], cEnvironment = env.map { strdup($0) } + [nil]
         defer { for p in cArguments + cEnvironment { free(p) } }
         var pid = pid_t()
-        let rc = arguments[0].contains("/")
+        let rc =
+            arguments[0].contains("/")
             ? posix_spawn(&pid, arguments[0], &actions, &attributes, cArguments, cEnvironment)
             : posix_spawnp(&pid, arguments[0], &actions, &attributes, cArguments, cEnvironment)
         guard rc == 0 else { throw ChildProcessError(program: arguments[0], errno: rc) }

@@ -47,7 +47,11 @@ public final class ProgressMeter: @unchecked Sendable {  // guarded by `lock`
     public init(action: String) { self.action = action }
 
     /// Work found: `bytes` more to do (in `files` more files).
-    public func found(bytes: UInt64, files: Int = 1) { lock.withLock { bytesTotal += bytes; filesTotal += files } }
+    public func found(bytes: UInt64, files: Int = 1) {
+        lock.withLock {
+            bytesTotal += bytes; filesTotal += files
+        }
+    }
     /// The whole of the work is known (`found` is done).
     public func totalKnown() { lock.withLock { scanComplete = true } }
     /// `bytes` of the work are done.
@@ -55,7 +59,11 @@ public final class ProgressMeter: @unchecked Sendable {  // guarded by `lock`
     /// A file (or pack) being worked on now.
     public func current(_ name: String) { lock.withLock { currentFile = name } }
     /// A file is done; `unreadBytes` counts work it needed none for (an unchanged file).
-    public func finishedFile(unreadBytes: UInt64 = 0) { lock.withLock { filesDone += 1; bytesDone += unreadBytes } }
+    public func finishedFile(unreadBytes: UInt64 = 0) {
+        lock.withLock {
+            filesDone += 1; bytesDone += unreadBytes
+        }
+    }
 
     public func snapshot() -> ProgressEvent {
         lock.withLock {

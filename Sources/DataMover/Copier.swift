@@ -32,7 +32,8 @@ public final class SnapshotCopier {
         self.source = source
         self.destination = destination
         let probe = Array("shadowmover copy probe".utf8)
-        rechunks = !(source.chunker.parameters == destination.chunker.parameters && source.gearTable == destination.gearTable
+        rechunks =
+            !(source.chunker.parameters == destination.chunker.parameters && source.gearTable == destination.gearTable
             && source.cipher.blobID(probe) == destination.cipher.blobID(probe))
     }
 
@@ -135,7 +136,7 @@ public final class SnapshotCopier {
     private func copyBlob(_ id: ChunkID, saver: ChunkSaver, result: inout Result, type: BlobType = .data) throws {
         let bytes = try source.loadBlob(id, expecting: type)
         let saved = try bytes.withUnsafeBytes { try saver.save($0, type: type) }
-        guard saved == id else { throw StoreError.refused("blob \(id.short) hashed to \(saved.short) in the destination: the stores do not share their chunk-id key") }
+        guard saved == id else { throw StoreError.chunkIDKeysDiffer(blob: id, destinationID: saved) }
         result.blobsCopied += 1
         result.bytesCopied += UInt64(bytes.count)
     }

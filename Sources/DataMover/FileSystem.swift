@@ -68,7 +68,9 @@ enum FileSystem {
 
     static func readLink(_ path: PathBytes) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = path.withCString { p in buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) } }
+        let n = path.withCString { p in
+            buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) }
+        }
         if n < 0 { throw Failure(path: path, operation: "read link", code: errno) }
         return Array(buffer[..<n])
     }

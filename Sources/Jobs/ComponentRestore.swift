@@ -76,7 +76,8 @@ public struct ComponentRestore {
         }
         let held = writers.map { w in "\(w.name) (\(w.instanceName)): " + w.components.filter(\.selected).map(Self.fullPath).joined(separator: ", ") }
         throw RestoreError.componentNotFound(
-            "snapshot \(snapshotID.prefix(8)) has no component '\(selector)'; it holds " + (held.isEmpty ? "no writers' components (it was not taken through writers)" : held.joined(separator: "; ")))
+            "snapshot \(snapshotID.prefix(8)) has no component '\(selector)'; it holds "
+                + (held.isEmpty ? "no writers' components (it was not taken through writers)" : held.joined(separator: "; ")))
     }
 
     // MARK: SQLite
@@ -88,7 +89,8 @@ public struct ComponentRestore {
         let directory = (destination as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if !replaceLive, let user = Self.processUsing([destination, destination + "-wal", destination + "-journal"]) {
-            throw RestoreError.componentUnsupported("the database \(destination) is open in process \(user): stop it first, or pass --replace-live to replace it under it")
+            throw RestoreError.componentUnsupported(
+                "the database \(destination) is open in process \(user): stop it first, or pass --replace-live to replace it under it")
         }
         let staging = directory + "/.shadowmover-restore-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
@@ -123,7 +125,9 @@ public struct ComponentRestore {
         guard rename(staged, destination) == 0 else { throw StoreError.io(path: destination, operation: "rename into place", errno: errno) }
         FileIOSync.directory(directory)
         keepStaging = false
-        return ["restored SQLite database \(destination) from snapshot \(snapshotID.prefix(8)) (integrity_check ok\(movedAside ? "; the previous database's logs were removed" : ""))"]
+        return [
+            "restored SQLite database \(destination) from snapshot \(snapshotID.prefix(8)) (integrity_check ok\(movedAside ? "; the previous database's logs were removed" : ""))"
+        ]
     }
 
     /// Opens the staged database (replaying a WAL it came with), checks it, and checkpoints it into its
@@ -198,7 +202,9 @@ public struct ComponentRestore {
             }
         }
         guard let writer = chosen else {
-            throw RestoreError.componentUnsupported("\(entry.name) (\(entry.instanceName)) restores through its writer: name its program with --exec-writer (no writer given has class id \(entry.classID))")
+            throw RestoreError.componentUnsupported(
+                "\(entry.name) (\(entry.instanceName)) restores through its writer: name its program with --exec-writer (no writer given has class id \(entry.classID))"
+            )
         }
         defer { writer.shutdown() }
         var events = WriterContext(setID: context.setID, deadline: .now + .seconds(60))
@@ -217,7 +223,8 @@ public struct ComponentRestore {
             guard writer.isAlive else {
                 throw RestoreError.componentUnsupported("\(entry.name) exited after pre-restore, before the files were put in place: nothing was replaced")
             }
-            try staged.moveIntoPlace(marking: "restore of \(events.selectedComponents.joined(separator: ", ")) from snapshot \(snapshotID.prefix(8)) through \(entry.name)")
+            try staged.moveIntoPlace(
+                marking: "restore of \(events.selectedComponents.joined(separator: ", ")) from snapshot \(snapshotID.prefix(8)) through \(entry.name)")
         } catch {
             failure = error
         }
@@ -227,10 +234,14 @@ public struct ComponentRestore {
         let post = Result { try writer.handle(.postRestore, events) }
         if let failure { throw failure }
         if case .failure(let e) = post {
-            throw RestoreError.componentUnsupported("the \(staged.count) file(s) are restored, but \(entry.name) failed post-restore: \(e) — check the application before using them (\(Self.incompleteMarker) beside them says so until a restore completes)")
+            throw RestoreError.componentUnsupported(
+                "the \(staged.count) file(s) are restored, but \(entry.name) failed post-restore: \(e) — check the application before using them (\(Self.incompleteMarker) beside them says so until a restore completes)"
+            )
         }
         staged.clearMarkers()
-        return ["restored \(staged.count) file(s) of \(events.selectedComponents.joined(separator: ", ")) through \(entry.name)\(target.map { " to \($0)" } ?? " in place")"]
+        return [
+            "restored \(staged.count) file(s) of \(events.selectedComponents.joined(separator: ", ")) through \(entry.name)\(target.map { " to \($0)" } ?? " in place")"
+        ]
     }
 
     /// The name of the marker a component restore leaves beside files it was replacing when it was
@@ -266,7 +277,8 @@ public struct ComponentRestore {
         /// was put in each destination directory (`clearMarkers` removes it once the restore is whole).
         mutating func moveIntoPlace(marking what: String) throws {
             moved = true
-            let text = "This \(what) did not complete: the files below may be partly replaced, or replaced without the writer's post-restore. Run the restore again.\n"
+            let text =
+                "This \(what) did not complete: the files below may be partly replaced, or replaced without the writer's post-restore. Run the restore again.\n"
                 + files.map(\.destination).joined(separator: "\n") + "\n"
             for d in destinationDirectories {
                 try Data(text.utf8).write(to: URL(fileURLWithPath: d + "/" + ComponentRestore.incompleteMarker), options: .atomic)
@@ -321,17 +333,23 @@ public struct ComponentRestore {
 
     private func restorePostgres(_ writer: BackupComponentsDocument.WriterEntry, _ components: [BackupComponentsDocument.ComponentEntry]) throws -> [String] {
         guard let target else {
-            throw RestoreError.componentUnsupported("a PostgreSQL data directory is restored to an alternate location: pass --target DIR (then start the cluster there, on a free port)")
+            throw RestoreError.componentUnsupported(
+                "a PostgreSQL data directory is restored to an alternate location: pass --target DIR (then start the cluster there, on a free port)")
         }
         let data = writer.instanceName
         let restored = (target as NSString).appendingPathComponent((data as NSString).lastPathComponent)
-        if let pid = try? String(contentsOfFile: restored + "/postmaster.pid", encoding: .utf8).split(separator: "\n").first.flatMap({ Int32($0) }), kill(pid, 0) == 0 {
+        if let pid = try? String(contentsOfFile: restored + "/postmaster.pid", encoding: .utf8).split(separator: "\n").first.flatMap({ Int32($0) }),
+            kill(pid, 0) == 0
+        {
             throw RestoreError.componentUnsupported("\(restored) is the data directory of a running cluster (postmaster pid \(pid)): choose another --target")
         }
         var options = RestoreOptions(target: target)
         options.subPath = data
         let summary = try Restorer(store: store, options: options).run(snapshot: record)
-        guard summary.damage.isEmpty else { throw RestoreError.componentUnsupported("the data directory could not be restored whole: \(summary.damage.map(\.description).joined(separator: "; "))") }
+        guard summary.damage.isEmpty else {
+            throw RestoreError.componentUnsupported(
+                "the data directory could not be restored whole: \(summary.damage.map(\.description).joined(separator: "; "))")
+        }
         var notes = ["restored PostgreSQL data directory \(data) to \(restored) (\(summary.files) files)"]
         notes += try WriterRestore.apply(record: record, target: target, subPath: data)
         let others = components.filter { $0.name != "data" }.map(Self.fullPath)

@@ -61,85 +61,138 @@ public struct JobFile: Sendable {
         var errors = syntax
         var job = JobFile(name: name)
         var lines: [String: Int] = [:]
-        func fail(_ line: Int, _ m: String) { errors.append(TOMLError(line: line, message: m)) }
-        for e in entries {
-            lines[e.key] = e.line
-            guard let kind = schema[e.key] else {
-                let near = schema.keys.filter { $0.hasSuffix("." + e.key.split(separator: ".").last!) || $0 == e.key.split(separator: ".").last.map(String.init) }.sorted()
-                fail(e.line, "unknown key '\(e.key)'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)"))
+        for entry in entries {
+            lines[entry.key] = entry.line
+            guard schema[entry.key] != nil else {
+                let last = String(entry.key.split(separator: ".").last ?? "")
+                let near = schema.keys.filter { $0.hasSuffix("." + last) || $0 == last }.sorted()
+                errors.append(
+                    TOMLError(
+                        line: entry.line, message: "unknown key '\(entry.key)'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)")))
                 continue
             }
-            func string() -> String? { if case .string(let s) = e.value { return s }; fail(e.line, "'\(e.key)' takes a string, not \(e.value)"); return nil }
-            func strings() -> [String]? {
-                if case .array(let items) = e.value {
-                    var out: [String] = []
-                    for i in items { if case .string(let s) = i { out.append(s) } else { fail(e.line, "'\(e.key)' takes an array of strings"); return nil } }
-                    return out
+            var value = Value(entry: entry)
+            job.apply(&value)
+            errors += value.errors
+        }
+        errors += job.wholeFileProblems(lines: lines)
+        return errors.isEmpty ? .success(job) : .failure(JobErrors(path: path, errors: errors.sorted { $0.line < $1.line }))
+    }
+
+    /// One entry's value read as the type its key takes; a mismatch is an error on its line.
+    struct Value {
+        let entry: TOMLEntry
+        var errors: [TOMLError] = []
+        var key: String { entry.key }
+        var line: Int { entry.line }
+
+        mutating func fail(_ message: String) { errors.append(TOMLError(line: entry.line, message: message)) }
+
+        mutating func string() -> String? {
+            if case .string(let s) = entry.value { return s }
+            fail("'\(key)' takes a string, not \(entry.value)")
+            return nil
+        }
+
+        mutating func strings() -> [String]? {
+            if case .array(let items) = entry.value {
+                var out: [String] = []
+                for i in items {
+                    guard case .string(let s) = i else {
+                        fail("'\(key)' takes an array of strings")
+                        return nil
+                    }
+                    out.append(s)
                 }
-                fail(e.line, "'\(e.key)' takes an array of strings, not \(e.value)")
+                return out
+            }
+            fail("'\(key)' takes an array of strings, not \(entry.value)")
+            return nil
+        }
+
+        mutating func int() -> Int? {
+            if case .integer(let i) = entry.value, i >= 0 { return Int(i) }
+            fail("'\(key)' takes a whole number ≥ 0, not \(entry.value)")
+            return nil
+        }
+
+        mutating func number() -> Double? {
+            switch entry.value {
+            case .integer(let i) where i > 0: return Double(i)
+            case .float(let d) where d > 0: return d
+            default:
+                fail("'\(key)' takes a positive number of seconds")
                 return nil
-            }
-            func int() -> Int? {
-                if case .integer(let i) = e.value, i >= 0 { return Int(i) }
-                fail(e.line, "'\(e.key)' takes a whole number ≥ 0, not \(e.value)")
-                return nil
-            }
-            func number() -> Double? {
-                switch e.value {
-                case .integer(let i) where i > 0: return Double(i)
-                case .float(let d) where d > 0: return d
-                default: fail(e.line, "'\(e.key)' takes a positive number of seconds"); return nil
-                }
-            }
-            func bool() -> Bool? { if case .bool(let b) = e.value { return b }; fail(e.line, "'\(e.key)' takes true or false, not \(e.value)"); return nil }
-            _ = kind
-            switch e.key {
-            case "name": if let v = string() { job.name = v }
-            case "store": if let v = string() { job.store = v }
-            case "credentials_file": if let v = string() { job.credentialsFile = v }
-            case "password_file": if let v = string() { job.passwordFile = v }
-            case "password_command": if let v = string() { job.passwordCommand = v }
-            case "sources": if let v = strings() { job.sources = v }
-            case "excludes": if let v = strings() { job.excludes = v }
-            case "codec":
-                if let v = string() {
-                    do { job.codec = try Codec(parsing: v) } catch { fail(e.line, "\(error)") }
-                }
-            case "one_file_system": if let v = bool() { job.oneFileSystem = v }
-            case "chunker.min": if let v = int() { job.chunker.minSize = v }
-            case "chunker.avg": if let v = int() { job.chunker.averageSize = v }
-            case "chunker.max": if let v = int() { job.chunker.maxSize = v }
-            case "chunker.level": if let v = int() { job.chunker.normalization = v }
-            case "writers.directory": if let v = string() { job.discovery.directory = v }
-            case "writers.sqlite": if let v = strings() { job.discovery.sqliteDatabases = v }
-            case "writers.sqlite_probe": if let v = string() { job.discovery.sqliteProbe = v }
-            case "writers.postgres": if let v = strings() { job.discovery.postgresConnections = v }
-            case "writers.exec": if let v = strings() { job.discovery.execWriters = v }
-            case "writers.fsfreeze_hooks": if let v = strings() { job.discovery.fsfreezeHooks = v }
-            case "writers.select": if let v = strings() { job.coordinator.selection = v }
-            case "shadow_copy.enabled": if let v = bool() { job.useShadowCopy = v }
-            case "shadow_copy.provider":
-                if let v = string() {
-                    if let p = ProviderKind(rawValue: v), p != .none { job.coordinator.provider = p } else { fail(e.line, "provider '\(v)' is not btrfs, reflink or copy") }
-                }
-            case "shadow_copy.freeze_timeout": if let v = number() { job.coordinator.freezeTimeout = .milliseconds(Int64(v * 1000)) }
-            case "shadow_copy.commit_timeout": if let v = number() { job.coordinator.commitTimeout = .milliseconds(Int64(v * 1000)) }
-            case "shadow_copy.retries": if let v = int() { job.coordinator.retries = v }
-            case "shadow_copy.retry_backoff": if let v = number() { job.coordinator.retryBackoff = .milliseconds(Int64(v * 1000)) }
-            case "shadow_copy.keep": if let v = bool() { job.coordinator.keep = v }
-            case "shadow_copy.wait": if let v = number() { job.coordinator.wait = .milliseconds(Int64(v * 1000)) }
-            case "retention.keep_last": if let v = int() { job.retention.last = v }
-            case "retention.keep_hourly": if let v = int() { job.retention.hourly = v }
-            case "retention.keep_daily": if let v = int() { job.retention.daily = v }
-            case "retention.keep_weekly": if let v = int() { job.retention.weekly = v }
-            case "retention.keep_monthly": if let v = int() { job.retention.monthly = v }
-            case "retention.keep_yearly": if let v = int() { job.retention.yearly = v }
-            case "retention.keep_tags": if let v = strings() { job.retention.tags = v }
-            case "retention.prune": if let v = bool() { job.prune = v }
-            default: break
             }
         }
-        // Whole-file rules.
+
+        mutating func bool() -> Bool? {
+            if case .bool(let b) = entry.value { return b }
+            fail("'\(key)' takes true or false, not \(entry.value)")
+            return nil
+        }
+    }
+
+    /// Sets the field a key names.
+    private mutating func apply(_ e: inout Value) {
+        var job = self
+        defer { self = job }
+        switch e.key {
+        case "name": if let v = e.string() { job.name = v }
+        case "store": if let v = e.string() { job.store = v }
+        case "credentials_file": if let v = e.string() { job.credentialsFile = v }
+        case "password_file": if let v = e.string() { job.passwordFile = v }
+        case "password_command": if let v = e.string() { job.passwordCommand = v }
+        case "sources": if let v = e.strings() { job.sources = v }
+        case "excludes": if let v = e.strings() { job.excludes = v }
+        case "codec":
+            if let v = e.string() {
+                do { job.codec = try Codec(parsing: v) } catch { e.fail("\(error)") }
+            }
+        case "one_file_system": if let v = e.bool() { job.oneFileSystem = v }
+        case "chunker.min": if let v = e.int() { job.chunker.minSize = v }
+        case "chunker.avg": if let v = e.int() { job.chunker.averageSize = v }
+        case "chunker.max": if let v = e.int() { job.chunker.maxSize = v }
+        case "chunker.level": if let v = e.int() { job.chunker.normalization = v }
+        case "writers.directory": if let v = e.string() { job.discovery.directory = v }
+        case "writers.sqlite": if let v = e.strings() { job.discovery.sqliteDatabases = v }
+        case "writers.sqlite_probe": if let v = e.string() { job.discovery.sqliteProbe = v }
+        case "writers.postgres": if let v = e.strings() { job.discovery.postgresConnections = v }
+        case "writers.exec": if let v = e.strings() { job.discovery.execWriters = v }
+        case "writers.fsfreeze_hooks": if let v = e.strings() { job.discovery.fsfreezeHooks = v }
+        case "writers.select": if let v = e.strings() { job.coordinator.selection = v }
+        case "shadow_copy.enabled": if let v = e.bool() { job.useShadowCopy = v }
+        case "shadow_copy.provider":
+            if let v = e.string() {
+                if let p = ProviderKind(rawValue: v), p != .none {
+                    job.coordinator.provider = p
+                } else {
+                    e.fail("provider '\(v)' is not btrfs, reflink or copy")
+                }
+            }
+        case "shadow_copy.freeze_timeout": if let v = e.number() { job.coordinator.freezeTimeout = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.commit_timeout": if let v = e.number() { job.coordinator.commitTimeout = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.retries": if let v = e.int() { job.coordinator.retries = v }
+        case "shadow_copy.retry_backoff": if let v = e.number() { job.coordinator.retryBackoff = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.keep": if let v = e.bool() { job.coordinator.keep = v }
+        case "shadow_copy.wait": if let v = e.number() { job.coordinator.wait = .milliseconds(Int64(v * 1000)) }
+        case "retention.keep_last": if let v = e.int() { job.retention.last = v }
+        case "retention.keep_hourly": if let v = e.int() { job.retention.hourly = v }
+        case "retention.keep_daily": if let v = e.int() { job.retention.daily = v }
+        case "retention.keep_weekly": if let v = e.int() { job.retention.weekly = v }
+        case "retention.keep_monthly": if let v = e.int() { job.retention.monthly = v }
+        case "retention.keep_yearly": if let v = e.int() { job.retention.yearly = v }
+        case "retention.keep_tags": if let v = e.strings() { job.retention.tags = v }
+        case "retention.prune": if let v = e.bool() { job.prune = v }
+        default: break
+        }
+    }
+
+    /// Rules about the file as a whole, each reported at the line of a key involved (`lines`: key → line).
+    private func wholeFileProblems(lines: [String: Int]) -> [TOMLError] {
+        let job = self
+        var errors: [TOMLError] = []
+        func fail(_ line: Int, _ m: String) { errors.append(TOMLError(line: line, message: m)) }
         if job.store.isEmpty { fail(lines["store"] ?? 1, "the job names no store: add store = \"/path/to/store\"") }
         if job.sources.isEmpty && job.discovery.sqliteDatabases.isEmpty && job.discovery.postgresConnections.isEmpty && job.discovery.execWriters.isEmpty {
             fail(lines["sources"] ?? 1, "the job backs up nothing: add sources = [\"/path\"] or writers")
@@ -147,18 +200,25 @@ public struct JobFile: Sendable {
         for s in job.sources where !s.hasPrefix("/") { fail(lines["sources"] ?? 1, "source '\(s)' must be an absolute path") }
         let hasRetention = lines.keys.contains { $0.hasPrefix("retention.keep") }
         if hasRetention && job.retention.isEmpty {
-            fail(lines.filter { $0.key.hasPrefix("retention.") }.map(\.value).min() ?? 1, "every retention rule is 0: that would forget every snapshot; keep at least one")
+            fail(
+                lines.filter { $0.key.hasPrefix("retention.") }.map(\.value).min() ?? 1,
+                "every retention rule is 0: that would forget every snapshot; keep at least one")
         }
         if job.prune && !hasRetention {
-            fail(lines["retention.prune"] ?? 1, "prune = true without keep_* rules: nothing is ever forgotten, so there is nothing to prune; add rules or remove prune")
+            fail(
+                lines["retention.prune"] ?? 1,
+                "prune = true without keep_* rules: nothing is ever forgotten, so there is nothing to prune; add rules or remove prune")
         }
         if lines.keys.contains(where: { $0.hasPrefix("chunker.") }) {
             do { try job.chunker.validate() } catch { fail(lines.filter { $0.key.hasPrefix("chunker.") }.map(\.value).min() ?? 1, "\(error)") }
         }
-        if !job.useShadowCopy && (job.coordinator.provider != nil || !job.discovery.sqliteDatabases.isEmpty || !job.discovery.postgresConnections.isEmpty || !job.discovery.execWriters.isEmpty) {
+        if !job.useShadowCopy
+            && (job.coordinator.provider != nil || !job.discovery.sqliteDatabases.isEmpty || !job.discovery.postgresConnections.isEmpty
+                || !job.discovery.execWriters.isEmpty)
+        {
             fail(lines["shadow_copy.enabled"] ?? 1, "shadow_copy.enabled = false conflicts with writers or a provider: writers need a shadow copy session")
         }
-        return errors.isEmpty ? .success(job) : .failure(JobErrors(path: path, errors: errors.sorted { $0.line < $1.line }))
+        return errors
     }
 }
 

@@ -1,6 +1,7 @@
 import ChunkStore
 import DataMover
 import Foundation
+import JSONFormat
 import ObjectStorage
 import ShadowCopy
 
@@ -39,7 +40,7 @@ public struct JobRunner: Sendable {
         } else {
             // A job creates its store encrypted, with the job's password (file or command).
             guard job.secret.isGiven else {
-                throw StoreError.refused("job \(job.name): the store \(job.store) does not exist, and the job names no password_file or password_command to encrypt a new one with: add one, or create the store with `shadowmover init`")
+                throw JobRunError.noSecretForNewStore(job: job.name, store: job.store)
             }
             store = try StoreLocation.initialize(
                 job.store, credentialsFile: job.credentialsFile, parameters: job.chunker, codec: job.codec ?? .default, encryption: job.secret)
@@ -93,7 +94,7 @@ public struct JobRunner: Sendable {
 
     func appendHistory(_ r: HistoryRecord, to store: Store) throws {
         let name = "\(Timestamp(r.start).iso8601)-\(UUID().uuidString.prefix(8).lowercased()).json"  // sorts by start
-        try store.appendJobRun(job: job.name, name: name, bytes: Array(try JSONEncoder.storeLike.encode(r)))
+        try store.appendJobRun(job: job.name, name: name, bytes: Array(try JSONFormat.encoder().encode(r)))
     }
 
     /// Every run of every job in the store, oldest first, and the records that could not be read, named.
@@ -101,7 +102,7 @@ public struct JobRunner: Sendable {
         let (stored, damaged) = try store.jobRuns()
         var unreadable = damaged
         let runs = stored.compactMap { run in
-            let record = try? JSONDecoder.storeLike.decode(HistoryRecord.self, from: Data(run.bytes))
+            let record = try? JSONFormat.decoder().decode(HistoryRecord.self, from: Data(run.bytes))
             if record == nil { unreadable.append("job record \(ObjectKey.jobRun(run.job, run.name)) is not a valid record") }
             return record.map { (run.name, $0) }
         }
@@ -110,19 +111,15 @@ public struct JobRunner: Sendable {
     }
 }
 
-extension JSONEncoder {
-    static var storeLike: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
-        e.dateEncodingStrategy = .iso8601
-        return e
-    }
-}
+/// Why a job could not run.
+public enum JobRunError: Error, CustomStringConvertible, Sendable {
+    /// The job's store does not exist and the job names nothing to encrypt a new one with.
+    case noSecretForNewStore(job: String, store: String)
 
-extension JSONDecoder {
-    static var storeLike: JSONDecoder {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
-        return d
+    public var description: String {
+        switch self {
+        case .noSecretForNewStore(let job, let store):
+            "job \(job): the store \(store) does not exist, and the job names no password_file or password_command to encrypt a new one with: add one, or create the store with `shadowmover init`"
+        }
     }
 }

@@ -39,10 +39,30 @@ public struct RetentionPolicy: Sendable, Equatable {
         var reasons: [String: [String]] = [:]
         for s in newestFirst.prefix(last) { reasons[s.id, default: []].append("last") }
         let rules: [(String, Int, (Date) -> [Int])] = [
-            ("hourly", hourly, { d in let c = calendar.dateComponents([.year, .month, .day, .hour], from: d); return [c.year!, c.month!, c.day!, c.hour!] }),
-            ("daily", daily, { d in let c = calendar.dateComponents([.year, .month, .day], from: d); return [c.year!, c.month!, c.day!] }),
-            ("weekly", weekly, { d in let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d); return [c.yearForWeekOfYear!, c.weekOfYear!] }),
-            ("monthly", monthly, { d in let c = calendar.dateComponents([.year, .month], from: d); return [c.year!, c.month!] }),
+            (
+                "hourly", hourly,
+                { d in
+                    let c = calendar.dateComponents([.year, .month, .day, .hour], from: d); return [c.year!, c.month!, c.day!, c.hour!]
+                }
+            ),
+            (
+                "daily", daily,
+                { d in
+                    let c = calendar.dateComponents([.year, .month, .day], from: d); return [c.year!, c.month!, c.day!]
+                }
+            ),
+            (
+                "weekly", weekly,
+                { d in
+                    let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d); return [c.yearForWeekOfYear!, c.weekOfYear!]
+                }
+            ),
+            (
+                "monthly", monthly,
+                { d in
+                    let c = calendar.dateComponents([.year, .month], from: d); return [c.year!, c.month!]
+                }
+            ),
             ("yearly", yearly, { d in [calendar.component(.year, from: d)] }),
         ]
         for (name, count, bucket) in rules where count > 0 {

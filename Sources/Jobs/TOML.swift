@@ -1,3 +1,5 @@
+import Foundation
+
 /// The subset of TOML job files use: `key = value` lines, `[section]` headers, `#` comments; values
 /// are strings ("…" with \" \\ \n \t escapes), integers, floats, booleans and one-line arrays of
 /// those. Every value keeps its line, so validation can point at it.
@@ -140,5 +142,3 @@ enum TOML {
         throw TOMLError(line: 0, message: "'\(word)' is not a value: strings need quotes")
     }
 }
-
-import Foundation

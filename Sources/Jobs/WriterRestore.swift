@@ -33,14 +33,17 @@ public enum WriterRestore {
             try write(label, to: restored + "/backup_label", like: restored + "/PG_VERSION")
             if let map = info["tablespace_map"], !map.isEmpty {
                 // "<oid> <path>" lines: the tablespaces were restored under the target too.
-                let moved = map.split(separator: "\n").map { line -> String in
-                    let parts = line.split(separator: " ", maxSplits: 1)
-                    guard parts.count == 2, target != "/" else { return String(line) }
-                    return "\(parts[0]) \(target)\(parts[1])"
-                }.joined(separator: "\n") + "\n"
+                let moved =
+                    map.split(separator: "\n").map { line -> String in
+                        let parts = line.split(separator: " ", maxSplits: 1)
+                        guard parts.count == 2, target != "/" else { return String(line) }
+                        return "\(parts[0]) \(target)\(parts[1])"
+                    }.joined(separator: "\n") + "\n"
                 try write(moved, to: restored + "/tablespace_map", like: restored + "/PG_VERSION")
             }
-            done.append("PostgreSQL data directory \(restored): backup_label written\(info["tablespace_map"]?.isEmpty == false ? " with tablespace_map" : ""); start the cluster there to recover to the backup's end (\(info["stop_lsn"] ?? "?"))")
+            done.append(
+                "PostgreSQL data directory \(restored): backup_label written\(info["tablespace_map"]?.isEmpty == false ? " with tablespace_map" : ""); start the cluster there to recover to the backup's end (\(info["stop_lsn"] ?? "?"))"
+            )
         }
         return done
     }

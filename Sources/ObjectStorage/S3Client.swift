@@ -183,7 +183,10 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
             _ = try? send(.DELETE, key: key, query: [("uploadId", uploadID)], operation: "abort multipart upload")
             throw error
         }
-        let xml = "<CompleteMultipartUpload>" + etags.values.enumerated().map { "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element)</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
+        let xml =
+            "<CompleteMultipartUpload>"
+            + etags.values.enumerated().map { "<Part><PartNumber>\($0.offset + 1)</PartNumber><ETag>\($0.element)</ETag></Part>" }.joined()
+            + "</CompleteMultipartUpload>"
         let done = try Array(xml.utf8).withUnsafeBytes { body in
             try send(.POST, key: key, query: [("uploadId", uploadID)], body: [body], operation: "complete multipart upload")
         }

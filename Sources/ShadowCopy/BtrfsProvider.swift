@@ -31,7 +31,9 @@ struct BtrfsProvider: Provider {
     func commit(_ plan: VolumePlan, deadline: ContinuousClock.Instant) throws {
         guard var properties = plan.properties else { return }
         let destination = open(properties.snapshotPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard destination >= 0 else { throw ShadowCopyError.provider(plan.volume, "cannot open \(properties.snapshotPath): \(String(cString: strerror(errno)))") }
+        guard destination >= 0 else {
+            throw ShadowCopyError.provider(plan.volume, "cannot open \(properties.snapshotPath): \(String(cString: strerror(errno)))")
+        }
         defer { close(destination) }
         for (i, root) in plan.subvolumeRoots.enumerated() {
             let source = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

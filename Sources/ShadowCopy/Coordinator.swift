@@ -41,73 +41,39 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         signal(SIGPIPE, SIG_IGN)  // a writer that dies must not take the agent with it
     }
 
-    // MARK: Identify and select
-
-    /// Asks every writer for its metadata (as `shadowmover writers` shows them).
-    public func identify() -> [WriterReport] {
-        let deadline = ContinuousClock.now + options.eventTimeout
-        let group = DispatchGroup()
-        for slot in slots {
-            group.enter()
-            Thread {
-                do {
-                    slot.metadata = try slot.writer.identify(WriterContext(setID: self.setID, deadline: deadline))
-                    slot.state = .stable
-                } catch let e as WriterError {
-                    slot.state = .failedAtIdentify
-                    slot.lastError = e
-                } catch {
-                    slot.state = .failedAtIdentify
-                    slot.lastError = WriterError(.nonRetryable, "\(error)")
-                }
-                group.leave()
-            }.start()
-        }
-        group.wait()
-        return slots.map(\.report)
-    }
-
-    /// Applies the selection: which writers take part and which of their components are backed up.
-    func select() throws {
-        guard let selection = options.selection else {
-            for slot in slots {
-                slot.selected = true
-                slot.selectedComponents = slot.metadata?.components.map(\.fullPath) ?? []
-            }
-            return
-        }
-        var unmatched = Set(selection)
-        for slot in slots {
-            let names = [slot.writer.label, slot.metadata?.name].compactMap { $0 }
-            var chosen: [String] = []
-            for component in slot.metadata?.components ?? [] {
-                for s in selection {
-                    let whole = names.contains(s)
-                    let one = names.contains { s == "\($0)/\(component.fullPath)" }
-                    if whole || one || !component.selectable {
-                        chosen.append(component.fullPath)
-                        if whole || one { unmatched.remove(s) }
-                    }
-                }
-            }
-            for s in selection where names.contains(s) { unmatched.remove(s) }
-            var seen = Set<String>()
-            slot.selectedComponents = chosen.filter { seen.insert($0).inserted }
-            slot.selected = selection.contains { s in names.contains { s == $0 || s.hasPrefix($0 + "/") } }
-        }
-        if !unmatched.isEmpty {
-            throw ShadowCopyError.selection(
-                "no writer or component matches \(unmatched.sorted().joined(separator: ", ")): list them with `shadowmover writers`")
-        }
-    }
-
     // MARK: The session
 
-    /// Runs the session up to post-snapshot and returns it holding the shadow copy set.
+    /// Runs the session up to post-snapshot and returns it holding the shadow copy set. The steps:
+    /// identify and select writers, resolve paths and components to volumes, lock the set, clean up
+    /// orphans, then freeze–snapshot–thaw (retried when a writer's failure is retryable).
     /// - Parameter paths: the paths the user backs up; the selected components' files are added.
     public func createShadowCopySet(paths: [String]) throws -> ShadowCopySession {
         try options.paths.ensure()
         var report = SessionReport(setID: setID)
+        let involved = try identifyAndSelect(&report)
+        let (components, componentSpecs, excludes) = buildComponents()
+        report.components = components
+        let plans = try planVolumes(paths: paths, componentSpecs: componentSpecs, excludes: excludes)
+        let (agentLock, marks) = try lockSet(plans)
+        let registry = ShadowRegistry(paths: options.paths)
+        deleteOrphans(registry, &report)
+        do {
+            try attempt(plans: plans, involved: involved, registry: registry, agentLock: agentLock, report: &report)
+        } catch {
+            agentLock.release()
+            for m in marks { m.release() }
+            for slot in slots { slot.writer.shutdown() }
+            throw error
+        }
+        finish(&report, plans: plans)
+        return ShadowCopySession(
+            coordinator: self, plans: plans, involved: involved, marks: marks, registry: registry, report: report,
+            excludes: excludes)
+    }
+
+    /// Identify and select; a selected writer that failed at identify stops the session. - Returns:
+    /// the writers taking part.
+    private func identifyAndSelect(_ report: inout SessionReport) throws -> [WriterSlot] {
         _ = identify()
         try select()
         for slot in slots where slot.selected && slot.state == .failedAtIdentify {
@@ -116,41 +82,44 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         for slot in slots where !slot.selected && slot.state == .failedAtIdentify {
             report.warnings.append("writer \(slot.writer.label) failed at identify (\(slot.lastError!)); it is not selected, so the backup goes on")
         }
-        let involved = slots.filter { $0.selected && $0.metadata != nil }
-        let (components, componentSpecs, excludes) = buildComponents()
-        report.components = components
+        return slots.filter { $0.selected && $0.metadata != nil }
+    }
 
-        // Resolve volumes and form the set.
+    /// Resolves the paths and the components' directories to volumes: the shadow copy set, one plan
+    /// per volume with its provider chosen. A component's files are on the volume of its directory;
+    /// which files they are is decided at the shadow copy, not now.
+    private func planVolumes(paths: [String], componentSpecs: [FileDescriptor], excludes: [FileDescriptor]) throws -> [VolumePlan] {
         let mounts = try Mounts.load()
         var set = ShadowCopySet()
         var plans: [String: VolumePlan] = [:]
+        func plan(for real: String) throws -> VolumePlan {
+            let volume = try Mounts.volume(for: real, in: mounts)
+            let key = volume.device + volume.mountPoint
+            if let existing = plans[key] { return existing }
+            try set.add(volume)
+            let made = VolumePlan(volume: volume, provider: .none)
+            plans[key] = made
+            return made
+        }
         for path in paths {
             guard let real = Mounts.realPath(path) else { throw ShadowCopyError.pathMissing(path) }
-            let volume = try Mounts.volume(for: real, in: mounts)
-            if plans[volume.device + volume.mountPoint] == nil {
-                try set.add(volume)
-                plans[volume.device + volume.mountPoint] = VolumePlan(volume: volume, provider: .none)
-            }
-            plans[volume.device + volume.mountPoint]!.paths.append(real)
+            try plan(for: real).paths.append(real)
         }
-        // A component's files are on the volume of its directory; which files they are is decided at
-        // the shadow copy, not now.
         for spec in componentSpecs {
             guard let real = Mounts.realPath(spec.path) else { continue }  // no directory: no files
-            let volume = try Mounts.volume(for: real, in: mounts)
-            if plans[volume.device + volume.mountPoint] == nil {
-                try set.add(volume)
-                plans[volume.device + volume.mountPoint] = VolumePlan(volume: volume, provider: .none)
-            }
             var resolved = spec
             resolved.path = real
-            plans[volume.device + volume.mountPoint]!.componentSpecs.append(resolved)
-            plans[volume.device + volume.mountPoint]!.componentExcludes = excludes
+            let p = try plan(for: real)
+            p.componentSpecs.append(resolved)
+            p.componentExcludes = excludes
         }
         let ordered = set.volumes.map { plans[$0.device + $0.mountPoint]! }
         for plan in ordered { plan.provider = chooseProvider(plan) }
+        return ordered
+    }
 
-        // One agent at a time defines a set; each volume in it is marked.
+    /// One agent at a time defines a set; each volume in it is marked.
+    private func lockSet(_ plans: [VolumePlan]) throws -> (agent: PidLock, marks: [PidLock]) {
         let agentLock: PidLock
         switch try PidLock.acquire(options.paths.agentLock, wait: options.wait) {
         case .success(let lock): agentLock = lock
@@ -158,7 +127,7 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         }
         var marks: [PidLock] = []
         do {
-            for plan in ordered {
+            for plan in plans {
                 switch try PidLock.acquire(options.paths.volumeMark(plan.volume), wait: nil) {
                 case .success(let lock): marks.append(lock)
                 case .failure(let holder): throw ShadowCopyError.volumeMarked(plan.volume, pid: holder.pid)
@@ -166,58 +135,61 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             }
         } catch {
             agentLock.release()
+            for m in marks { m.release() }
             throw error
         }
-        let registry = ShadowRegistry(paths: options.paths)
+        return (agentLock, marks)
+    }
+
+    /// Shadow copies left by agents that are gone.
+    private func deleteOrphans(_ registry: ShadowRegistry, _ report: inout SessionReport) {
         for record in registry.list() where record.isOrphan {
             do {
                 try registry.delete(record)
-                report.warnings.append("deleted shadow copy \(record.properties.snapshotID.prefix(8)) of \(record.properties.volume.mountPoint) left by agent pid \(record.ownerPID), which is gone")
+                report.warnings.append(
+                    "deleted shadow copy \(record.properties.snapshotID.prefix(8)) of \(record.properties.volume.mountPoint) left by agent pid \(record.ownerPID), which is gone"
+                )
             } catch {
                 report.warnings.append("cannot delete orphan shadow copy \(record.properties.snapshotID.prefix(8)): \(error)")
             }
         }
+    }
 
+    /// Runs attempts until one succeeds; every failed one is aborted. A writer's retryable failure is
+    /// tried again after a back-off, up to `options.retries` times.
+    private func attempt(plans: [VolumePlan], involved: [WriterSlot], registry: ShadowRegistry, agentLock: PidLock, report: inout SessionReport) throws {
         var attempt = 0
         while true {
             attempt += 1
             report.attempts = attempt
             do {
-                try runAttempt(plans: ordered, involved: involved, registry: registry, agentLock: agentLock, report: &report)
-                break
+                return try runAttempt(plans: plans, involved: involved, registry: registry, agentLock: agentLock, report: &report)
             } catch let failure as ShadowCopyError {
-                abortAll(involved, plans: ordered, registry: registry)
-                if case .writerFailed(let w, let event, let e, _) = failure, e.failure.isRetryable, attempt <= options.retries {
+                abortAll(involved, plans: plans, registry: registry)
+                guard case .writerFailed(let w, let event, let e, _) = failure else { throw failure }
+                if e.failure.isRetryable, attempt <= options.retries {
                     report.warnings.append("attempt \(attempt): writer \(w) failed at \(event.rawValue) (\(e)); retrying")
                     let backoff = options.retryBackoff * (1 << min(attempt - 1, 10))
                     Thread.sleep(forTimeInterval: backoff.milliseconds / 1000)
                     continue
                 }
-                agentLock.release()
-                for m in marks { m.release() }
-                for slot in slots { slot.writer.shutdown() }
-                if case .writerFailed(let w, let event, let e, _) = failure {
-                    throw ShadowCopyError.writerFailed(writer: w, event: event, e, attempts: attempt)
-                }
-                throw failure
+                throw ShadowCopyError.writerFailed(writer: w, event: event, e, attempts: attempt)
             } catch {
-                abortAll(involved, plans: ordered, registry: registry)
-                agentLock.release()
-                for m in marks { m.release() }
-                for slot in slots { slot.writer.shutdown() }
+                abortAll(involved, plans: plans, registry: registry)
                 throw error
             }
         }
-        report.shadowCopies = ordered.compactMap(\.properties)
-        report.warnings += ordered.flatMap { $0.properties?.warnings ?? [] }
-        report.pointInTime = ordered.allSatisfy { $0.provider == .btrfs || $0.provider == .reflink || ($0.provider == .copy && $0.paths.isEmpty) }
-        if slots.isEmpty && ordered.allSatisfy({ $0.provider == .none }) {
+    }
+
+    /// What the report says about the set that was taken.
+    private func finish(_ report: inout SessionReport, plans: [VolumePlan]) {
+        report.shadowCopies = plans.compactMap(\.properties)
+        report.warnings += plans.flatMap { $0.properties?.warnings ?? [] }
+        report.pointInTime = plans.allSatisfy { $0.provider == .btrfs || $0.provider == .reflink || ($0.provider == .copy && $0.paths.isEmpty) }
+        if slots.isEmpty && plans.allSatisfy({ $0.provider == .none }) {
             report.warnings.append("no writers and no snapshot-capable filesystem: the files are read live, not from a shadow copy")
         }
         report.writers = slots.map(\.report)
-        return ShadowCopySession(
-            coordinator: self, plans: ordered, involved: involved, marks: marks, registry: registry, report: report,
-            excludes: excludes)
     }
 
     /// prepare-backup → provider prepare → prepare-snapshot → freeze → commit → thaw → post-snapshot.
@@ -257,7 +229,10 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             let started = ContinuousClock.now
             try Providers.make(plan.provider).commit(plan, deadline: commitDeadline)
             let finished = ContinuousClock.now
-            phases.append(.init(kind: "commit", subject: "\(plan.volume.mountPoint) (\(plan.provider.rawValue))", startMs: ms(started), durationMs: (finished - started).milliseconds))
+            phases.append(
+                .init(
+                    kind: "commit", subject: "\(plan.volume.mountPoint) (\(plan.provider.rawValue))", startMs: ms(started),
+                    durationMs: (finished - started).milliseconds))
             if finished > commitDeadline {
                 if finished > freezeDeadline, let w = involved.first {
                     throw ShadowCopyError.freezeTimeout(writer: w.writer.label, limit: options.freezeTimeout)
@@ -335,7 +310,9 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         }
         if let (slot, e) = first {
             if e.failure == .timeout && (event == .freeze || event == .thaw) {
-                throw ShadowCopyError.writerFailed(writer: slot.writer.label, event: event, WriterError(.timeout, "held longer than its \(options.freezeTimeout) freeze limit: \(e.message)"), attempts: 1)
+                throw ShadowCopyError.writerFailed(
+                    writer: slot.writer.label, event: event, WriterError(.timeout, "held longer than its \(options.freezeTimeout) freeze limit: \(e.message)"),
+                    attempts: 1)
             }
             throw ShadowCopyError.writerFailed(writer: slot.writer.label, event: event, e, attempts: 1)
         }
@@ -382,28 +359,5 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             }
         }
         return plan.componentSpecs.isEmpty ? .none : .copy
-    }
-
-    /// The backup components document (files as they are at identify), the file descriptors of the
-    /// selected components, and the writers' excludes.
-    private func buildComponents() -> (BackupComponentsDocument, [FileDescriptor], [FileDescriptor]) {
-        var document = BackupComponentsDocument()
-        var specs: [FileDescriptor] = []
-        var excludes: [FileDescriptor] = []
-        for slot in slots {
-            guard let m = slot.metadata else { continue }
-            excludes += m.excludes
-            var entries: [BackupComponentsDocument.ComponentEntry] = []
-            for c in m.components {
-                let selected = slot.selected && slot.selectedComponents.contains(c.fullPath)
-                let expanded = c.files.flatMap { ComponentFiles.expand($0, excluding: m.excludes) }
-                if selected { specs += c.files }
-                entries.append(.init(logicalPath: c.logicalPath, name: c.name, type: c.type, selected: selected, files: expanded, backupSucceeded: nil, freezeInfo: nil))
-            }
-            document.writers.append(.init(
-                name: m.name, classID: m.classID, instanceID: m.instanceID, instanceName: m.instanceName, components: entries,
-                restoreMethod: m.restoreMethod.rawValue))
-        }
-        return (document, specs, excludes)
     }
 }

@@ -1,5 +1,6 @@
 import ChildProcess
 import Foundation
+import JSONFormat
 
 /// A writer that is a separate program, speaking newline-delimited JSON over stdin/stdout
 /// (docs/WRITERS.md). It is started once per session; closing its stdin (EOF) tells it the coordinator
@@ -29,7 +30,7 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         }
         do {
             let data = try JSONSerialization.data(withJSONObject: metadata)
-            return try JSONDecoder().decode(WriterMetadata.self, from: data)
+            return try JSONFormat.decoder().decode(WriterMetadata.self, from: data)
         } catch {
             throw WriterError(.nonRetryable, "\(label) sent a Writer Metadata Document that does not parse: \(error)")
         }

@@ -37,7 +37,8 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
         dataDirectory = data
         var components = [Component(logicalPath: "postgresql", name: "data", type: .database, files: [FileDescriptor(path: data, recursive: true)])]
         for row in try rows("SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE pg_tablespace_location(oid) <> ''") {
-            components.append(Component(logicalPath: "postgresql/tablespace", name: row[0], type: .database, files: [FileDescriptor(path: row[1], recursive: true)]))
+            components.append(
+                Component(logicalPath: "postgresql/tablespace", name: row[0], type: .database, files: [FileDescriptor(path: row[1], recursive: true)]))
         }
         if let wal = Mounts.realPath(data + "/pg_wal"), !wal.hasPrefix((Mounts.realPath(data) ?? data) + "/") {
             components.append(Component(logicalPath: "postgresql", name: "wal", type: .database, files: [FileDescriptor(path: wal, recursive: true)]))
@@ -134,7 +135,9 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
             let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }  // PG_DIAG_SQLSTATE
             if sqlState == "42501" {  // insufficient_privilege
                 let role = PQuser(conn).map { String(cString: $0) } ?? "the role"
-                throw WriterError(.nonRetryable, """
+                throw WriterError(
+                    .nonRetryable,
+                    """
                     \(label): \(sql.prefix(60)) was refused: \(message) — connect as a superuser, or give \(role) what a \
                     snapshot backup needs: GRANT pg_read_all_settings TO \(role); GRANT EXECUTE ON FUNCTION \
                     pg_backup_start(text, boolean), pg_backup_stop(boolean) TO \(role);

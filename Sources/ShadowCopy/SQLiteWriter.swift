@@ -32,7 +32,8 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         }
         // The main file, and the files SQLite makes and removes as connections come and go: matched
         // when the shadow copy is taken, so whichever exist then are captured together.
-        let files = [FileDescriptor(path: directory, filespec: Self.escaped(name))]
+        let files =
+            [FileDescriptor(path: directory, filespec: Self.escaped(name))]
             + ["-wal", "-shm", "-journal"].map { FileDescriptor(path: directory, filespec: Self.escaped(name) + $0, transient: true) }
         return WriterMetadata(
             name: "SQLite Writer", classID: Self.classID, instanceName: url.path, usageType: .userData,

@@ -38,12 +38,15 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
             case .btrfs:
                 let mappings = plan.properties?.subvolumes ?? [:]
                 for spec in plan.componentSpecs {
-                    guard let (original, shadow) = mappings.filter({ spec.path == $0.key || spec.path.hasPrefix($0.key == "/" ? "/" : $0.key + "/") })
-                        .max(by: { $0.key.count < $1.key.count })
+                    guard
+                        let (original, shadow) = mappings.filter({ spec.path == $0.key || spec.path.hasPrefix($0.key == "/" ? "/" : $0.key + "/") })
+                            .max(by: { $0.key.count < $1.key.count })
                     else { continue }
                     var inShadow = spec
                     inShadow.path = shadow + spec.path.dropFirst(original == "/" ? 0 : original.count)
-                    files += ComponentFiles.expand(inShadow, excluding: []).map { original == "/" ? String($0.dropFirst(shadow.count)) : original + $0.dropFirst(shadow.count) }
+                    files += ComponentFiles.expand(inShadow, excluding: []).map {
+                        original == "/" ? String($0.dropFirst(shadow.count)) : original + $0.dropFirst(shadow.count)
+                    }
                 }
             case .none:
                 files += plan.componentSpecs.flatMap { ComponentFiles.expand($0, excluding: plan.componentExcludes) }
@@ -115,7 +118,10 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
         for slot in involved {
             guard let w = report.components.writers.firstIndex(where: { $0.instanceID == slot.metadata?.instanceID }) else { continue }
             var info = slot.freezeInfo
-            let specs = Set((slot.metadata?.components ?? []).filter { slot.selectedComponents.contains($0.fullPath) }.flatMap(\.files).compactMap { Mounts.realPath($0.path) })
+            let specs = Set(
+                (slot.metadata?.components ?? []).filter { slot.selectedComponents.contains($0.fullPath) }.flatMap(\.files).compactMap {
+                    Mounts.realPath($0.path)
+                })
             let holding = plans.filter { p in p.componentSpecs.contains { specs.contains($0.path) } }
             if !specs.isEmpty, holding.count == 1, holding[0].provider == .btrfs, (holding[0].properties?.subvolumes.count ?? 0) == 1 {
                 info["atomic_snapshot"] = "true"
@@ -139,7 +145,8 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
                     try Providers.make(plan.provider).delete(p)
                     registry.remove(p.snapshotID)
                 } catch {
-                    report.warnings.append("cannot delete shadow copy \(p.snapshotPath): \(error); remove it with `shadowmover shadows delete \(p.snapshotID.prefix(8))`")
+                    report.warnings.append(
+                        "cannot delete shadow copy \(p.snapshotPath): \(error); remove it with `shadowmover shadows delete \(p.snapshotID.prefix(8))`")
                 }
                 rmdir(plan.shadowDirectory)  // only if empty
             }

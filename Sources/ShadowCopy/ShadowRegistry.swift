@@ -1,4 +1,5 @@
 import Foundation
+import JSONFormat
 
 /// Records of the shadow copies that exist on this host (one JSON file each under
 /// `<state dir>/shadows/`), written *before* a shadow copy is created and removed after it is deleted.
@@ -20,10 +21,7 @@ public struct ShadowRegistry: Sendable {
     public init(paths: CoordinatorPaths) { directory = paths.shadowRecords }
 
     func save(_ record: Record) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(record)
+        let data = try JSONFormat.encoder(pretty: true).encode(record)
         let path = "\(directory)/\(record.properties.snapshotID).json"
         let temp = path + ".tmp"
         try data.write(to: URL(fileURLWithPath: temp))
@@ -35,8 +33,7 @@ public struct ShadowRegistry: Sendable {
     func remove(_ snapshotID: String) { unlink("\(directory)/\(snapshotID).json") }
 
     public func list() -> [Record] {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = JSONFormat.decoder()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
             guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { return nil }

@@ -60,7 +60,10 @@ enum WriterDispatch {
         let wait = max(.zero, deadline - .now + margin)
         _ = group.wait(timeout: .now() + .milliseconds(Int(wait.milliseconds)))
         return outcomes.snapshot().enumerated().map { i, o in
-            o ?? DispatchOutcome(slot: slots[i], result: .failure(WriterError(.timeout, "\(slots[i].writer.label) did not answer \(event.rawValue) in time")), started: .now, finished: .now)
+            o
+                ?? DispatchOutcome(
+                    slot: slots[i], result: .failure(WriterError(.timeout, "\(slots[i].writer.label) did not answer \(event.rawValue) in time")), started: .now,
+                    finished: .now)
         }
     }
 }

@@ -1,30 +1,19 @@
 import ChunkStore
 import DataMover
 import Foundation
+import JSONFormat
 
 enum Output {
     /// Prints `value` as pretty, key-sorted JSON on stdout.
     static func json<T: Encodable>(_ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, e in
-            var c = e.singleValueContainer()
-            try c.encode(Timestamp(date).iso8601)
-        }
-        let data = try encoder.encode(value)
+        let data = try JSONFormat.encoder(pretty: true).encode(value)
         FileHandle.standardOutput.write(data)
         FileHandle.standardOutput.write(Data("\n".utf8))
     }
 
     /// One compact JSON object on one line (JSON lines: progress events, then the summary).
     static func jsonLine<T: Encodable>(_ value: T, to handle: FileHandle = .standardOutput) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, e in
-            var c = e.singleValueContainer()
-            try c.encode(Timestamp(date).iso8601)
-        }
-        var data = try encoder.encode(value)
+        var data = try JSONFormat.encoder().encode(value)
         data.append(0x0A)
         handle.write(data)
     }

@@ -10,7 +10,10 @@ struct WriterOptions: ParsableArguments {
     var sqlite: [String] = []
     @Option(help: ArgumentHelp("A query whose first value the SQLite writer records while frozen.", valueName: "sql"))
     var sqliteProbe: String?
-    @Option(help: ArgumentHelp("A PostgreSQL cluster to back up with the built-in writer: a libpq connection string, e.g. \"host=/run/postgresql port=5432 user=postgres dbname=postgres\" (repeatable).", valueName: "conninfo"))
+    @Option(
+        help: ArgumentHelp(
+            "A PostgreSQL cluster to back up with the built-in writer: a libpq connection string, e.g. \"host=/run/postgresql port=5432 user=postgres dbname=postgres\" (repeatable).",
+            valueName: "conninfo"))
     var postgres: [String] = []
     @Option(help: ArgumentHelp("An exec writer program (repeatable); see docs/WRITERS.md.", valueName: "path"))
     var execWriter: [String] = []

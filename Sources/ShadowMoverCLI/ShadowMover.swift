@@ -1,8 +1,8 @@
 import ArgumentParser
-import ObjectStorage
 import ChunkStore
 import DataMover
 import Foundation
+import ObjectStorage
 
 /// The `shadowmover` command: restic-style verbs over a local chunk store.
 public struct ShadowMover: ParsableCommand {
@@ -15,7 +15,11 @@ public struct ShadowMover: ParsableCommand {
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,
-        subcommands: [Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Find.self, Dump.self, Mount.self, Copy.self, Tag.self, InspectDiff.self, InspectStats.self, Check.self, Forget.self, Prune.self, Unlock.self, Key.self, Job.self, Writers.self, Shadows.self, Inspect.self, Repair.self, Bench.self, Debug.self]
+        subcommands: [
+            Init.self, BackupCommand.self, RestoreCommand.self, Snapshots.self, Ls.self, Find.self, Dump.self, Mount.self, Copy.self, Tag.self,
+            InspectDiff.self, InspectStats.self, Check.self, Forget.self, Prune.self, Unlock.self, Key.self, Job.self, Writers.self, Shadows.self, Inspect.self,
+            Repair.self, Bench.self, Debug.self,
+        ]
     )
 
     public init() {}
@@ -53,10 +57,15 @@ struct StoreOptions: ParsableArguments {
         help: ArgumentHelp("Index cache of a remote store; safe to delete (default: $XDG_CACHE_HOME/shadowmover).", valueName: "path"))
     var cacheDir: String?
 
-    @Option(name: .long, help: ArgumentHelp("File whose first line is the store's password (or $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND, or a prompt).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "File whose first line is the store's password (or $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND, or a prompt).", valueName: "file"))
     var passwordFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("Key file that opens the store instead of a password (made by `init --key-file` or `key add --new-key-file`).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Key file that opens the store instead of a password (made by `init --key-file` or `key add --new-key-file`).", valueName: "file"))
     var keyFile: String?
 
     @Flag(name: .long, help: "Accept an empty password (anyone can then open the store's key).")

@@ -304,7 +304,8 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         }
         ops.release = { ctx, handle in SnapshotFilesystem.from(ctx).release(handle) }
         ops.getxattr = { ctx, path, name, value, size in
-            SnapshotFilesystem.from(ctx).getxattr(SnapshotFilesystem.bytes(path!), String(cString: name!), UnsafeMutableRawBufferPointer(start: value, count: size))
+            SnapshotFilesystem.from(ctx).getxattr(
+                SnapshotFilesystem.bytes(path!), String(cString: name!), UnsafeMutableRawBufferPointer(start: value, count: size))
         }
         ops.listxattr = { ctx, path, list, size in
             SnapshotFilesystem.from(ctx).listxattr(SnapshotFilesystem.bytes(path!), UnsafeMutableRawBufferPointer(start: list, count: size))

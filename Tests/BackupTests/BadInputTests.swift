@@ -249,11 +249,13 @@ struct BadInputTests {
             return id
         }
         let inner = try put(Tree(nodes: [evil]))
-        var dir = Node(nameBytes: Array("dir".utf8), kind: .directory, mode: 0o755, uid: 0, gid: 0, mtime: now, ctime: now, size: 0, device: 1, inode: 2, links: 1)
+        var dir = Node(
+            nameBytes: Array("dir".utf8), kind: .directory, mode: 0o755, uid: 0, gid: 0, mtime: now, ctime: now, size: 0, device: 1, inode: 2, links: 1)
         dir.subtree = inner
         let root = try put(Tree(nodes: [dir]))
         try packs.commit()
-        let id = try store.saveSnapshot(SnapshotRecord(time: Date(), hostname: "h", username: "u", paths: ["/dir"], tree: root, tags: [], programVersion: "test", summary: BackupSummary()))
+        let id = try store.saveSnapshot(
+            SnapshotRecord(time: Date(), hostname: "h", username: "u", paths: ["/dir"], tree: root, tags: [], programVersion: "test", summary: BackupSummary()))
         let target = s.sub("target")
         let result = try CLI.run(["restore", id, "-t", target, "--store", s.sub("store")])
         #expect(result.code == 1)

@@ -52,7 +52,9 @@ func requireFUSE(_ what: String) throws -> Bool {
 
 @Suite("Browse and extract: mount, dump, copy, tag, completions, progress")
 struct BrowseTests {
-    @Test("mount shows a snapshot with every entry kind as backed up (content, modes, owners, times, xattrs, links, devices) under snapshots/, latest, ids/, hosts/, tags/; SIGTERM unmounts")
+    @Test(
+        "mount shows a snapshot with every entry kind as backed up (content, modes, owners, times, xattrs, links, devices) under snapshots/, latest, ids/, hosts/, tags/; SIGTERM unmounts",
+        .needsRoot)
     func mountEveryKind() throws {
         guard try requireFUSE("mount") else { return }
         let s = Scratch("mount")
@@ -81,7 +83,9 @@ struct BrowseTests {
         let byTime = try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint + "/snapshots")
         #expect(byTime.count == 1)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: mount.mountpoint + "/latest") == "snapshots/" + byTime[0])
-        #expect(FileManager.default.contents(atPath: mount.mountpoint + "/ids/\(snapshot)" + source + "/small.txt") == FileManager.default.contents(atPath: source + "/small.txt"))
+        #expect(
+            FileManager.default.contents(atPath: mount.mountpoint + "/ids/\(snapshot)" + source + "/small.txt")
+                == FileManager.default.contents(atPath: source + "/small.txt"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint + "/tags/nightly") == byTime)
         let hosts = try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint + "/hosts")
         #expect(hosts.count == 1, "\(hosts) (this host: \(hostname))")
@@ -93,7 +97,7 @@ struct BrowseTests {
         #expect(!mount.isMounted)
     }
 
-    @Test("a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; a bad mountpoint is named")
+    @Test("a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; a bad mountpoint is named", .needsRoot)
     func mountDamage() throws {
         guard try requireFUSE("mount") else { return }
         let s = Scratch("mount-damage")
@@ -128,7 +132,9 @@ struct BrowseTests {
         #expect(busy.code != 0 && busy.stderr.contains("is not empty"), "\(busy.stderr)")
     }
 
-    @Test("dump writes a file to stdout and a directory as tar (extracted by GNU tar identical in content and metadata) or zip (by unzip); a missing path names the nearest one")
+    @Test(
+        "dump writes a file to stdout and a directory as tar (extracted by GNU tar identical in content and metadata) or zip (by unzip); a missing path names the nearest one"
+    )
     func dump() throws {
         let s = Scratch("dump")
         let source = s.sub("source")
@@ -170,7 +176,9 @@ struct BrowseTests {
         #expect(directoryRaw.code == 0, "a directory without --archive is a tar: \(directoryRaw.stderr)")
     }
 
-    @Test("copy moves snapshots between stores: re-chunked between stores with different keys, blob for blob between stores that name chunks alike; the copies restore identical, check clean, and a second copy skips them")
+    @Test(
+        "copy moves snapshots between stores: re-chunked between stores with different keys, blob for blob between stores that name chunks alike; the copies restore identical, check clean, and a second copy skips them"
+    )
     func copy() throws {
         let s = Scratch("copy")
         let source = s.sub("source")

@@ -59,7 +59,9 @@ private struct EncryptedFixture {
 struct EncryptionTests {
     let scratch = Scratch("encryption")
 
-    @Test("no plaintext of a backed-up file — a distinctive string, a random file's bytes, a file name — is in any object of an encrypted store (a store without encryption shows them)")
+    @Test(
+        "no plaintext of a backed-up file — a distinctive string, a random file's bytes, a file name — is in any object of an encrypted store (a store without encryption shows them)"
+    )
     func noPlaintextInObjects() throws {
         let source = scratch.sub("source")
         mkdirs(source)
@@ -217,7 +219,8 @@ struct EncryptionTests {
         #expect(addKey.code == 1 && addKey.stderr.contains("not encrypted"), "\(addKey.stderr)")
     }
 
-    @Test("tampering with any object of an encrypted store is detected and named: packs' blobs and trailers, index, snapshot, config, key slot, lock, job record")
+    @Test(
+        "tampering with any object of an encrypted store is detected and named: packs' blobs and trailers, index, snapshot, config, key slot, lock, job record")
     func tampering() throws {
         let f = try EncryptedFixture()
         // A job record and a lock, for their cases.
@@ -250,8 +253,10 @@ struct EncryptionTests {
         store = try f.copy("index")
         let segment = f.files(store, under: "index")[0]
         flipByte(segment, at: 40)
-        try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "/shadowmover-test-cache")
-        try expectFailure(store, ["check"], naming: [String(segment.split(separator: "/").last!), "authentication failed"], "index segment")
+        // An empty cache of its own: removing the shared one would pull it from under tests running beside this one.
+        try expectFailure(
+            store, ["check", "--cache-dir", f.scratch.sub("fresh-cache")], naming: [String(segment.split(separator: "/").last!), "authentication failed"],
+            "index segment")
 
         // A snapshot record: changed in place (its name is its hash), and changed then renamed to match.
         store = try f.copy("snapshot")

@@ -54,7 +54,7 @@ struct FaultTests {
         #expect(killed >= 10, "most backups were killed while running (\(killed) of 20)")
     }
 
-    @Test("a full disk fails the backup clearly; the store checks clean, restores, and backs up again once space is freed")
+    @Test("a full disk fails the backup clearly; the store checks clean, restores, and backs up again once space is freed", .needsRoot)
     func fullDisk() throws {
         guard try requireRoot("a small loop filesystem") else { return }
         let s = Scratch("enospc")
@@ -154,8 +154,10 @@ struct FrozenApplicationTests {
         for run in 0..<20 {  // issue 16: every time, 20 runs per misbehaviour
             let log = s.sub("w\(run).log")
             let r = try CLI.run(
-                ["backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "\(limit)", "--retries", "0",
-                 "--exec-writer", "\(Shell.faultWriter) \(log) --app \(app.processIdentifier) \(misbehaviour)", volume.sub("data")],
+                [
+                    "backup", "--store", store, "--writers-dir", "/nonexistent", "--freeze-timeout", "\(limit)", "--retries", "0",
+                    "--exec-writer", "\(Shell.faultWriter) \(log) --app \(app.processIdentifier) \(misbehaviour)", volume.sub("data"),
+                ],
                 environment: coordinatorEnv(s))
             #expect(r.code == 1, "run \(run): \(r.stderr)")
             // The guard of a crashed writer wakes the application a moment after the crash.

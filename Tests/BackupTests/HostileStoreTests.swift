@@ -63,8 +63,9 @@ final class CraftedStore {
     func snapshot(_ nodes: [Node]) throws -> String {
         let root = try tree(nodes)
         try packs.commit()
-        return try store.saveSnapshot(SnapshotRecord(
-            time: Date(), hostname: "h", username: "u", paths: ["/"], tree: root, tags: [], programVersion: "crafted", summary: BackupSummary()))
+        return try store.saveSnapshot(
+            SnapshotRecord(
+                time: Date(), hostname: "h", username: "u", paths: ["/"], tree: root, tags: [], programVersion: "crafted", summary: BackupSummary()))
     }
 
     func cli(_ args: [String]) throws -> CLI.Result { try CLI.run(args + ["--store", path]) }
@@ -300,64 +301,71 @@ struct LengthFieldTests {
         for (field, at) in entryField {
             for label in ["0", "max", "just past"] {
                 if field == "offset" && label == "0" { continue }  // offset 0 is where the first blob lives
-                lies.append(Lie(description: "index entry \(field) = \(label)", expected: "blob") { f, id in
-                    let location = try #require(f.store.index.lookup(id))
-                    let packSize = UInt32(StoreSurgery.read(f.store.packPath(location.pack)).count)
-                    let value: UInt32 = switch (label, field) {
-                    case ("0", _): 0
-                    case ("max", _): .max
-                    case (_, "offset"): packSize
-                    case (_, "stored length"): packSize - 1
-                    default: UInt32(smallChunks.maxSize + 1)
-                    }
-                    try StoreSurgery.editSegment(f.storePath) { bytes in
-                        StoreSurgery.setLE32(&bytes, at: StoreSurgery.segmentEntry(bytes, id) + at, value)
-                    }
-                })
+                lies.append(
+                    Lie(description: "index entry \(field) = \(label)", expected: "blob") { f, id in
+                        let location = try #require(f.store.index.lookup(id))
+                        let packSize = UInt32(StoreSurgery.read(f.store.packPath(location.pack)).count)
+                        let value: UInt32 =
+                            switch (label, field) {
+                            case ("0", _): 0
+                            case ("max", _): .max
+                            case (_, "offset"): packSize
+                            case (_, "stored length"): packSize - 1
+                            default: UInt32(smallChunks.maxSize + 1)
+                            }
+                        try StoreSurgery.editSegment(f.storePath) { bytes in
+                            StoreSurgery.setLE32(&bytes, at: StoreSurgery.segmentEntry(bytes, id) + at, value)
+                        }
+                    })
             }
         }
         // The segment header's counts.
         for (field, at) in [("pack count", 8), ("entry count", 12)] {
             for (label, value) in [("0", UInt32(0)), ("max", UInt32.max), ("just past", UInt32(1))] {
-                lies.append(Lie(description: "index header \(field) = \(label)", expected: "index segment") { f, _ in
-                    try StoreSurgery.editSegment(f.storePath) { bytes in
-                        let v = label == "just past" ? StoreSurgery.le32(bytes, at: at) + 1 : value
-                        StoreSurgery.setLE32(&bytes, at: at, v)
-                    }
-                })
+                lies.append(
+                    Lie(description: "index header \(field) = \(label)", expected: "index segment") { f, _ in
+                        try StoreSurgery.editSegment(f.storePath) { bytes in
+                            let v = label == "just past" ? StoreSurgery.le32(bytes, at: at) + 1 : value
+                            StoreSurgery.setLE32(&bytes, at: at, v)
+                        }
+                    })
             }
         }
         // A pack trailer entry (checksum fixed), then the index rebuilt from the packs by `repair index`.
         for (field, at) in [("offset", 32), ("stored length", 36), ("raw length", 40)] {
             for label in ["max", "just past"] {
-                lies.append(Lie(description: "pack trailer \(field) = \(label), index repaired from it", expected: "") { f, id in
-                    let (path, entry) = try StoreSurgery.packEntry(f.store, id)
-                    StoreSurgery.editPack(path) { bytes in
-                        let old = StoreSurgery.le32(bytes, at: entry + at)
-                        let v: UInt32 = label == "max" ? .max : field == "raw length" ? UInt32(smallChunks.maxSize + 1) : old &+ UInt32(bytes.count)
-                        StoreSurgery.setLE32(&bytes, at: entry + at, v)
-                    }
-                    _ = try f.cli(["repair", "index"])
-                })
+                lies.append(
+                    Lie(description: "pack trailer \(field) = \(label), index repaired from it", expected: "") { f, id in
+                        let (path, entry) = try StoreSurgery.packEntry(f.store, id)
+                        StoreSurgery.editPack(path) { bytes in
+                            let old = StoreSurgery.le32(bytes, at: entry + at)
+                            let v: UInt32 = label == "max" ? .max : field == "raw length" ? UInt32(smallChunks.maxSize + 1) : old &+ UInt32(bytes.count)
+                            StoreSurgery.setLE32(&bytes, at: entry + at, v)
+                        }
+                        _ = try f.cli(["repair", "index"])
+                    })
             }
         }
         // The pack footer's entry count.
         for label in ["0", "max"] {
-            lies.append(Lie(description: "pack footer count = \(label)", expected: "pack", restoreAffected: false) { f, id in
-                let (path, _) = try StoreSurgery.packEntry(f.store, id)
-                StoreSurgery.editPack(path) { bytes in StoreSurgery.setLE32(&bytes, at: bytes.count - 16, label == "0" ? 0 : .max) }
-            })
+            lies.append(
+                Lie(description: "pack footer count = \(label)", expected: "pack", restoreAffected: false) { f, id in
+                    let (path, _) = try StoreSurgery.packEntry(f.store, id)
+                    StoreSurgery.editPack(path) { bytes in StoreSurgery.setLE32(&bytes, at: bytes.count - 16, label == "0" ? 0 : .max) }
+                })
         }
         // Files whose whole length is the field.
-        lies.append(Lie(description: "a snapshot record past its limit", expected: "snapshot record") { f, _ in
-            let path = f.storePath + "/snapshots/" + f.snapshot
-            chmod(path, 0o644)
-            truncate(path, off_t(SnapshotRecord.maximumLength + 1))
-        })
-        lies.append(Lie(description: "a config past its limit", expected: "config") { f, _ in
-            chmod(f.storePath + "/config", 0o644)
-            truncate(f.storePath + "/config", off_t(StoreConfig.maximumLength + 1))
-        })
+        lies.append(
+            Lie(description: "a snapshot record past its limit", expected: "snapshot record") { f, _ in
+                let path = f.storePath + "/snapshots/" + f.snapshot
+                chmod(path, 0o644)
+                truncate(path, off_t(SnapshotRecord.maximumLength + 1))
+            })
+        lies.append(
+            Lie(description: "a config past its limit", expected: "config") { f, _ in
+                chmod(f.storePath + "/config", 0o644)
+                truncate(f.storePath + "/config", off_t(StoreConfig.maximumLength + 1))
+            })
         return lies
     }()
 
@@ -381,7 +389,7 @@ struct LengthFieldTests {
 
 @Suite("Restore without root")
 struct UnprivilegedRestoreTests {
-    @Test("restoring as another user leaves setuid/setgid bits off the files it cannot give their owners, and says so once")
+    @Test("restoring as another user leaves setuid/setgid bits off the files it cannot give their owners, and says so once", .needsRoot)
     func setIDBitsStripped() throws {
         guard try requireRoot("a restore as user nobody") else { return }
         let s = Scratch("setuid")
@@ -399,7 +407,8 @@ struct UnprivilegedRestoreTests {
         // nobody may read the store and write its locks and the target; nothing else.
         #expect(try Shell.run(["chmod", "-R", "a+rwX", store, s.path]).code == 0)
         let target = s.sub("target")
-        let r = try CLI.run(["restore", "latest", "--store", store, "--target", target], prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        let r = try CLI.run(
+            ["restore", "latest", "--store", store, "--target", target], prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
         #expect(r.code == 0, "\(r.stderr)")
         let restored = TreeSnapshot(target + source)
         #expect(restored.entries["tool"]?.mode == 0o755)

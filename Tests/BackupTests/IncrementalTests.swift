@@ -84,7 +84,7 @@ struct IncrementalTests {
         #expect(!plain.stderr.contains("\r"))
     }
 
-    @Test("a store whose disk fills up fails with a clear error, stays consistent, and works once space is freed")
+    @Test("a store whose disk fills up fails with a clear error, stays consistent, and works once space is freed", .needsRoot)
     func diskFull() throws {
         guard try requireRoot("the disk-full test (a small loop volume)") else { return }
         let s = Scratch("full")

@@ -1,6 +1,7 @@
-@testable import ChunkStore
 import Foundation
 import Testing
+
+@testable import ChunkStore
 
 /// The index's merge machinery (compaction, prune's index rewrite) and prune's live set.
 @Suite("index segments and the live set")
@@ -41,7 +42,9 @@ struct IndexTests {
         let some = try #require(
             try IndexSegment.writeMerged([older, newer, unrelated], into: scratch.path) {
                 asked = []  // each pass makes a new filter
-                return { id in asked.append(id); return keep.contains(id) }
+                return { id in
+                    asked.append(id); return keep.contains(id)
+                }
             })
         #expect(some.count == keep.count)
         #expect(asked.count == 1501 && asked == asked.sorted(), "the filter sees every id, ascending")

@@ -8,20 +8,23 @@ struct JobTests {
     func validate() throws {
         let s = Scratch("jobs")
         let path = s.sub("bad.toml")
-        write(path, Array("""
-            # a job with many mistakes
-            sources = ["relative/path"]
-            codec = "gzip"
-            one_file_system = "yes"
-            colour = "blue"
+        write(
+            path,
+            Array(
+                """
+                # a job with many mistakes
+                sources = ["relative/path"]
+                codec = "gzip"
+                one_file_system = "yes"
+                colour = "blue"
 
-            [retention]
-            keep_last = 0
-            keep_daily = 0
-            prune = true
-            [chunker]
-            min = 10
-            """.utf8))
+                [retention]
+                keep_last = 0
+                keep_daily = 0
+                prune = true
+                [chunker]
+                min = 10
+                """.utf8))
         let r = try CLI.run(["job", "validate", path])
         #expect(r.code == 1)
         #expect(r.stderr.contains("\(path):1: the job names no store"))
@@ -43,16 +46,19 @@ struct JobTests {
         write(source + "/scratch.tmp", [1])
         write(source + "/cache/x", [2])
         let job = s.sub("nightly.toml")
-        write(job, Array("""
-            store = "\(s.sub("store"))"
-            sources = ["\(source)"]
-            excludes = ["*.tmp", "cache"]
-            [shadow_copy]
-            enabled = false
-            [retention]
-            keep_last = 2
-            prune = true
-            """.utf8))
+        write(
+            job,
+            Array(
+                """
+                store = "\(s.sub("store"))"
+                sources = ["\(source)"]
+                excludes = ["*.tmp", "cache"]
+                [shadow_copy]
+                enabled = false
+                [retention]
+                keep_last = 2
+                prune = true
+                """.utf8))
         for i in 0..<3 {
             write(source + "/n", [UInt8(i)])
             let r = try CLI.run(["job", "run", job])

@@ -34,10 +34,11 @@ final class PostgresCluster {
 
     /// A program of the cluster's (pgbench, pg_amcheck) with its connection options.
     func tool(_ name: String, _ arguments: [String]) -> [String] {
-        let parts = Dictionary(uniqueKeysWithValues: connection.split(separator: " ").map { p -> (String, String) in
-            let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
-            return (kv[0], kv[1])
-        })
+        let parts = Dictionary(
+            uniqueKeysWithValues: connection.split(separator: " ").map { p -> (String, String) in
+                let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
+                return (kv[0], kv[1])
+            })
         return [PostgresCluster.bin! + "/" + name, "-h", parts["host"]!, "-p", parts["port"]!, "-U", "postgres"] + arguments
     }
 }
@@ -57,7 +58,9 @@ func requirePostgres(_ what: String) throws -> Bool {
 
 @Suite("PostgreSQL writer on real clusters", .serialized)
 struct PostgresWriterTests {
-    @Test("a cluster under pgbench backs up through pg_backup_start/stop; restored, it recovers, pg_amcheck is clean, pgbench's invariant holds and a row committed before the backup is there", arguments: ["btrfs", "xfs"])
+    @Test(
+        "a cluster under pgbench backs up through pg_backup_start/stop; restored, it recovers, pg_amcheck is clean, pgbench's invariant holds and a row committed before the backup is there",
+        arguments: ["btrfs", "xfs"])
     func pgbenchBackupAndRestore(fs: String) throws {
         guard try requirePostgres("the PostgreSQL writer test on \(fs)") else { return }
         let s = Scratch("pg-\(fs)")
@@ -121,12 +124,15 @@ struct PostgresWriterTests {
         let alternate = s.sub("component")
         let component = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres/data", "--target", alternate])
         #expect(component.code == 0, "\(component.stderr)")
-        #expect(FileManager.default.fileExists(atPath: alternate + "/data/backup_label") && FileManager.default.fileExists(atPath: alternate + "/data/PG_VERSION"))
+        #expect(
+            FileManager.default.fileExists(atPath: alternate + "/data/backup_label") && FileManager.default.fileExists(atPath: alternate + "/data/PG_VERSION"))
         #expect(!FileManager.default.fileExists(atPath: alternate + "/data/postmaster.pid"))
 
         // And started there: recovery runs to the backup's end, the cluster answers on its own port.
         let startedAt = s.sub("started")
-        let started = try CLI.run(["restore", "--store", store, out.snapshot, "--component", "postgres", "--target", startedAt, "--start", "--port", "\(port + 2)"])
+        let started = try CLI.run([
+            "restore", "--store", store, out.snapshot, "--component", "postgres", "--target", startedAt, "--start", "--port", "\(port + 2)",
+        ])
         #expect(started.code == 0, "\(started.stderr)")
         #expect(started.stdout.contains("host=/tmp port=\(port + 2)"), "\(started.stdout)")
         defer { system("'\(Shell.tool("postgres-cluster.sh"))' stop '\(startedAt)/data' > /dev/null 2>&1 < /dev/null") }
@@ -148,8 +154,10 @@ struct PostgresWriterTests {
         // pg_backup_stop; the agent is killed there.
         let log = s.sub("hang.log")
         let backup = try startCLI(
-            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection,
-             "--exec-writer", "\(Shell.faultWriter) \(log) --hang freeze", cluster.data],
+            [
+                "backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection,
+                "--exec-writer", "\(Shell.faultWriter) \(log) --hang freeze", cluster.data,
+            ],
             environment: coordinatorEnv(s))
         for _ in 0..<300 where !lines(log).contains("freeze") { usleep(20_000) }
         #expect(lines(log).contains("freeze"))
@@ -164,11 +172,14 @@ struct PostgresWriterTests {
             usleep(50_000)
         }
         #expect(left == "0", "a session is still in backup mode")
-        let again = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection, cluster.data], environment: coordinatorEnv(s))
+        let again = try CLI.run(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", cluster.connection, cluster.data], environment: coordinatorEnv(s))
         #expect(again.code == 0, "\(again.stderr)")
     }
 
-    @Test("a role without the rights to read data_directory or to run pg_backup_start is refused with the GRANT it needs, leaving nothing in backup mode; a table in a tablespace restores, with the tablespace under the target")
+    @Test(
+        "a role without the rights to read data_directory or to run pg_backup_start is refused with the GRANT it needs, leaving nothing in backup mode; a table in a tablespace restores, with the tablespace under the target"
+    )
     func permissionsAndTablespaces() throws {
         guard try requirePostgres("the PostgreSQL permission and tablespace test") else { return }
         let s = Scratch("pg-rights")
@@ -186,7 +197,8 @@ struct PostgresWriterTests {
         let before = storeListing(store)
         let asPlain = cluster.connection.replacingOccurrences(of: "user=postgres", with: "user=plain")
         func backup(_ connection: String) throws -> CLI.Result {
-            try CLI.run(["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--postgres", connection, cluster.data], environment: coordinatorEnv(s))
+            try CLI.run(
+                ["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--postgres", connection, cluster.data], environment: coordinatorEnv(s))
         }
         let unreadable = try backup(asPlain)
         #expect(unreadable.code == 1 && unreadable.stderr.contains("GRANT pg_read_all_settings TO plain"), "\(unreadable.stderr)")
@@ -219,7 +231,10 @@ struct PostgresWriterTests {
         #expect(try CLI.run(["init", "--store", store]).code == 0)
         let before = storeListing(store)
         let r = try CLI.run(
-            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", "host=\(s.sub("nowhere")) port=5999 user=postgres dbname=postgres", volume.sub("data")],
+            [
+                "backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", "host=\(s.sub("nowhere")) port=5999 user=postgres dbname=postgres",
+                volume.sub("data"),
+            ],
             environment: coordinatorEnv(s))
         #expect(r.code == 1)
         #expect(r.stderr.contains("cannot connect to PostgreSQL") && r.stderr.contains("--postgres"), "\(r.stderr)")

@@ -116,14 +116,16 @@ struct PruneTests {
         // A lock left by a process that is gone.
         let dead = try Child(["/bin/true"])
         dead.waitUntilExit()
-        let record = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"\#(ProcessInfo.processInfo.hostName)","pid":\#(dead.processIdentifier),"purpose":"prune"}"#
+        let record =
+            #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"\#(ProcessInfo.processInfo.hostName)","pid":\#(dead.processIdentifier),"purpose":"prune"}"#
         write(f.storePath + "/locks/" + String(repeating: "ab", count: 32), Array(record.utf8))
         let cleared = try f.cli(["backup", "--no-shadow-copy", f.source])
         #expect(cleared.code == 0, "\(cleared.stderr)")
         #expect(cleared.stderr.contains("removed the lock of pid \(dead.processIdentifier)"), "\(cleared.stderr)")
         #expect(StoreLock.list(store).isEmpty)
         // A lock of another host, silent for longer than the stale limit: reported, never ignored.
-        let other = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"elsewhere","pid":1,"purpose":"prune"}"#
+        let other =
+            #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":true,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"elsewhere","pid":1,"purpose":"prune"}"#
         write(f.storePath + "/locks/" + String(repeating: "cd", count: 32), Array(other.utf8))
         let stale = try f.cli(["backup", "--no-shadow-copy", f.source])
         #expect(stale.code == 1)

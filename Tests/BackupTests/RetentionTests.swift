@@ -29,9 +29,11 @@ struct RetentionTests {
         return Set(best.values.sorted { $0.time > $1.time }.prefix(n).map(\.id))
     }
 
-    @Test("each rule keeps the newest snapshot of its last N periods", arguments: [
-        ("hourly", 30), ("daily", 14), ("weekly", 8), ("monthly", 12), ("yearly", 3),
-    ])
+    @Test(
+        "each rule keeps the newest snapshot of its last N periods",
+        arguments: [
+            ("hourly", 30), ("daily", 14), ("weekly", 8), ("monthly", 12), ("yearly", 3),
+        ])
     func periodRules(rule: String, count: Int) {
         var p = RetentionPolicy()
         let components: Set<Calendar.Component>
@@ -91,7 +93,11 @@ struct RetentionTests {
         let f = try Fixture()
         write(f.source + "/b", randomBytes(300_000, seed: 81))
         let second = try backup(f.store, [f.source]).snapshotID
-        let packs = { try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs").flatMap { try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs/" + $0) }.count }
+        let packs = {
+            try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs").flatMap {
+                try FileManager.default.contentsOfDirectory(atPath: f.storePath + "/packs/" + $0)
+            }.count
+        }
         let before = try packs()
         let dry = try f.cli(["forget", "--keep-last", "1", "--prune"])
         #expect(dry.code == 0 && dry.stdout.contains("add --apply to remove them and prune"), "\(dry.stdout)")

@@ -107,7 +107,9 @@ struct RoundTripTests {
         #expect(lstat(target + s.path, &st) == 0)
     }
 
-    @Test("many small files in many directories (created by the workers in batches) and a large file written through both staging buffers in parts restore identical; check --read-data verifies every blob on every worker count")
+    @Test(
+        "many small files in many directories (created by the workers in batches) and a large file written through both staging buffers in parts restore identical; check --read-data verifies every blob on every worker count"
+    )
     func restoreShapes() throws {
         let s = Scratch("restore-shapes")
         let source = s.sub("source")
@@ -250,7 +252,7 @@ struct RoundTripTests {
         #expect(FileManager.default.contents(atPath: s.sub("r") + s.sub("b/y")) == Data([4, 5]))
     }
 
-    @Test("--one-file-system keeps a mount point as an empty directory; without it the mount is backed up")
+    @Test("--one-file-system keeps a mount point as an empty directory; without it the mount is backed up", .needsRoot)
     func oneFileSystem() throws {
         guard try requireRoot("the --one-file-system test (mounts a tmpfs)") else { return }
         let s = Scratch("onefs")
@@ -278,7 +280,9 @@ struct TreeEncodingTests {
     @Test("the tree writer's JSON decodes to the same tree, odd names and every field included")
     func roundTrip() throws {
         let t = Timestamp(seconds: 1_700_000_000, nanoseconds: 123_456_789)
-        var file = Node(nameBytes: Array("a \"quoted\"\\name\n\u{1}é".utf8), kind: .file, mode: 0o4755, uid: 7, gid: 8, mtime: t, ctime: t, size: 99, device: 3, inode: 4, links: 2)
+        var file = Node(
+            nameBytes: Array("a \"quoted\"\\name\n\u{1}é".utf8), kind: .file, mode: 0o4755, uid: 7, gid: 8, mtime: t, ctime: t, size: 99, device: 3, inode: 4,
+            links: 2)
         file.content = [ChunkID(hashing: [1]), ChunkID(hashing: [2])]
         file.sparse = true
         file.xattrs = [ExtendedAttribute(name: "user.x", value: [0, 255, 10])]
@@ -286,7 +290,8 @@ struct TreeEncodingTests {
         link.linkTarget = [0x74, 0xFE]
         var dir = Node(nameBytes: Array("dir".utf8), kind: .directory, mode: 0o755, uid: 0, gid: 0, mtime: t, ctime: t, size: 0, device: 3, inode: 6, links: 3)
         dir.subtree = ChunkID(hashing: [3])
-        var dev = Node(nameBytes: Array("null".utf8), kind: .characterDevice, mode: 0o666, uid: 0, gid: 0, mtime: t, ctime: t, size: 0, device: 3, inode: 7, links: 1)
+        var dev = Node(
+            nameBytes: Array("null".utf8), kind: .characterDevice, mode: 0o666, uid: 0, gid: 0, mtime: t, ctime: t, size: 0, device: 3, inode: 7, links: 1)
         dev.rdev = 259
         let tree = Tree(nodes: [file, link, dir, dev])
         let bytes = try tree.encoded()
@@ -296,7 +301,8 @@ struct TreeEncodingTests {
         let foundation = JSONEncoder()
         foundation.outputFormatting = [.prettyPrinted]
         #expect(try Tree.decode(Array(foundation.encode(tree))) == tree)
-        let handWritten = #"{ "extra": [1, {"a": null}], "nodes": [ {"type": "file", "name": "caf\u00e9 \ud83d\ude00", "mode": 420, "uid": 1, "gid": 2, "mtime": [-5, 7], "ctime": [0, 0], "size": 0, "device": 0, "inode": 0, "links": 1, "future": true} ] }"#
+        let handWritten =
+            #"{ "extra": [1, {"a": null}], "nodes": [ {"type": "file", "name": "caf\u00e9 \ud83d\ude00", "mode": 420, "uid": 1, "gid": 2, "mtime": [-5, 7], "ctime": [0, 0], "size": 0, "device": 0, "inode": 0, "links": 1, "future": true} ] }"#
         let decoded = try Tree.decode(Array(handWritten.utf8))
         #expect(decoded.nodes.first?.name == "café 😀")
         #expect(decoded.nodes.first?.mtime == Timestamp(seconds: -5, nanoseconds: 7))

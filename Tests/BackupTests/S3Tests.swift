@@ -28,8 +28,11 @@ struct CephS3 {
             let kv = line.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2 { values[kv[0]] = kv[1] }
         }
-        guard let endpoint = values["SHADOWMOVER_S3_ENDPOINT"] else { return nil }
-        return CephS3(endpoint: endpoint, accessKey: values["AWS_ACCESS_KEY_ID"]!, secretKey: values["AWS_SECRET_ACCESS_KEY"]!, directory: dir)
+        guard let endpoint = values["SHADOWMOVER_S3_ENDPOINT"], let key = values["AWS_ACCESS_KEY_ID"], let secret = values["AWS_SECRET_ACCESS_KEY"] else { return nil }
+        // The tests open stores in this process too (as .ci/run's exported keys let them there).
+        setenv("AWS_ACCESS_KEY_ID", key, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", secret, 1)
+        return CephS3(endpoint: endpoint, accessKey: key, secretKey: secret, directory: dir)
     }()
 
     /// The cluster, or nil after a skip message (a failure where CI requires every test to run).
@@ -95,7 +98,10 @@ struct S3Tests {
         #expect(before.linkGroups == after.linkGroups)
         #expect(try cli(ceph, ["check", "--read-data", "--store", store]).code == 0)
         #expect(try cli(ceph, ["ls", "latest", "--store", store]).stdout.contains("sparse.img"))
-        for inspect in [["stats"], ["snapshot", "latest"], ["report", "--html", scratch.sub("report.html")], ["pack", try #require(try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).packIDs().first).hex]] {
+        for inspect in [
+            ["stats"], ["snapshot", "latest"], ["report", "--html", scratch.sub("report.html")],
+            ["pack", try #require(try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).packIDs().first).hex],
+        ] {
             let r = try cli(ceph, ["inspect"] + inspect + ["--store", store])
             #expect(r.code == 0, "inspect \(inspect[0]): \(r.stderr)")
         }
@@ -116,7 +122,7 @@ struct S3Tests {
         #expect(again.stdout.contains("\"chunksNew\":0"), "\(again.stdout.suffix(600))")
     }
 
-    @Test("copy local → S3 → local keeps every entry; the S3 store mounts (FUSE) and dumps like a local one")
+    @Test("copy local → S3 → local keeps every entry; the S3 store mounts (FUSE) and dumps like a local one", .needsRoot)
     func copyAndBrowse() throws {
         guard let ceph = CephS3.require() else { return }
         let remote = ceph.newStore("copy")
@@ -138,7 +144,9 @@ struct S3Tests {
         #expect(dumped.stdout == "hello, shadow copy\n", "\(dumped.stderr)")
         guard try requireFUSE("mount of an S3 store") else { return }
         let mount = try MountedStore(store: remote, at: scratch.sub("copy-mnt"), environment: ceph.environment(cache: scratch.sub("cache")))
-        #expect(FileManager.default.contents(atPath: mount.mountpoint + "/latest" + source + "/big.bin") == FileManager.default.contents(atPath: source + "/big.bin"))
+        #expect(
+            FileManager.default.contents(atPath: mount.mountpoint + "/latest" + source + "/big.bin")
+                == FileManager.default.contents(atPath: source + "/big.bin"))
         #expect(TreeSnapshot(mount.mountpoint + "/latest" + source).entries == TreeSnapshot(source).entries)
         let (code, log) = mount.stop()
         #expect(code == 0, "\(log)")
@@ -154,13 +162,16 @@ struct S3Tests {
         let keys = scratch.sub("s3.env")
         write(keys, Array("AWS_ACCESS_KEY_ID=\(ceph.accessKey)\nAWS_SECRET_ACCESS_KEY=\(ceph.secretKey)\n".utf8))
         let job = scratch.sub("web.toml")
-        write(job, Array("""
-            store = "\(store)"
-            credentials_file = "\(keys)"
-            sources = ["\(source)"]
-            [shadow_copy]
-            enabled = false
-            """.utf8))
+        write(
+            job,
+            Array(
+                """
+                store = "\(store)"
+                credentials_file = "\(keys)"
+                sources = ["\(source)"]
+                [shadow_copy]
+                enabled = false
+                """.utf8))
         // No keys in the environment: the job's file is the only source.
         let env = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "XDG_CACHE_HOME": scratch.sub("cache")]
         for _ in 0..<2 {
@@ -200,9 +211,12 @@ struct S3Tests {
             for entry in try opened.readPackTrailer(pack) { stored[entry.id, default: 0] += 1 }
         }
         #expect(stored.values.allSatisfy { $0 == 1 }, "every blob is stored once")
-        for (dir, snapshot) in zip([a, b], try opened.snapshots().records.map(\.id).sorted { x, y in
-            ((try? opened.loadSnapshot(id: x).paths) ?? []).first ?? "" < ((try? opened.loadSnapshot(id: y).paths) ?? []).first ?? ""
-        }) {
+        for (dir, snapshot) in zip(
+            [a, b],
+            try opened.snapshots().records.map(\.id).sorted { x, y in
+                ((try? opened.loadSnapshot(id: x).paths) ?? []).first ?? "" < ((try? opened.loadSnapshot(id: y).paths) ?? []).first ?? ""
+            })
+        {
             let target = scratch.sub("restore-\(snapshot.prefix(6))")
             #expect(try cli(ceph, ["restore", snapshot, "--store", store, "--target", target]).code == 0)
             #expect(contents(target + dir) == contents(dir))
@@ -231,7 +245,8 @@ struct S3Tests {
         #expect(second.code == 0 && second.stdout.contains("\"chunksNew\":0"), "\(second.stdout.suffix(600)) \(second.stderr)")
         for dir in [a, b] {
             let target = scratch.sub("one-key-restore" + dir.suffix(1))
-            let snapshot = try #require(try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).snapshots().records.first { $0.record.paths == [dir] }?.id)
+            let snapshot = try #require(
+                try StoreLocation.open(store, cacheDirectory: scratch.sub("cache")).snapshots().records.first { $0.record.paths == [dir] }?.id)
             #expect(try cli(ceph, ["restore", snapshot, "--store", store, "--target", target]).code == 0)
             #expect(contents(target + dir) == contents(dir))
         }
@@ -412,7 +427,8 @@ struct S3Tests {
 
         // A lock left by a host that was killed: silent for longer than the stale limit.
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
-        let record = #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":false,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"killed-host","pid":4242,"purpose":"backup"}"#
+        let record =
+            #"{"created":"2026-01-01T00:00:00.000000000Z","exclusive":false,"heartbeat":"2026-01-01T00:00:00.000000000Z","host":"killed-host","pid":4242,"purpose":"backup"}"#
         try opened.backend.put(ObjectKey.lock(String(repeating: "ef", count: 32)), opened.cipher.sealObject(Array(record.utf8), kind: .lock))
         let blocked = try cli(ceph, ["prune", "--store", store])
         #expect(blocked.code == 1)

@@ -14,7 +14,8 @@ final class ShortLivedLoad {
         self.database = database
         stopFile = database + ".stop-load"
         unlink(stopFile)
-        let setup = "PRAGMA journal_mode=\(journalMode); CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v INTEGER); CREATE TABLE IF NOT EXISTS total(n INTEGER); INSERT INTO total SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM total);"
+        let setup =
+            "PRAGMA journal_mode=\(journalMode); CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v INTEGER); CREATE TABLE IF NOT EXISTS total(n INTEGER); INSERT INTO total SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM total);"
         let r = try Shell.run(["sqlite3", database, setup])
         guard r.code == 0 else { throw ShellError("sqlite3 setup: \(r.stderr)") }
         // journal_mode WAL is kept in the file; the others are per connection, so each process sets it.
@@ -24,15 +25,17 @@ final class ShortLivedLoad {
             loops.append(try Self.start("while [ ! -e '\(stopFile)' ]; do sqlite3 '\(database)' '\(transaction)' > /dev/null 2>&1; done"))
         }
         if holdConnection {
-            loops.append(try Self.start("""
-                python3 -c "
-                import sqlite3, os, time
-                c = sqlite3.connect('\(database)', timeout=30)
-                while not os.path.exists('\(stopFile)'):
-                    c.execute('SELECT n FROM total').fetchone()
-                    time.sleep(0.01)
-                "
-                """))
+            loops.append(
+                try Self.start(
+                    """
+                    python3 -c "
+                    import sqlite3, os, time
+                    c = sqlite3.connect('\(database)', timeout=30)
+                    while not os.path.exists('\(stopFile)'):
+                        c.execute('SELECT n FROM total').fetchone()
+                        time.sleep(0.01)
+                    "
+                    """))
         }
         // Wait until rows arrive.
         for _ in 0..<300 {
@@ -97,10 +100,14 @@ struct SQLiteWriterTests {
         let directory = (db as NSString).deletingLastPathComponent
         var failures: [String] = []
         for i in 0..<count {
-            let r = SQLiteBackupOutcome(try CLI.run(
-                ["backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--sqlite", db, "--sqlite-probe", "SELECT count(*) FROM t", directory]
-                    + (provider.map { ["--provider", $0] } ?? []),
-                environment: coordinatorEnv(s)))
+            let r = SQLiteBackupOutcome(
+                try CLI.run(
+                    [
+                        "backup", "--store", store, "--json", "--writers-dir", "/nonexistent", "--sqlite", db, "--sqlite-probe", "SELECT count(*) FROM t",
+                        directory,
+                    ]
+                        + (provider.map { ["--provider", $0] } ?? []),
+                    environment: coordinatorEnv(s)))
             guard r.code == 0, let snapshot = r.snapshot, let probe = r.probe else {
                 failures.append("\(label) #\(i): exit \(r.code): \(r.stderr)")
                 continue
@@ -127,7 +134,7 @@ struct SQLiteWriterTests {
 
     @Test(
         "short-lived sqlite3 processes in every journal mode, with and without a long-lived connection: 20 backups each exit 0, restore intact, hold the invariant and the probe's row count",
-        arguments: ["WAL", "DELETE", "TRUNCATE", "PERSIST"], [false, true])
+        .needsRoot, arguments: ["WAL", "DELETE", "TRUNCATE", "PERSIST"], [false, true])
     func journalModes(mode: String, holdConnection: Bool) throws {
         guard try requireRoot("the SQLite journal-mode test (loop volumes)") else { return }
         let s = Scratch("sqlite-\(mode)")
@@ -143,7 +150,7 @@ struct SQLiteWriterTests {
 
     @Test(
         "100 backups under three loops of short-lived sqlite3 writers: the restored row count is the probe taken at freeze, every time",
-        arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
+        .needsRoot, arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
     func freezePoint(fs: String, provider: String?, expected: String) throws {
         guard try requireRoot("the SQLite freeze-point test (loop volumes)") else { return }
         let s = Scratch("sqlite-point-\(expected)")
@@ -159,14 +166,20 @@ struct SQLiteWriterTests {
         #expect(failures.isEmpty, "\(failures.count) of 100 failed: \(failures.prefix(5).joined(separator: "\n"))")
     }
 
-    @Test("restore --component puts a SQLite database back safely: checked, checkpointed, the old logs removed, a live database refused; a wrong component names what the snapshot holds")
+    @Test(
+        "restore --component puts a SQLite database back safely: checked, checkpointed, the old logs removed, a live database refused; a wrong component names what the snapshot holds",
+        .needsRoot)
     func componentRestore() throws {
         guard try requireRoot("the SQLite component-restore test (shadow copy session)") else { return }
         let s = Scratch("sqlite-restore")
         let directory = s.sub("app")
         mkdirs(directory)
         let db = directory + "/app.db"
-        #expect(try Shell.run(["sqlite3", db, "PRAGMA journal_mode=WAL; CREATE TABLE t(v); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<100) INSERT INTO t SELECT i FROM n;"]).code == 0)
+        #expect(
+            try Shell.run([
+                "sqlite3", db,
+                "PRAGMA journal_mode=WAL; CREATE TABLE t(v); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<100) INSERT INTO t SELECT i FROM n;",
+            ]).code == 0)
         let store = s.sub("store")
         #expect(try CLI.run(["init", "--store", store]).code == 0)
         let backup = try CLI.run(["backup", "--store", store, "--writers-dir", "/nonexistent", "--sqlite", db, directory], environment: coordinatorEnv(s))
@@ -175,7 +188,10 @@ struct SQLiteWriterTests {
 
         // Later: more rows, some of them only in a -wal left by a killed process.
         #expect(try Shell.run(["sqlite3", db, "INSERT INTO t SELECT v + 100 FROM t LIMIT 50;"]).code == 0)
-        let killed = try Child(["python3", "-c", "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)"])
+        let killed = try Child([
+            "python3", "-c",
+            "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)",
+        ])
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: db + ".ready") { usleep(20_000) }
         #expect(try Shell.sqlite(db, "SELECT count(*) FROM t") == "151")
 

@@ -64,8 +64,10 @@ struct FastCDCTests {
     func boundsRespected(level: Int) {
         let p = ChunkerParameters(minSize: 1024, averageSize: 4096, maxSize: 8192, normalization: level)
         let chunker = FastCDC(parameters: p)
-        for data in [Corpus.random.bytes(seed: 11, count: 1 << 20), Corpus.text.bytes(seed: 12, count: 1 << 20),
-                     [UInt8](repeating: 0, count: 300_000)] {
+        for data in [
+            Corpus.random.bytes(seed: 11, count: 1 << 20), Corpus.text.bytes(seed: 12, count: 1 << 20),
+            [UInt8](repeating: 0, count: 300_000),
+        ] {
             let l = lengths(chunker, data)
             #expect(l.reduce(0, +) == data.count)
             #expect(l.dropLast().allSatisfy { $0 >= p.minSize })

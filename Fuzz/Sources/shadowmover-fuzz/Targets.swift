@@ -1,9 +1,11 @@
+import Foundation
+import JSONFormat
+
 // One libFuzzer binary for every parser that reads untrusted bytes: a store's objects (which may come
 // from a compromised host or a shared bucket), an exec writer's answers and job files. The target is
 // chosen by SHADOWMOVER_FUZZ_TARGET (tools/fuzz.sh sets it); each must reject bad input with an error,
 // never crash, hang or allocate more than its input justifies.
 @testable import ChunkStore
-import Foundation
 @testable import Jobs
 @testable import ShadowCopy
 
@@ -33,7 +35,7 @@ enum FuzzTarget: String, CaseIterable {
         case .indexSegment: Self.indexSegment(bytes)
         case .tree: _ = try? Tree.decode(bytes)
         case .contentList: _ = try? ContentList.decode(bytes, id: ChunkID(hashing: bytes), pack: ChunkID(hashing: []))
-        case .snapshotRecord: _ = try? JSONDecoder.store.decode(SnapshotRecord.self, from: Data(bytes))
+        case .snapshotRecord: _ = try? JSONFormat.decoder().decode(SnapshotRecord.self, from: Data(bytes))
         case .config: _ = try? StoreConfig.decode(bytes, path: "config", store: "store")
         case .writerReply: Self.writerReplies(bytes)
         case .jobFile: _ = JobFile.parse(String(decoding: bytes, as: UTF8.self), name: "fuzz", path: "fuzz.toml")
@@ -44,7 +46,8 @@ enum FuzzTarget: String, CaseIterable {
     static func packTrailer(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { tail in
             guard let length = try? PackFormat.tailLength(footer: tail, packSize: tail.count, pack: "fuzz", encrypted: false) else { return }
-            _ = try? PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: tail[(tail.count - length)...]), packSize: tail.count, pack: ChunkID(hashing: []), cipher: .plaintext)
+            _ = try? PackFormat.decodeTrailer(
+                UnsafeRawBufferPointer(rebasing: tail[(tail.count - length)...]), packSize: tail.count, pack: ChunkID(hashing: []), cipher: .plaintext)
         }
     }
 

@@ -90,9 +90,11 @@ public struct KeySlot: Codable, Sendable {
             return try KDF_Scrypt.derive(password: password, salt: salt, n: n, r: r, p: p)
         case .keyFile(let path):
             guard kdf.name == "hkdf-sha256" else { throw KeyError.damagedSlot("key-file slot with KDF '\(kdf.name)'") }
-            let file = creating && !FileManager.default.fileExists(atPath: path) ? try KeyFile.create(path: path, storeID: storeID) : try KeyFile.load(path: path)
+            let file =
+                creating && !FileManager.default.fileExists(atPath: path) ? try KeyFile.create(path: path, storeID: storeID) : try KeyFile.load(path: path)
             guard file.storeID == storeID else { throw KeyError.keyFileOfAnotherStore(path: path, belongsTo: file.storeID, store: storeID) }
-            return HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: file.secret), salt: salt, info: Array("shadowmover/v3/key-file".utf8), outputByteCount: 32)
+            return HKDF<SHA256>.deriveKey(
+                inputKeyMaterial: SymmetricKey(data: file.secret), salt: salt, info: Array("shadowmover/v3/key-file".utf8), outputByteCount: 32)
         }
     }
 }
@@ -119,7 +121,8 @@ public struct KeyFile: Sendable {
 
     static func load(path: String) throws -> KeyFile {
         guard let data = FileManager.default.contents(atPath: path), data.count <= 4096 else {
-            throw KeyError.unreadableKeyFile(path: path, reason: FileManager.default.fileExists(atPath: path) ? "it cannot be read or is too long" : "it does not exist")
+            throw KeyError.unreadableKeyFile(
+                path: path, reason: FileManager.default.fileExists(atPath: path) ? "it cannot be read or is too long" : "it does not exist")
         }
         var store: String?, secret: [UInt8]?
         for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {

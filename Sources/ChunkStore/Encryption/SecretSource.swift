@@ -81,7 +81,9 @@ public struct SecretSource: Sendable {
             throw KeyError.passwordCommand(command: command, reason: "failed (exit status \(result.status)); no password was read")
         }
         let line = firstLine(result.output)
-        guard !line.isEmpty else { throw KeyError.passwordCommand(command: command, reason: "printed nothing: it must print the password on its standard output") }
+        guard !line.isEmpty else {
+            throw KeyError.passwordCommand(command: command, reason: "printed nothing: it must print the password on its standard output")
+        }
         return line
     }
 

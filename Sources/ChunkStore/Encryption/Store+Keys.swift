@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JSONFormat
 
 /// Key slots (docs/FORMAT.md, "Key slots"): `keys/<slot id>`, each the master key wrapped by one
 /// password or key file. Any slot opens the store; slots are added and removed without re-encrypting
@@ -28,7 +29,7 @@ extension Store {
         try backend.names(ObjectKey.keys).sorted().map { id in
             do {
                 guard let bytes = try backend.get(ObjectKey.key(id), limit: KeySlot.maximumLength) else { return (id, nil, "\(id.prefix(8)) vanished") }
-                return (id, try JSONDecoder.store.decode(KeySlot.self, from: Data(bytes)), nil)
+                return (id, try JSONFormat.decoder().decode(KeySlot.self, from: Data(bytes)), nil)
             } catch {
                 return (id, nil, "\(id.prefix(8)): \(error)")
             }
@@ -44,11 +45,11 @@ extension Store {
     /// - Returns: the new slot's id.
     @discardableResult
     public func addKey(_ secret: StoreSecret, kdf: KeySlot.KDF? = nil) throws -> String {
-        guard let unlocked else { throw StoreError.refused("the store at \(location) is not encrypted: it has no keys (create an encrypted store with `shadowmover init`)") }
+        guard let unlocked else { throw StoreError.notEncrypted(location: location) }
         let id = ChunkID.random().hex
         let kdf = secret.kind == .password ? kdf ?? .scrypt() : .hkdf()
         let slot = try KeySlot.make(master: unlocked.master, secret: secret, storeID: config.id, slotID: id, kdf: kdf)
-        try backend.put(ObjectKey.key(id), Array(try JSONEncoder.store.encode(slot)))
+        try backend.put(ObjectKey.key(id), Array(try JSONFormat.encoder().encode(slot)))
         return id
     }
 
@@ -60,7 +61,7 @@ extension Store {
         let slots = try Self.readSlots(backend)
         let matches = slots.filter { $0.id.hasPrefix(prefix.lowercased()) && !prefix.isEmpty }
         guard matches.count == 1, let target = matches.first else {
-            if matches.count > 1 { throw StoreError.refused("key slot id '\(prefix)' is ambiguous: give more digits") }
+            if matches.count > 1 { throw StoreError.ambiguousKeySlot(prefix) }
             throw KeyError.noSuchSlot(prefix)
         }
         guard slots.contains(where: { $0.slot != nil && $0.id != target.id }) else { throw KeyError.lastSlot(target.id) }

@@ -95,7 +95,9 @@ public struct StoreCipher: Sendable {
         guard let keys else { return nil }
         let both = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.packs, salt: pack.bytes, info: Array("shadowmover/v3/pack".utf8), outputByteCount: 64)
         return both.withUnsafeBytes { b in
-            PackKeys(blobs: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[0..<32])), trailer: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[32..<64])))
+            PackKeys(
+                blobs: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[0..<32])),
+                trailer: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[32..<64])))
         }
     }
 
@@ -169,7 +171,8 @@ public struct StoreCipher: Sendable {
     public func sealObject(_ plaintext: [UInt8], kind: ObjectKind) -> [UInt8] {
         guard let keys else { return plaintext }
         let salt = randomBytes(Self.saltLength)
-        let key = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.objects, salt: salt, info: Array("shadowmover/v3/object/\(kind.rawValue)".utf8), outputByteCount: 32)
+        let key = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: keys.objects, salt: salt, info: Array("shadowmover/v3/object/\(kind.rawValue)".utf8), outputByteCount: 32)
         return salt + Self.seal(plaintext, key: key, aad: Array(kind.rawValue.utf8))
     }
 
@@ -179,7 +182,8 @@ public struct StoreCipher: Sendable {
         guard let keys else { return stored }
         guard stored.count >= Self.saltLength + Self.tagLength else { throw CipherError.authenticationFailed }
         let salt = Array(stored[..<Self.saltLength])
-        let key = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.objects, salt: salt, info: Array("shadowmover/v3/object/\(kind.rawValue)".utf8), outputByteCount: 32)
+        let key = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: keys.objects, salt: salt, info: Array("shadowmover/v3/object/\(kind.rawValue)".utf8), outputByteCount: 32)
         return try stored.withUnsafeBytes { try Self.open(UnsafeRawBufferPointer(rebasing: $0[Self.saltLength...]), key: key, aad: Array(kind.rawValue.utf8)) }
     }
 

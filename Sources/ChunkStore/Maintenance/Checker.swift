@@ -21,8 +21,11 @@ public struct Checker {
         public var affects: [String]
 
         public var description: String {
-            "\(object): \(problem)" + (affects.isEmpty ? "" : "\n    affects " + affects.prefix(20).joined(separator: "\n    affects ")
-                + (affects.count > 20 ? "\n    … and \(affects.count - 20) more" : ""))
+            "\(object): \(problem)"
+                + (affects.isEmpty
+                    ? ""
+                    : "\n    affects " + affects.prefix(20).joined(separator: "\n    affects ")
+                        + (affects.count > 20 ? "\n    … and \(affects.count - 20) more" : ""))
         }
     }
 
@@ -41,48 +44,117 @@ public struct Checker {
         workers = store.readers
     }
 
-    /// - Parameter readFraction: nil: structure only; 0–1: read and verify that share of the packs.
+    /// Check's steps. - Parameter readFraction: nil: structure only; 0–1: read and verify that share
+    /// of the packs.
     public func run(readFraction: Double?) -> Report {
+        let run = Run(store: store)
+        run.checkIndexSegments()
+        run.checkPacksAgainstIndex()
+        run.checkSnapshotsAndTrees()
+        if let fraction = readFraction {
+            let chosen = run.packs.filter { run.trailers[$0] != nil && (fraction >= 1 || Double.random(in: 0..<1) < fraction) }
+            let results = verify(chosen, trailers: run.trailers)
+            run.report.blobsRead = results.read
+            run.bad.merge(results.bad) { first, _ in first }
+        }
+        run.nameAffectedFiles()
+        return run.report
+    }
+
+    /// The state of one check: what was found so far, and what later steps need.
+    final class Run {
+        let store: Store
         var report = Report()
-        var bad: [ChunkID: String] = [:]  // blob → problem, for the affected-files walk
-        for (name, error) in store.index.damagedSegments {
-            report.findings.append(Finding(object: "index segment \(name)", problem: "\(error)", affects: []))
-        }
-
-        // Packs: trailers against the index.
+        /// Blob → problem, for the affected-files walk.
+        var bad: [ChunkID: String] = [:]
+        var packs: [ChunkID] = []
         var trailers: [ChunkID: [BlobEntry]] = [:]
-        let packs = (try? store.packIDs()) ?? []
-        report.packs = packs.count
-        for pack in packs {
-            do { trailers[pack] = try store.readPackTrailer(pack) } catch {
-                report.findings.append(Finding(object: "pack \(pack)", problem: "\(error)", affects: []))
+        var records: [(id: String, record: SnapshotRecord)] = []
+        private var seenTrees = Set<ChunkID>()
+        private var treeProblems: [(snapshot: String, path: String, tree: ChunkID, problem: String)] = []
+
+        init(store: Store) { self.store = store }
+
+        /// Index segments that could not be read.
+        func checkIndexSegments() {
+            for (name, error) in store.index.damagedSegments {
+                report.findings.append(Finding(object: "index segment \(name)", problem: "\(error)", affects: []))
             }
         }
-        for segment in store.index.segments {
-            for i in 0..<segment.count {
-                report.blobs += 1
-                guard let location = segment.location(at: i) else {
-                    report.findings.append(Finding(object: "index segment \(segment.name)", problem: "entry \(i) is malformed", affects: []))
-                    continue
+
+        /// Every pack's trailer, and every index entry against the trailer of its pack.
+        func checkPacksAgainstIndex() {
+            packs = (try? store.packIDs()) ?? []
+            report.packs = packs.count
+            for pack in packs {
+                do { trailers[pack] = try store.readPackTrailer(pack) } catch {
+                    report.findings.append(Finding(object: "pack \(pack)", problem: "\(error)", affects: []))
                 }
-                guard let entries = trailers[location.pack] else {
-                    bad[location.entry.id] = "its pack \(location.pack) is missing or damaged"
-                    continue
-                }
-                if !entries.contains(location.entry) {
-                    bad[location.entry.id] = "the index entry does not match pack \(location.pack)'s trailer"
+            }
+            for segment in store.index.segments {
+                for i in 0..<segment.count {
+                    report.blobs += 1
+                    guard let location = segment.location(at: i) else {
+                        report.findings.append(Finding(object: "index segment \(segment.name)", problem: "entry \(i) is malformed", affects: []))
+                        continue
+                    }
+                    guard let entries = trailers[location.pack] else {
+                        bad[location.entry.id] = "its pack \(location.pack) is missing or damaged"
+                        continue
+                    }
+                    if !entries.contains(location.entry) {
+                        bad[location.entry.id] = "the index entry does not match pack \(location.pack)'s trailer"
+                    }
                 }
             }
         }
 
-        // Snapshots and trees.
-        let (records, damaged) = (try? store.snapshots()) ?? ([], [])
-        for d in damaged { report.findings.append(Finding(object: "snapshot record", problem: "\(d)", affects: [])) }
-        report.snapshots = records.count
-        var seenTrees = Set<ChunkID>()
-        var treeProblems: [(snapshot: String, path: String, tree: ChunkID, problem: String)] = []
-        var references: [ChunkID: [String]] = [:]  // only for chunks already known bad, filled below
-        func walk(_ id: ChunkID, _ path: String, _ snapshot: String, depth: Int = 0, visit: (Node, String) -> Void) {
+        /// Every snapshot record and the trees below it: every referenced chunk must be indexed, and a
+        /// file's chunks must hold its size.
+        func checkSnapshotsAndTrees() {
+            let (records, damaged) = (try? store.snapshots()) ?? ([], [])
+            self.records = records
+            for d in damaged { report.findings.append(Finding(object: "snapshot record", problem: "\(d)", affects: [])) }
+            report.snapshots = records.count
+            var sizeProblems: [String: (problem: String, affects: [String])] = [:]
+            for (id, record) in records {
+                walk(record.tree, "", id) { node, path in
+                    let ids = chunks(of: node)
+                    for chunk in ids where bad[chunk] == nil && store.index.lookup(chunk) == nil {
+                        bad[chunk] = "it is referenced but not in the index"
+                    }
+                    if let problem = store.sizeMismatch(node, content: ids) {
+                        sizeProblems[path, default: (problem, [])].affects.append("\(id.prefix(8)):\(path)")
+                    }
+                }
+            }
+            for (path, p) in sizeProblems.sorted(by: { $0.key < $1.key }) {
+                report.findings.append(Finding(object: "the tree entry of \(path)", problem: p.problem, affects: p.affects))
+            }
+            for t in treeProblems {
+                report.findings.append(
+                    Finding(object: "tree \(t.tree)", problem: t.problem, affects: ["\(t.snapshot.prefix(8)):\(t.path) and everything below"]))
+            }
+        }
+
+        /// A finding for every bad blob, naming the files (in every snapshot) that reference it.
+        func nameAffectedFiles() {
+            guard !bad.isEmpty else { return }
+            var references: [ChunkID: [String]] = [:]
+            for (id, record) in records {
+                walk(record.tree, "", id) { node, path in
+                    for blob in chunks(of: node) + node.metadataBlobs where bad[blob] != nil {
+                        references[blob, default: []].append("\(id.prefix(8)):\(path)")
+                    }
+                }
+            }
+            for (id, problem) in bad.sorted(by: { $0.key < $1.key }) {
+                report.findings.append(Finding(object: "blob \(id)", problem: problem, affects: Array(Set(references[id] ?? [])).sorted()))
+            }
+        }
+
+        /// Calls `visit` for every entry below tree `id`; a tree that cannot be read is a finding once.
+        private func walk(_ id: ChunkID, _ path: String, _ snapshot: String, depth: Int = 0, visit: (Node, String) -> Void) {
             let tree: Tree
             do {
                 guard depth <= Tree.maximumDepth else { throw StoreError.damagedTree(id: id, reason: "it nests deeper than \(Tree.maximumDepth) directories") }
@@ -98,9 +170,10 @@ public struct Checker {
                 if let sub = node.subtree { walk(sub, full, snapshot, depth: depth + 1, visit: visit) }
             }
         }
-        /// A file's chunk ids; a content list that cannot be read is recorded as bad (its chunks
-        /// are then unknown).
-        func chunks(of node: Node) -> [ChunkID] {
+
+        /// A file's chunk ids; a content list that cannot be read is recorded as bad (its chunks are
+        /// then unknown).
+        private func chunks(of node: Node) -> [ChunkID] {
             var ids = node.content ?? []
             for list in node.contentLists ?? [] {
                 do { ids += try store.loadContentList(list) } catch {
@@ -109,48 +182,6 @@ public struct Checker {
             }
             return ids
         }
-        // Pass 1: every referenced chunk must be indexed, and a file's chunks must hold its size.
-        var sizeProblems: [String: (problem: String, affects: [String])] = [:]
-        for (id, record) in records {
-            walk(record.tree, "", id) { node, path in
-                let ids = chunks(of: node)
-                for chunk in ids where bad[chunk] == nil && store.index.lookup(chunk) == nil {
-                    bad[chunk] = "it is referenced but not in the index"
-                }
-                if let problem = store.sizeMismatch(node, content: ids) {
-                    sizeProblems[path, default: (problem, [])].affects.append("\(id.prefix(8)):\(path)")
-                }
-            }
-        }
-        for (path, p) in sizeProblems.sorted(by: { $0.key < $1.key }) {
-            report.findings.append(Finding(object: "the tree entry of \(path)", problem: p.problem, affects: p.affects))
-        }
-        for t in treeProblems {
-            report.findings.append(Finding(object: "tree \(t.tree)", problem: t.problem, affects: ["\(t.snapshot.prefix(8)):\(t.path) and everything below"]))
-        }
-
-        // Data: read and verify blobs, a pack at a time on each worker.
-        if let fraction = readFraction {
-            let chosen = packs.filter { trailers[$0] != nil && (fraction >= 1 || Double.random(in: 0..<1) < fraction) }
-            let results = verify(chosen, trailers: trailers)
-            report.blobsRead = results.read
-            bad.merge(results.bad) { first, _ in first }
-        }
-
-        // Pass 2: name the files every bad chunk affects.
-        if !bad.isEmpty {
-            for (id, record) in records {
-                walk(record.tree, "", id) { node, path in
-                    for blob in chunks(of: node) + node.metadataBlobs where bad[blob] != nil {
-                        references[blob, default: []].append("\(id.prefix(8)):\(path)")
-                    }
-                }
-            }
-            for (id, problem) in bad.sorted(by: { $0.key < $1.key }) {
-                report.findings.append(Finding(object: "blob \(id)", problem: problem, affects: Array(Set(references[id] ?? [])).sorted()))
-            }
-        }
-        return report
     }
 
     /// Reads each pack of `packs` whole (one read, not one per blob) and opens and verifies every blob
@@ -164,7 +195,9 @@ public struct Checker {
         let tally = Tally()
         let store = store
         let meter = ProgressMeter(action: "check")
-        meter.found(bytes: packs.reduce(0) { total, pack in total + UInt64((trailers[pack] ?? []).map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0) }, files: packs.count)
+        meter.found(
+            bytes: packs.reduce(0) { total, pack in total + UInt64((trailers[pack] ?? []).map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0) },
+            files: packs.count)
         meter.totalKnown()
         meter.start(progress)
         defer { meter.stop() }
@@ -172,7 +205,9 @@ public struct Checker {
             let compressor = Compressor(codec: .none)
             var packBytes: [UInt8] = [], raw: [UInt8] = []
             while true {
-                let i: Int = tally.lock.withLock { defer { tally.next += 1 }; return tally.next }
+                let i: Int = tally.lock.withLock {
+                    defer { tally.next += 1 }; return tally.next
+                }
                 guard i < packs.count else { return }
                 let pack = packs[i], entries = trailers[pack] ?? []
                 var found: [ChunkID: String] = [:]
@@ -180,7 +215,9 @@ public struct Checker {
                     let end = entries.map { Int($0.offset) + Int($0.storedLength) }.max() ?? 0
                     let length = min(end, try store.packSize(pack))  // a blob past the end is reported below
                     if packBytes.count < length { packBytes = [UInt8](repeating: 0, count: length) }
-                    let got = try packBytes.withUnsafeMutableBytes { try store.readPack(pack, at: 0, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length])) }
+                    let got = try packBytes.withUnsafeMutableBytes {
+                        try store.readPack(pack, at: 0, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]))
+                    }
                     for entry in entries {
                         let location = BlobLocation(pack: pack, entry: entry)
                         do {
@@ -190,7 +227,9 @@ public struct Checker {
                             if raw.count < rawLength { raw = [UInt8](repeating: 0, count: rawLength) }
                             try packBytes.withUnsafeBytes { p in
                                 try raw.withUnsafeMutableBytes { r in
-                                    try store.openBlob(UnsafeRawBufferPointer(rebasing: p[from..<to]), location, into: UnsafeMutableRawBufferPointer(rebasing: r[..<rawLength]), compressor: compressor)
+                                    try store.openBlob(
+                                        UnsafeRawBufferPointer(rebasing: p[from..<to]), location,
+                                        into: UnsafeMutableRawBufferPointer(rebasing: r[..<rawLength]), compressor: compressor)
                                 }
                             }
                         } catch {

@@ -37,6 +37,7 @@ public struct Pruner {
         public var durationSeconds = 0.0
     }
 
+    /// Prune's steps, in an order that is crash-safe at every point (see above).
     public func run() throws -> Report {
         let clock = ContinuousClock.now
         let lock = try StoreLock.acquire(store, exclusive: true, purpose: "prune")
@@ -44,11 +45,28 @@ public struct Pruner {
         var report = Report()
         try store.writeIndexSegment()  // anything this process added, so the segments hold it all
         report.temporaryFilesRemoved = try removeTemporaryFiles()
+        let live = try markLive(&report)
+        var placement = try placeLive(live)
+        let (delete, repack) = try choosePacks(placement, &report)
+        let meter = ProgressMeter(action: "prune")
+        meter.found(bytes: repack.reduce(0) { $0 + placement.liveBytes(in: $1) }, files: delete.count + repack.count)
+        meter.totalKnown()
+        meter.start(progress)
+        defer { meter.stop() }
+        try copyLive(out: repack, live: live, placement: &placement, meter: meter, &report)
+        placement.packOf = []  // 4 bytes a live blob, not needed while the index is rewritten
+        try writeIndex(keeping: live)
+        try deletePacks(delete, repack, meter: meter)
+        report.packsDeleted = delete.count
+        report.durationSeconds = (ContinuousClock.now - clock).seconds
+        return report
+    }
 
-        // Mark: every blob reachable from a snapshot. The index has at least as many entries as
-        // there are live blobs, so the set is sized once.
+    /// Mark: every blob reachable from a snapshot. The index has at least as many entries as there
+    /// are live blobs, so the set is sized once.
+    private func markLive(_ report: inout Report) throws -> LiveSet {
         let (records, damaged) = try store.snapshots()
-        if let d = damaged.first { throw StoreError.refused("refusing to prune: \(d); the data it references would be deleted — run `shadowmover check`") }
+        if let d = damaged.first { throw StoreError.pruneRefused(reason: "\(d); the data it references would be deleted", fix: "run `shadowmover check`") }
         report.snapshots = records.count
         let segments = store.index.segments
         let metadata = try MetadataLocations(segments)
@@ -56,7 +74,7 @@ public struct Pruner {
         var visited = Set<ChunkID>()  // trees (a data chunk may have a tree's bytes: trees are tracked apart)
         func keep(_ id: ChunkID) throws {
             if live.insert(id) == nil {
-                throw StoreError.refused("refusing to prune: the snapshots reference more blobs than the index holds — run `shadowmover check`")
+                throw StoreError.pruneRefused(reason: "the snapshots reference more blobs than the index holds", fix: "run `shadowmover check`")
             }
         }
         func mark(_ tree: ChunkID) throws {
@@ -64,7 +82,7 @@ public struct Pruner {
             try keep(tree)
             let t: Tree
             do { t = try store.loadTree(tree, at: metadata.location(of: tree)) } catch {
-                throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
+                throw StoreError.pruneRefused(reason: "\(error)", fix: "run `shadowmover check`")
             }
             for node in t.nodes {
                 for id in node.content ?? [] { try keep(id) }
@@ -72,7 +90,7 @@ public struct Pruner {
                     try keep(list)
                     let ids: [ChunkID]
                     do { ids = try store.loadContentList(list, at: metadata.location(of: list)) } catch {
-                        throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
+                        throw StoreError.pruneRefused(reason: "\(error)", fix: "run `shadowmover check`")
                     }
                     for id in ids { try keep(id) }
                 }
@@ -80,53 +98,71 @@ public struct Pruner {
             }
         }
         for (_, record) in records { try mark(record.tree) }
-        visited = []
         live.sort()
         report.liveBlobs = live.count
+        return live
+    }
 
-        // Where each live blob is (the entry a lookup finds), by one merge pass over the segments:
-        // its pack's number, and the live bytes of each pack.
+    /// Where the live blobs are: each one's pack (a number), and the live bytes of each pack.
+    struct Placement {
         var packNumbers: [ChunkID: UInt32] = [:]
         var liveBytes: [UInt64] = []
-        var packOf = [UInt32](repeating: 0, count: live.count)
+        /// The pack number of each live blob, in the live set's order (`.max` once copied out).
+        var packOf: [UInt32]
+
+        func liveBytes(in pack: ChunkID) -> UInt64 { packNumbers[pack].map { liveBytes[Int($0)] } ?? 0 }
+    }
+
+    /// Finds each live blob's entry (the one a lookup finds) by one merge pass over the segments.
+    private func placeLive(_ live: LiveSet) throws -> Placement {
+        var placement = Placement(packOf: [UInt32](repeating: 0, count: live.count))
         var next = 0
         var lastMatched: LiveSet.Key?
+        let segments = store.index.segments
         let merge = try SegmentMerge(segments)
         while let (id, s, entry) = try merge.next() {
             let key = LiveSet.Key(id)
             if key == lastMatched {
-                throw StoreError.refused("refusing to prune: blobs \(id) and another share their first 128 bits, which prune tells blobs apart by — please report this")
+                throw StoreError.pruneRefused(
+                    reason: "blobs \(id) and another share their first 128 bits, which prune tells blobs apart by", fix: "please report this")
             }
             guard next < live.count else { continue }
             if live[next] < key { break }  // a live id no segment has
             guard live[next] == key else { continue }
             guard let location = segments[s].location(of: entry) else {
-                throw StoreError.refused("refusing to prune: index segment \(segments[s].name) has a malformed entry for \(id) — run `shadowmover repair index`")
+                throw StoreError.pruneRefused(
+                    reason: "index segment \(segments[s].name) has a malformed entry for \(id)", fix: "run `shadowmover repair index`")
             }
-            let number = packNumbers[location.pack] ?? {
-                packNumbers[location.pack] = UInt32(liveBytes.count)
-                liveBytes.append(0)
-                return UInt32(liveBytes.count - 1)
-            }()
-            packOf[next] = number
-            liveBytes[Int(number)] += UInt64(location.entry.storedLength)
+            let number =
+                placement.packNumbers[location.pack]
+                ?? {
+                    placement.packNumbers[location.pack] = UInt32(placement.liveBytes.count)
+                    placement.liveBytes.append(0)
+                    return UInt32(placement.liveBytes.count - 1)
+                }()
+            placement.packOf[next] = number
+            placement.liveBytes[Int(number)] += UInt64(location.entry.storedLength)
             lastMatched = key
             next += 1
         }
         if next < live.count {
-            throw StoreError.refused("refusing to prune: blob \(live[next].hex) is referenced but not in the index — run `shadowmover check`")
+            throw StoreError.pruneRefused(reason: "blob \(live[next].hex) is referenced but not in the index", fix: "run `shadowmover check`")
         }
-        // Sweep: packs with nothing live go, packs with too much dead are repacked.
+        return placement
+    }
+
+    /// Sweep: packs with nothing live go, packs with more than `maxUnused` dead are repacked.
+    private func choosePacks(_ placement: Placement, _ report: inout Report) throws -> (delete: [ChunkID], repack: [ChunkID]) {
         var delete: [ChunkID] = []
         var repack: [ChunkID] = []
         let packs = try store.packIDs()
         report.packs = packs.count
         for pack in packs {
-            let used = packNumbers[pack].map { liveBytes[Int($0)] } ?? 0
+            let used = placement.liveBytes(in: pack)
             let entries: [BlobEntry]
             do { entries = try store.readPackTrailer(pack) } catch {
                 if used == 0 { delete.append(pack); continue }  // damaged and unused: just remove
-                throw StoreError.refused("refusing to prune: \(error) — run `shadowmover check`")
+                throw StoreError.pruneRefused(reason: "\(error)", fix: "run `shadowmover check`")
             }
             let total = entries.reduce(UInt64(0)) { $0 + UInt64($1.storedLength) }
             if used == 0 {
@@ -137,51 +173,50 @@ public struct Pruner {
                 report.bytesFreed += total - used
             }
         }
+        return (delete, repack)
+    }
 
-        // Repack: copy live blobs as stored (no recompression) into new packs. A blob is copied from
-        // the pack the index points to, once.
-        let meter = ProgressMeter(action: "prune")
-        meter.found(bytes: repack.reduce(0) { $0 + (packNumbers[$1].map { liveBytes[Int($0)] } ?? 0) }, files: delete.count + repack.count)
-        meter.totalKnown()
-        meter.start(progress)
-        defer { meter.stop() }
-        if !repack.isEmpty {
-            let writer = store.makePackWriter(lean: true)
-            defer { writer.cancel() }
-            var scratch: [UInt8] = []
-            for pack in repack {
-                let number = packNumbers[pack]!
-                let entries = try store.readPackTrailer(pack)
-                for e in entries {
-                    guard let i = live.index(of: e.id), packOf[i] == number else { continue }
-                    packOf[i] = .max  // copied
-                    let n = Int(e.storedLength)
-                    if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
-                    let got = try scratch.withUnsafeMutableBytes { try store.readPack(pack, at: Int(e.offset), into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n])) }
-                    guard got == n else { throw StoreError.damagedPack(pack: pack.hex, reason: "truncated") }
-                    // Copied as compressed; in an encrypted store opened (authenticated) and sealed
-                    // again under the new pack's key.
-                    let buffer = try writer.checkout(room: n)
-                    try scratch.withUnsafeBytes { stored in
-                        try store.cipher.openBlob(UnsafeRawBufferPointer(rebasing: stored[..<n]), pack: pack, entry: e) { plain in
-                            buffer.free.copyMemory(from: plain)
-                            buffer.append(id: e.id, type: e.type, codec: e.codec, storedLength: plain.count, rawLength: Int(e.rawLength))
-                        }
-                    }
-                    try writer.checkin(buffer)
-                    report.bytesRepacked += UInt64(n)
-                    meter.done(n)
+    /// Repack: copies the live blobs of `repack` as stored (no recompression) into new packs, each
+    /// from the pack the index points to, once; in an encrypted store opened (authenticated) and
+    /// sealed again under the new pack's key. Their index segment is written before anything goes.
+    private func copyLive(out repack: [ChunkID], live: LiveSet, placement: inout Placement, meter: ProgressMeter, _ report: inout Report) throws {
+        guard !repack.isEmpty else { return }
+        let writer = store.makePackWriter(lean: true)
+        defer { writer.cancel() }
+        var scratch: [UInt8] = []
+        for pack in repack {
+            let number = placement.packNumbers[pack]!
+            let entries = try store.readPackTrailer(pack)
+            for e in entries {
+                guard let i = live.index(of: e.id), placement.packOf[i] == number else { continue }
+                placement.packOf[i] = .max  // copied
+                let n = Int(e.storedLength)
+                if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
+                let got = try scratch.withUnsafeMutableBytes {
+                    try store.readPack(pack, at: Int(e.offset), into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n]))
                 }
-                meter.finishedFile()
+                guard got == n else { throw StoreError.damagedPack(pack: pack.hex, reason: "truncated") }
+                let buffer = try writer.checkout(room: n)
+                try scratch.withUnsafeBytes { stored in
+                    try store.cipher.openBlob(UnsafeRawBufferPointer(rebasing: stored[..<n]), pack: pack, entry: e) { plain in
+                        buffer.free.copyMemory(from: plain)
+                        buffer.append(id: e.id, type: e.type, codec: e.codec, storedLength: plain.count, rawLength: Int(e.rawLength))
+                    }
+                }
+                try writer.checkin(buffer)
+                report.bytesRepacked += UInt64(n)
+                meter.done(n)
             }
-            try writer.commit()
-            report.packsWritten = writer.packsWritten
-            report.packsRepacked = repack.count
+            meter.finishedFile()
         }
-        packOf = []
+        try writer.commit()
+        report.packsWritten = writer.packsWritten
+        report.packsRepacked = repack.count
+    }
 
-        // The new index: the newest entry of every live blob (repacked ones now point to their new
-        // packs), streamed from the segments. Then old segments go, then packs.
+    /// The new index: the newest entry of every live blob (repacked ones now point to their new
+    /// packs), streamed from the segments; then the old segments go.
+    private func writeIndex(keeping live: LiveSet) throws {
         let current = store.index.segments
         var written: (name: String, count: Int)?
         _ = try store.writeSegment { directory in
@@ -189,24 +224,23 @@ public struct Pruner {
             return written?.name
         }
         guard written?.count ?? 0 == live.count else {
-            throw StoreError.refused("prune stopped: the new index holds \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted")
+            throw StoreError.pruneRefused(
+                reason: "the new index would hold \(written?.count ?? 0) of \(live.count) live blobs; nothing was deleted", fix: "run `shadowmover check`")
         }
-        let name = written?.name
-        let old = current.map(\.name)
         CrashPoint.step()
-        for segment in old where segment != name {
+        for segment in current.map(\.name) where segment != written?.name {
             try store.backend.delete(ObjectKey.segment(segment))
             CrashPoint.step()
         }
+    }
+
+    /// Last, the packs nothing in the new index points to.
+    private func deletePacks(_ delete: [ChunkID], _ repack: [ChunkID], meter: ProgressMeter) throws {
         for (i, pack) in (delete + repack).enumerated() {
             try store.deletePack(pack)
             CrashPoint.step()
             if i < delete.count { meter.finishedFile() }  // a repacked one counted when it was copied
         }
-        report.packsDeleted = delete.count
-        let elapsed = ContinuousClock.now - clock
-        report.durationSeconds = elapsed.seconds
-        return report
     }
 
     /// Removes the temporary files interrupted writes left (local stores: `.tmp-…` files).
@@ -228,11 +262,13 @@ struct MetadataLocations {
         let merge = try SegmentMerge(segments)
         while let (_, s, entry) = try merge.next() {
             guard entry.typeByte != BlobType.data.rawValue, let l = segments[s].location(of: entry) else { continue }
-            let pack = packNumbers[l.pack] ?? {
-                packNumbers[l.pack] = UInt32(packs.count)
-                packs.append(l.pack)
-                return UInt32(packs.count - 1)
-            }()
+            let pack =
+                packNumbers[l.pack]
+                ?? {
+                    packNumbers[l.pack] = UInt32(packs.count)
+                    packs.append(l.pack)
+                    return UInt32(packs.count - 1)
+                }()
             ids.append(l.entry.id)  // ascending: the merge yields ids in order
             entries.append((pack, l.entry.offset, l.entry.storedLength, l.entry.rawLength, l.entry.codec, l.entry.type))
         }

@@ -10,7 +10,11 @@ public enum CrashPoint {
     private final class Counter: @unchecked Sendable {  // guarded by `lock`
         let lock = NSLock()
         var value = 0
-        func next() -> Int { lock.withLock { value += 1; return value } }
+        func next() -> Int {
+            lock.withLock {
+                value += 1; return value
+            }
+        }
     }
 
     /// Marks a step; kills the process when it is the chosen one.

@@ -67,7 +67,8 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
         defer { block.deallocate() }
         var offset = 0
         while offset < size {
-            let n = try FileIO.preadFully(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: block[..<min(block.count, size - offset)]), at: offset, path: path)
+            let n = try FileIO.preadFully(
+                fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: block[..<min(block.count, size - offset)]), at: offset, path: path)
             guard n > 0 else { throw StoreError.damagedIndex(segment: path, reason: "shorter than its size") }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: block[..<n]))
             offset += n
@@ -302,7 +303,7 @@ extension IndexSegment {
             }
             try flush()
             guard written == count else {
-                throw StoreError.refused("the index changed while it was being rewritten (\(written) entries, expected \(count))")
+                throw StoreError.indexChanged(written: written, expected: count)
             }
             return hasher.finalize().withUnsafeBytes { ChunkID(bytes: $0).hex }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import JSONFormat
 
 /// Any JSON value: lets a snapshot record carry documents the store does not interpret (the shadow copy
 /// session report), without the store knowing their types.
@@ -12,12 +13,19 @@ public enum JSONValue: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -34,12 +42,12 @@ public enum JSONValue: Codable, Sendable, Equatable {
 
     /// Converts any Encodable value.
     public init<T: Encodable>(encoding value: T) throws {
-        let data = try JSONEncoder.store.encode(value)
-        self = try JSONDecoder.store.decode(JSONValue.self, from: data)
+        let data = try JSONFormat.encoder().encode(value)
+        self = try JSONFormat.decoder().decode(JSONValue.self, from: data)
     }
 
     /// Decodes this value as `T`.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder.store.decode(T.self, from: try JSONEncoder.store.encode(self))
+        try JSONFormat.decoder().decode(T.self, from: try JSONFormat.encoder().encode(self))
     }
 }

@@ -56,7 +56,8 @@ public enum PackFormat {
         let found = Array(tail[(tail.count - 8)...])
         guard found == (encrypted ? sealedMagic : magic) else {
             if found == magic || found == sealedMagic {
-                throw StoreError.damagedPack(pack: pack, reason: encrypted ? "it is not encrypted, in an encrypted store" : "it is encrypted, in a store without encryption")
+                throw StoreError.damagedPack(
+                    pack: pack, reason: encrypted ? "it is not encrypted, in an encrypted store" : "it is encrypted, in a store without encryption")
             }
             throw StoreError.damagedPack(pack: pack, reason: "bad footer magic")
         }
@@ -115,7 +116,8 @@ public enum PackFormat {
                 guard Int(entry.storedLength) <= Int(entry.rawLength) + seal, Int(entry.rawLength) <= Tree.maximumEncodedLength,
                     entry.codec != .none || Int(entry.storedLength) == Int(entry.rawLength) + seal
                 else {
-                    throw StoreError.damagedPack(pack: pack, reason: "entry \(i) has stored length \(entry.storedLength) and raw length \(entry.rawLength), which no blob can have")
+                    throw StoreError.damagedPack(
+                        pack: pack, reason: "entry \(i) has stored length \(entry.storedLength) and raw length \(entry.rawLength), which no blob can have")
                 }
                 entries.append(entry)
             }

@@ -1,6 +1,7 @@
 import Chunking
 import Compression
 import Foundation
+import JSONFormat
 
 /// The store's `config` object: written once by `init`, read by every command.
 public struct StoreConfig: Codable, Sendable, Equatable {
@@ -53,10 +54,10 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     /// The config file's bytes: the JSON, sealed with its checksum (`sealed(_:)`). A version-3 config is
     /// the `EncryptedConfig` envelope around this config sealed with `cipher`.
     public func encoded(cipher: StoreCipher = .plaintext) throws -> [UInt8] {
-        let json = Array(try JSONEncoder.store.encode(self))
+        let json = Array(try JSONFormat.encoder().encode(self))
         guard cipher.isEncrypted else { return Self.sealed(json) }
         let outer = EncryptedConfig(version: version, id: id, encryption: EncryptedConfig.scheme, config: cipher.sealObject(json, kind: .config).hex)
-        return Self.sealed(Array(try JSONEncoder.store.encode(outer)))
+        return Self.sealed(Array(try JSONFormat.encoder().encode(outer)))
     }
 
     /// The member that ends a sealed config: `,"checksum":"<SHA-256 of the bytes before it, plus "}">"}`.
@@ -90,33 +91,6 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     }
 }
 
-extension JSONEncoder {
-    /// Deterministic JSON (sorted keys, nanosecond ISO-8601 dates) so identical content hashes identically.
-    static var store: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(Timestamp(date).iso8601)
-        }
-        return e
-    }
-}
-
-extension JSONDecoder {
-    static var store: JSONDecoder {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { decoder in
-            let text = try decoder.singleValueContainer().decode(String.self)
-            guard let t = Timestamp(iso8601: text) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad time '\(text)'"))
-            }
-            return t.date
-        }
-        return d
-    }
-}
-
 /// A point in time to the nanosecond, as stat(2) gives it.
 public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
     public var seconds: Int64
@@ -128,14 +102,8 @@ public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
     }
 
     public init(_ date: Date) {
-        let t = date.timeIntervalSince1970
-        var s = Int64(t.rounded(.down))
-        var ns = Int32(((t - Double(s)) * 1e9).rounded())
-        if ns >= 1_000_000_000 {
-            s += 1
-            ns -= 1_000_000_000
-        }
-        self.init(seconds: s, nanoseconds: ns)
+        let (seconds, nanoseconds) = JSONFormat.split(date)
+        self.init(seconds: seconds, nanoseconds: nanoseconds)
     }
 
     public var date: Date { Date(timeIntervalSince1970: Double(seconds) + Double(nanoseconds) / 1e9) }
@@ -143,41 +111,11 @@ public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
     public static func < (a: Timestamp, b: Timestamp) -> Bool { (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds) }
 
     /// `2026-11-24T19:22:31.123456789Z`
-    public var iso8601: String {
-        var t = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-            parts.tm_hour, parts.tm_min, parts.tm_sec, nanoseconds)
-    }
+    public var iso8601: String { JSONFormat.iso8601(seconds: seconds, nanoseconds: nanoseconds) }
 
     public init?(iso8601 text: String) {
-        // YYYY-MM-DDTHH:MM:SS[.fraction]Z
-        let scalars = Array(text.utf8)
-        guard scalars.count >= 20, scalars.last == UInt8(ascii: "Z") else { return nil }
-        func number(_ from: Int, _ count: Int) -> Int? {
-            guard from + count <= scalars.count else { return nil }
-            return Int(String(decoding: scalars[from..<from + count], as: UTF8.self))
-        }
-        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
-            let minute = number(14, 2), let second = number(17, 2)
-        else { return nil }
-        var nanos = 0
-        if scalars[19] == UInt8(ascii: ".") {
-            let digits = scalars[20..<(scalars.count - 1)]
-            guard !digits.isEmpty, digits.count <= 9, let value = Int(String(decoding: digits, as: UTF8.self)) else { return nil }
-            nanos = value * Int(pow(10.0, Double(9 - digits.count)))
-        }
-        var parts = tm()
-        parts.tm_year = Int32(year - 1900)
-        parts.tm_mon = Int32(month - 1)
-        parts.tm_mday = Int32(day)
-        parts.tm_hour = Int32(hour)
-        parts.tm_min = Int32(minute)
-        parts.tm_sec = Int32(second)
-        let seconds = timegm(&parts)
-        self.init(seconds: Int64(seconds), nanoseconds: Int32(nanos))
+        guard let (seconds, nanoseconds) = JSONFormat.parseISO8601(text) else { return nil }
+        self.init(seconds: seconds, nanoseconds: nanoseconds)
     }
 
     // Encoded as [seconds, nanoseconds] to keep trees compact and exact.
@@ -211,7 +149,7 @@ extension StoreConfig {
     /// - Parameters: `path` names the file in errors; `store` is the store's location.
     public static func header(_ raw: [UInt8], path configPath: String, store path: String) throws -> (version: Int, encrypted: EncryptedConfig?) {
         struct VersionOnly: Decodable { var version: Int }
-        guard let version = try? JSONDecoder().decode(VersionOnly.self, from: Data(raw)) else {
+        guard let version = try? JSONFormat.decoder().decode(VersionOnly.self, from: Data(raw)) else {
             throw StoreError.badConfig(path: configPath, reason: "not a JSON object with a version")
         }
         guard version.version >= 1 else {
@@ -221,13 +159,17 @@ extension StoreConfig {
             throw StoreError.newerFormat(path: path, found: version.version, supported: currentVersion)
         }
         if verifySeal(raw) == false {
-            throw StoreError.badConfig(path: configPath, reason: "its checksum does not match: it was changed or damaged (a changed chunker or seed would silently lose deduplication)")
+            throw StoreError.badConfig(
+                path: configPath, reason: "its checksum does not match: it was changed or damaged (a changed chunker or seed would silently lose deduplication)"
+            )
         }
         guard version.version >= encryptedVersion else { return (version.version, nil) }
-        guard let outer = try? JSONDecoder().decode(EncryptedConfig.self, from: Data(raw)), outer.encryption == EncryptedConfig.scheme,
+        guard let outer = try? JSONFormat.decoder().decode(EncryptedConfig.self, from: Data(raw)), outer.encryption == EncryptedConfig.scheme,
             ChunkID(hex: outer.id) != nil, let sealed = [UInt8](hex: outer.config)
         else {
-            throw StoreError.badConfig(path: configPath, reason: "a version-\(version.version) config must name encryption '\(EncryptedConfig.scheme)', a 64-hex-digit id and a sealed config")
+            throw StoreError.badConfig(
+                path: configPath,
+                reason: "a version-\(version.version) config must name encryption '\(EncryptedConfig.scheme)', a 64-hex-digit id and a sealed config")
         }
         guard !sealed.isEmpty else { throw StoreError.badConfig(path: configPath, reason: "its sealed config is empty") }
         return (version.version, outer)
@@ -249,7 +191,7 @@ extension StoreConfig {
         }
         let config: StoreConfig
         do {
-            config = try JSONDecoder.store.decode(StoreConfig.self, from: Data(json))
+            config = try JSONFormat.decoder().decode(StoreConfig.self, from: Data(json))
         } catch {
             throw StoreError.badConfig(path: configPath, reason: "\(error)")
         }

@@ -20,7 +20,22 @@ public enum StoreError: Error, CustomStringConvertible {
     case tooLong(object: String, size: Int, limit: Int)
     case damagedTree(id: ChunkID, reason: String)
     case locked(String)
-    case refused(String)
+    /// Prune will not delete anything: `reason` says what it found, `fix` what to run.
+    case pruneRefused(reason: String, fix: String)
+    /// A snapshot record longer than a reader accepts.
+    case recordTooLarge(bytes: Int, limit: Int)
+    /// A key command on a store without encryption.
+    case notEncrypted(location: String)
+    /// A key slot id prefix that matches several slots.
+    case ambiguousKeySlot(String)
+    /// The index gained or lost entries while a merged segment was written.
+    case indexChanged(written: Int, expected: Int)
+    /// A blob copied between stores got another id: their chunk-id keys differ.
+    case chunkIDKeysDiffer(blob: ChunkID, destinationID: ChunkID)
+    /// A file in a snapshot that cannot be read as its tree entry says.
+    case damagedFile(path: String, reason: String)
+    /// An archive format that cannot hold an entry of this kind.
+    case archiveCannotHold(path: String, kind: String, format: String)
 
     public var description: String {
         switch self {
@@ -48,7 +63,18 @@ public enum StoreError: Error, CustomStringConvertible {
         case .tooLong(let object, let size, let limit): "the store object \(object) is damaged: it is \(size) bytes, more than the \(limit) it may have"
         case .damagedTree(let id, let reason): "tree \(id) is damaged: \(reason)"
         case .locked(let message): message
-        case .refused(let message): message
+        case .pruneRefused(let reason, let fix): "refusing to prune: \(reason) — \(fix)"
+        case .recordTooLarge(let bytes, let limit):
+            "the snapshot record would be \(bytes) bytes, more than the \(limit) a reader accepts: select fewer writers' components or paths"
+        case .notEncrypted(let location):
+            "the store at \(location) is not encrypted: it has no keys (create an encrypted store with `shadowmover init`, without --no-encryption)"
+        case .ambiguousKeySlot(let prefix): "key slot id '\(prefix)' is ambiguous: give more digits"
+        case .indexChanged(let written, let expected):
+            "the index changed while it was being rewritten (\(written) entries, expected \(expected)): nothing was deleted; run the command again"
+        case .chunkIDKeysDiffer(let blob, let other):
+            "blob \(blob.short) hashed to \(other.short) in the destination: the stores do not share their chunk-id key"
+        case .damagedFile(let path, let reason): "\(path) cannot be read: \(reason)"
+        case .archiveCannotHold(let path, let kind, let format): "a \(format) archive cannot hold \(path), a \(kind)"
         }
     }
 }

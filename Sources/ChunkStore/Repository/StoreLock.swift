@@ -1,4 +1,5 @@
 import Foundation
+import JSONFormat
 
 /// A lock on the store (`locks/<id>`): backups take shared locks, prune and forget an exclusive one.
 /// A lock records host, pid and a heartbeat refreshed while it is held. A lock whose process is gone
@@ -88,7 +89,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
     }
 
     static func write(_ record: Record, name: String, in store: Store) throws {
-        try store.writeObject(ObjectKey.lock(name), Array(try JSONEncoder.store.encode(record)), kind: .lock)
+        try store.writeObject(ObjectKey.lock(name), Array(try JSONFormat.encoder().encode(record)), kind: .lock)
     }
 
     /// Every lock file and its record (nil for one that cannot be read).
@@ -97,7 +98,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
             let bytes: [UInt8]?
             do { bytes = try store.readObject(ObjectKey.lock(name), limit: Self.maximumRecordLength, kind: .lock) } catch { return (name, nil) }
             guard let bytes else { return nil }  // released since the listing
-            return (name, try? JSONDecoder.store.decode(Record.self, from: Data(bytes)))
+            return (name, try? JSONFormat.decoder().decode(Record.self, from: Data(bytes)))
         }
     }
 

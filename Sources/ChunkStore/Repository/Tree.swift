@@ -109,7 +109,8 @@ public struct Node: Codable, Sendable, Equatable {
     public var name: String { String(decoding: nameBytes, as: UTF8.self) }
 
     public init(
-        nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64, links: UInt64
+        nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64,
+        links: UInt64
     ) {
         self.nameBytes = nameBytes
         self.kind = kind

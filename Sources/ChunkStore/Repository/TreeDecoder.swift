@@ -97,7 +97,8 @@ struct TreeDecoder {
             }
         }
         guard let name, let kind else { throw Malformed(offset: i, reason: "a node without name or type") }
-        var node = Node(nameBytes: name, kind: kind, mode: mode, uid: uid, gid: gid, mtime: mtime, ctime: ctime, size: size, device: device, inode: inode, links: links)
+        var node = Node(
+            nameBytes: name, kind: kind, mode: mode, uid: uid, gid: gid, mtime: mtime, ctime: ctime, size: size, device: device, inode: inode, links: links)
         node.content = content
         node.contentLists = contentLists
         node.sparse = sparse

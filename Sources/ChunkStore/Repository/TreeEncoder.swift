@@ -45,12 +45,20 @@ struct TreeEncoder {
         key("gid"); number(UInt64(n.gid))
         key("inode"); number(n.inode)
         if let target = n.linkTarget {
-            if let s = String(validating: target, as: UTF8.self) { key("linkTarget"); string(s) } else { key("linkTargetBase64"); string(Data(target).base64EncodedString()) }
+            if let s = String(validating: target, as: UTF8.self) {
+                key("linkTarget"); string(s)
+            } else {
+                key("linkTargetBase64"); string(Data(target).base64EncodedString())
+            }
         }
         key("links"); number(n.links)
         key("mode"); number(UInt64(n.mode))
         key("mtime"); timestamp(n.mtime)
-        if let s = String(validating: n.nameBytes, as: UTF8.self) { key("name"); string(s) } else { key("nameBase64"); string(Data(n.nameBytes).base64EncodedString()) }
+        if let s = String(validating: n.nameBytes, as: UTF8.self) {
+            key("name"); string(s)
+        } else {
+            key("nameBase64"); string(Data(n.nameBytes).base64EncodedString())
+        }
         if let rdev = n.rdev { key("rdev"); number(rdev) }
         if n.kind == .file { key("size"); number(n.size) }
         if let sparse = n.sparse { key("sparse"); raw(sparse ? "true" : "false") }

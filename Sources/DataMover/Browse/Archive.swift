@@ -1,5 +1,5 @@
-import ChunkStore
 import CZlib
+import ChunkStore
 import Foundation
 
 /// An archive format `dump` writes a directory of a snapshot as.
@@ -41,8 +41,10 @@ public final class TarWriter: ArchiveWriter {
         if !pax.isEmpty {
             var records: [UInt8] = []
             for (key, value) in pax { records += Self.paxRecord(key, value) }
-            try sink.write(header(name: Array(("PaxHeaders/" + String(decoding: name.suffix(80), as: UTF8.self)).utf8).prefix(100).map { $0 }, mode: 0o644, uid: 0, gid: 0,
-                                  size: UInt64(records.count), mtime: 0, type: UInt8(ascii: "x"), link: [], rdev: nil))
+            try sink.write(
+                header(
+                    name: Array(("PaxHeaders/" + String(decoding: name.suffix(80), as: UTF8.self)).utf8).prefix(100).map { $0 }, mode: 0o644, uid: 0, gid: 0,
+                    size: UInt64(records.count), mtime: 0, type: UInt8(ascii: "x"), link: [], rdev: nil))
             try sink.write(records)
             try pad(records.count)
         }
@@ -55,12 +57,14 @@ public final class TarWriter: ArchiveWriter {
         case .characterDevice: type = UInt8(ascii: "3")
         case .blockDevice: type = UInt8(ascii: "4")
         case .fifo: type = UInt8(ascii: "6")
-        case .socket: throw StoreError.refused("tar cannot hold the socket \(String(decoding: path, as: UTF8.self))")
+        case .socket: throw StoreError.archiveCannotHold(path: String(decoding: path, as: UTF8.self), kind: "socket", format: "tar")
         }
         let clampedTime = max(0, min(node.mtime.seconds, 0o77777777777 - 1))
-        try sink.write(header(name: Array(name.prefix(100)), mode: node.mode, uid: min(node.uid, 0o7777777 - 1), gid: min(node.gid, 0o7777777 - 1),
-                              size: min(size, 0o77777777777 - 1), mtime: UInt64(clampedTime), type: type, link: Array(link.prefix(100)),
-                              rdev: node.kind == .characterDevice || node.kind == .blockDevice ? node.rdev ?? 0 : nil))
+        try sink.write(
+            header(
+                name: Array(name.prefix(100)), mode: node.mode, uid: min(node.uid, 0o7777777 - 1), gid: min(node.gid, 0o7777777 - 1),
+                size: min(size, 0o77777777777 - 1), mtime: UInt64(clampedTime), type: type, link: Array(link.prefix(100)),
+                rdev: node.kind == .characterDevice || node.kind == .blockDevice ? node.rdev ?? 0 : nil))
         guard size > 0, let content else { return }
         var written: UInt64 = 0
         try content { bytes in
@@ -68,7 +72,7 @@ public final class TarWriter: ArchiveWriter {
             try self.sink.write(bytes)
         }
         guard written == size else {
-            throw StoreError.refused("\(String(decoding: path, as: UTF8.self)): wrote \(written) bytes of its \(size)")
+            throw StoreError.damagedFile(path: String(decoding: path, as: UTF8.self), reason: "\(written) bytes were read of its \(size)")
         }
         try pad(Int(size % 512))
     }
@@ -83,7 +87,9 @@ public final class TarWriter: ArchiveWriter {
         if rest != 0 { try sink.write([UInt8](repeating: 0, count: 512 - rest)) }
     }
 
-    private func header(name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64, mtime: UInt64, type: UInt8, link: [UInt8], rdev: UInt64?) -> [UInt8] {
+    private func header(
+        name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64, mtime: UInt64, type: UInt8, link: [UInt8], rdev: UInt64?
+    ) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ bytes: [UInt8], at offset: Int) { for (i, b) in bytes.enumerated() { h[offset + i] = b } }
         func octal(_ value: UInt64, at offset: Int, width: Int) {
@@ -171,9 +177,12 @@ public final class ZipWriter: ArchiveWriter {
         } else if node.kind == .file, let content {
             try content { try emit($0) }
         }
-        guard written == size else { throw StoreError.refused("\(String(decoding: path, as: UTF8.self)): wrote \(written) bytes of its \(size)") }
+        guard written == size else {
+            throw StoreError.damagedFile(path: String(decoding: path, as: UTF8.self), reason: "\(written) bytes were read of its \(size)")
+        }
         let crcValue = UInt32(truncatingIfNeeded: crc)
-        try sink.write(Self.le32(0x0807_4B50) + Self.le32(crcValue) + (zip64 ? Self.le64(size) + Self.le64(size) : Self.le32(UInt32(size)) + Self.le32(UInt32(size))))
+        try sink.write(
+            Self.le32(0x0807_4B50) + Self.le32(crcValue) + (zip64 ? Self.le64(size) + Self.le64(size) : Self.le32(UInt32(size)) + Self.le32(UInt32(size))))
 
         let bigOffset = offset >= 0xFFFF_FFFF
         var zip64Extra: [UInt8] = []
@@ -202,8 +211,9 @@ public final class ZipWriter: ArchiveWriter {
             try sink.write(Self.le32(0x0706_4B50) + Self.le32(0) + Self.le64(end) + Self.le32(1))
         }
         let count = UInt16(min(entries, 0xFFFF))
-        try sink.write(Self.le32(0x0605_4B50) + Self.le16(0) + Self.le16(0) + Self.le16(count) + Self.le16(count)
-                       + Self.le32(UInt32(min(size, 0xFFFF_FFFF))) + Self.le32(UInt32(min(start, 0xFFFF_FFFF))) + Self.le16(0))
+        try sink.write(
+            Self.le32(0x0605_4B50) + Self.le16(0) + Self.le16(0) + Self.le16(count) + Self.le16(count)
+                + Self.le32(UInt32(min(size, 0xFFFF_FFFF))) + Self.le32(UInt32(min(start, 0xFFFF_FFFF))) + Self.le16(0))
         try sink.flush()
     }
 

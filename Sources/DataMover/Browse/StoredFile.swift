@@ -33,7 +33,7 @@ public final class StoredFile: @unchecked Sendable {  // `lastChunk` is a hint; 
             ends.append(end)
         }
         guard end == node.size else {
-            throw StoreError.refused("\(node.name): its chunks hold \(end) bytes but the file is \(node.size) bytes long (damaged tree)")
+            throw StoreError.damagedFile(path: node.name, reason: "its chunks hold \(end) bytes but its tree entry says \(node.size)")
         }
         self.locations = locations
         self.ends = ends

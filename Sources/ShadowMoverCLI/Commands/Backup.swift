@@ -67,11 +67,16 @@ struct BackupCommand: ParsableCommand {
                 var shadowCopy: SessionReport?
                 var notes: [String]
             }
-            try Output.jsonLine(Report(snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio, throughputBytesPerSecond: s.throughput, shadowCopy: outcome.session, notes: outcome.notes))
+            try Output.jsonLine(
+                Report(
+                    snapshot: result.snapshotID, summary: s, dedupRatio: s.dedupRatio, compressionRatio: s.compressionRatio,
+                    throughputBytesPerSecond: s.throughput, shadowCopy: outcome.session, notes: outcome.notes))
         } else {
             Output.line("snapshot \(result.snapshotID.prefix(8)) saved")
             Output.line("  files:        \(s.files) (\(s.directories) directories, \(s.otherEntries) other)")
-            Output.line("  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks\(s.filesUnchanged > 0 ? "; \(s.filesUnchanged) unchanged files (\(Output.bytes(s.bytesUnchanged))) not read" : "")")
+            Output.line(
+                "  bytes read:   \(Output.bytes(s.bytesRead)) in \(s.chunks) chunks\(s.filesUnchanged > 0 ? "; \(s.filesUnchanged) unchanged files (\(Output.bytes(s.bytesUnchanged))) not read" : "")"
+            )
             Output.line("  bytes added:  \(Output.bytes(s.bytesAdded)) in \(s.chunksNew) new chunks, \(Output.bytes(s.bytesStored)) stored")
             let dedup = s.dedupRatio.map { String(format: "%.2f×", $0) } ?? "all data already in the store"
             Output.line(String(format: "  dedup ratio:  %@   compression ratio: %.2f×", dedup, s.compressionRatio))

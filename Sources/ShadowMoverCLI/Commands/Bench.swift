@@ -119,8 +119,14 @@ struct BenchFreeze: ParsableCommand {
             Output.line("freeze window, \(provider) on \(filesystem), \(files) files, \(Output.bytes(result.bytes)), \(writers) writers, \(repeats) runs")
             Output.table(
                 ["", "min", "median", "p99", "max"],
-                [["freeze window (ms)"] + [result.freezeWindowMs.min, result.freezeWindowMs.median, result.freezeWindowMs.p99, result.freezeWindowMs.max].map { String(format: "%.2f", $0) },
-                 ["provider commit (ms)"] + [result.commitMs.min, result.commitMs.median, result.commitMs.p99, result.commitMs.max].map { String(format: "%.2f", $0) }])
+                [
+                    ["freeze window (ms)"]
+                        + [result.freezeWindowMs.min, result.freezeWindowMs.median, result.freezeWindowMs.p99, result.freezeWindowMs.max].map {
+                            String(format: "%.2f", $0)
+                        },
+                    ["provider commit (ms)"]
+                        + [result.commitMs.min, result.commitMs.median, result.commitMs.p99, result.commitMs.max].map { String(format: "%.2f", $0) },
+                ])
             Output.line(String(format: "longest write stall a writer saw: %.2f ms", stall))
         }
     }
@@ -144,6 +150,8 @@ struct BenchFreeze: ParsableCommand {
                 case "$dev" in /dev/loop*) losetup -d "$dev" || true;; esac; rm -f "$2.img"; rmdir "$2" || true;;
             esac
             """
-        guard try ChildProcess(["/bin/sh", "-c", script, "sh"] + args).wait() == 0 else { throw ValidationError("cannot \(args[0]) the \(args.count > 1 ? args[1] : "") loop volume (root, losetup and mkfs are needed)") }
+        guard try ChildProcess(["/bin/sh", "-c", script, "sh"] + args).wait() == 0 else {
+            throw ValidationError("cannot \(args[0]) the \(args.count > 1 ? args[1] : "") loop volume (root, losetup and mkfs are needed)")
+        }
     }
 }

@@ -86,7 +86,9 @@ struct MixedContent {
     private var ring = [UInt8](repeating: 0, count: MixedContent.ringSize)  // the last 32 MiB written
     private var written = 0
     private var run: (kind: Int, left: Int, from: Int) = (0, 0, 0)
-    private static let words = "the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there would their we him been has when who will no more if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three".split(separator: " ").map { Array($0.utf8) + [32] }
+    private static let words =
+        "the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there would their we him been has when who will no more if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three"
+        .split(separator: " ").map { Array($0.utf8) + [32] }
 
     init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
 

@@ -34,22 +34,25 @@ struct BenchThroughput: ParsableCommand {
     }
 
     func run() throws {
-        let kinds: [String] = switch encryption {
-        case "both": ["encrypted", "plain"]
-        case "encrypted", "plain": [encryption]
-        default: throw ValidationError("--encryption takes encrypted, plain or both")
-        }
+        let kinds: [String] =
+            switch encryption {
+            case "both": ["encrypted", "plain"]
+            case "encrypted", "plain": [encryption]
+            default: throw ValidationError("--encryption takes encrypted, plain or both")
+            }
         guard rounds >= 1 else { throw ValidationError("--rounds takes a positive number") }
         guard (path == nil) != (shape == nil) else { throw ValidationError("name a directory to back up, or a --shape to generate (not both)") }
         let base = scratch ?? NSTemporaryDirectory() + "/shadowmover-throughput-\(getpid())"
         try? FileManager.default.removeItem(atPath: base)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: base) }
-        let path = try path ?? {
-            let generated = base + "/" + shape!.rawValue
-            _ = try Self.child(["bench", "generate", shape!.rawValue, generated])
-            return generated
-        }()
+        let path =
+            try path
+            ?? {
+                let generated = base + "/" + shape!.rawValue
+                _ = try Self.child(["bench", "generate", shape!.rawValue, generated])
+                return generated
+            }()
         // A throw-away password for the one store opened with a password (the KDF's cost).
         setenv("SHADOWMOVER_PASSWORD", "bench-\(UInt64.random(in: 0...UInt64.max))", 1)
         let kdf = try passwordOpenSeconds(in: base)
@@ -70,13 +73,21 @@ struct BenchThroughput: ParsableCommand {
             try Output.json(Report(path: path, bytes: bytes, rounds: rounds, passwordOpenSeconds: kdf, phases: phases))
         } else {
             Output.line("\(path): \(Output.bytes(bytes)), \(rounds) round(s)\(rounds > 1 ? ", medians" : "")")
-            Output.table(["store", "phase", "seconds", "MB/s", "peak MiB", "CPU %"], phases.map {
-                [$0.store, $0.name, String(format: "%.2f", $0.seconds), String(format: "%.1f", $0.megabytesPerSecond), String(format: "%.1f", $0.peakMemoryMB), String(format: "%.0f", $0.cpuPercent)]
-            })
+            Output.table(
+                ["store", "phase", "seconds", "MB/s", "peak MiB", "CPU %"],
+                phases.map {
+                    [
+                        $0.store, $0.name, String(format: "%.2f", $0.seconds), String(format: "%.1f", $0.megabytesPerSecond),
+                        String(format: "%.1f", $0.peakMemoryMB), String(format: "%.0f", $0.cpuPercent),
+                    ]
+                })
             Output.line(String(format: "opening an encrypted store with a password (scrypt, 64 MiB) adds %.0f ms to every command", kdf * 1000))
             if kinds.count == 2 {
                 for i in 0..<phaseCount {
-                    Output.line(String(format: "%@: encrypted at %.0f%% of plain", phases[i].name, 100 * phases[i].megabytesPerSecond / phases[phaseCount + i].megabytesPerSecond))
+                    Output.line(
+                        String(
+                            format: "%@: encrypted at %.0f%% of plain", phases[i].name,
+                            100 * phases[i].megabytesPerSecond / phases[phaseCount + i].megabytesPerSecond))
                 }
             }
         }
@@ -97,11 +108,16 @@ struct BenchThroughput: ParsableCommand {
         _ = try Self.child(["init", "--store", store] + (kind == "plain" ? ["--no-encryption"] : key))
         var phases: [Phase] = []
         let backupArgs = ["backup", "--no-shadow-copy"] + common + [path]
-        for (name, args) in [("backup (first)", backupArgs), ("backup --force (all known)", backupArgs + ["--force"]),
-                             ("restore", ["restore", "latest", "--store", store, "--target", target] + key + (workers.map { ["--workers", "\($0)"] } ?? [])),
-                             ("check --read-data", ["check", "--read-data", "--store", store] + key + (workers.map { ["--workers", "\($0)"] } ?? []))] {
+        for (name, args) in [
+            ("backup (first)", backupArgs), ("backup --force (all known)", backupArgs + ["--force"]),
+            ("restore", ["restore", "latest", "--store", store, "--target", target] + key + (workers.map { ["--workers", "\($0)"] } ?? [])),
+            ("check --read-data", ["check", "--read-data", "--store", store] + key + (workers.map { ["--workers", "\($0)"] } ?? [])),
+        ] {
             let r = try Self.child(args)
-            phases.append(Phase(store: kind, name: name, seconds: r.seconds, megabytesPerSecond: Double(bytes) / r.seconds / 1e6, peakMemoryMB: r.peakKB / 1024, cpuPercent: r.cpu * 100))
+            phases.append(
+                Phase(
+                    store: kind, name: name, seconds: r.seconds, megabytesPerSecond: Double(bytes) / r.seconds / 1e6, peakMemoryMB: r.peakKB / 1024,
+                    cpuPercent: r.cpu * 100))
         }
         return phases
     }
@@ -118,7 +134,8 @@ struct BenchThroughput: ParsableCommand {
         _ = try Self.child(["init", "--store", withPassword])
         _ = try Self.child(["init", "--store", withKey, "--key-file", base + "/kdf.key"])
         let times = try (0..<3).map { _ in
-            try Self.child(["snapshots", "--store", withPassword]).seconds - Self.child(["snapshots", "--store", withKey, "--key-file", base + "/kdf.key"]).seconds
+            try Self.child(["snapshots", "--store", withPassword]).seconds
+                - Self.child(["snapshots", "--store", withKey, "--key-file", base + "/kdf.key"]).seconds
         }
         return times.sorted()[1]
     }
@@ -159,7 +176,9 @@ struct BenchThroughput: ParsableCommand {
         wait4(pid, &status, 0, &usage)
         let seconds = (ContinuousClock.now - start).milliseconds / 1000
         guard status == 0 else { throw ValidationError("\(args.joined(separator: " ")) failed (status \(status))") }
-        let cpu = (Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6) / seconds
+        let cpu =
+            (Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6)
+            / seconds
         return (seconds, Double(usage.ru_maxrss), cpu)
     }
 }

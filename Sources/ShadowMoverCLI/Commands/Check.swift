@@ -39,7 +39,9 @@ struct Check: ParsableCommand {
         if output.json {
             try Output.json(report)
         } else {
-            Output.line("\(report.snapshots) snapshots, \(report.trees) trees, \(report.packs) packs, \(report.blobs) indexed blobs\(fraction != nil ? ", \(report.blobsRead) blobs read and verified" : "")")
+            Output.line(
+                "\(report.snapshots) snapshots, \(report.trees) trees, \(report.packs) packs, \(report.blobs) indexed blobs\(fraction != nil ? ", \(report.blobsRead) blobs read and verified" : "")"
+            )
             for f in report.findings { Output.line("damaged: \(f)") }
             Output.line(report.isClean ? "no problems found" : "\(report.findings.count) problem(s) found")
         }

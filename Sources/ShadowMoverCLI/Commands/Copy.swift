@@ -55,7 +55,8 @@ struct Copy: ParsableCommand {
         }
         let copier = SnapshotCopier(from: source, to: destination)
         if copier.rechunks {
-            Output.warn("the stores cut or name chunks differently (chunker parameters or chunk-id key): every file will be re-chunked for \(destination.location)")
+            Output.warn(
+                "the stores cut or name chunks differently (chunker parameters or chunk-id key): every file will be re-chunked for \(destination.location)")
         }
         copier.progress = Output.progress(json: output.json, options: progress)
         let results = try Output.withProgress(json: output.json) { try copier.copy(records) }
@@ -64,7 +65,9 @@ struct Copy: ParsableCommand {
             if let twin = r.alreadyThere {
                 Output.line("\(r.source.prefix(8)) is already in the destination as \(twin.prefix(8))")
             } else {
-                Output.line("\(r.source.prefix(8)) -> \(r.copy?.prefix(8) ?? "?")  \(r.blobsCopied) blob(s) copied (\(Output.bytes(r.bytesCopied))), \(r.blobsSkipped) already there")
+                Output.line(
+                    "\(r.source.prefix(8)) -> \(r.copy?.prefix(8) ?? "?")  \(r.blobsCopied) blob(s) copied (\(Output.bytes(r.bytesCopied))), \(r.blobsSkipped) already there"
+                )
             }
         }
     }

@@ -17,9 +17,16 @@ struct DebugIndexMemory: ParsableCommand {
         let (lookups, found) = store.index.lookupEveryEntry()
         let after = Self.residentKB()
         let perChunk = lookups > 0 ? Double(after - before) * 1024 / Double(lookups) : 0
-        struct Report: Encodable { var chunks: Int; var found: Int; var segments: Int; var residentBeforeKB: Int; var residentOpenKB: Int; var residentAfterKB: Int; var bytesPerChunk: Double }
-        let r = Report(chunks: lookups, found: found, segments: store.index.segments.count, residentBeforeKB: before, residentOpenKB: opened, residentAfterKB: after, bytesPerChunk: perChunk)
-        if output.json { try Output.json(r) } else {
+        struct Report: Encodable {
+            var chunks: Int; var found: Int; var segments: Int; var residentBeforeKB: Int; var residentOpenKB: Int; var residentAfterKB: Int;
+            var bytesPerChunk: Double
+        }
+        let r = Report(
+            chunks: lookups, found: found, segments: store.index.segments.count, residentBeforeKB: before, residentOpenKB: opened, residentAfterKB: after,
+            bytesPerChunk: perChunk)
+        if output.json {
+            try Output.json(r)
+        } else {
             Output.line("\(lookups) chunks in \(r.segments) segments, \(found) found")
             Output.line("resident: \(before) KiB before opening, \(opened) KiB open, \(after) KiB after looking up every chunk")
             Output.line(String(format: "index: %.1f bytes per chunk resident", perChunk))

@@ -33,7 +33,8 @@ struct Dump: ParsableCommand {
         case .root: node = nil
         case .entry(let n): node = n
         case .missing(let nearest):
-            throw CommandError("\(path) is not in snapshot \(id.prefix(8)); the nearest path that is: \(nearest) (list it with `shadowmover ls \(id.prefix(8)) \(nearest)`)")
+            throw CommandError(
+                "\(path) is not in snapshot \(id.prefix(8)); the nearest path that is: \(nearest) (list it with `shadowmover ls \(id.prefix(8)) \(nearest)`)")
         }
         let format = archive ?? (node?.kind == .file ? nil : .tar)
         if format == nil && node?.kind != .file { throw ValidationError("\(path) is a \(node?.kind.rawValue ?? "directory"): give --archive tar or zip") }

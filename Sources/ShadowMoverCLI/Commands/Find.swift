@@ -50,7 +50,9 @@ struct Find: ParsableCommand {
             for d in damaged { Output.warn("warning: \(d)") }
             records = all.sorted { $0.record.time > $1.record.time }.map { (id: $0.0, record: $0.1) }
         } else {
-            records = try snapshots.map { let r = try store.resolveSnapshot($0); return (id: r.0, record: r.1) }
+            records = try snapshots.map {
+                let r = try store.resolveSnapshot($0); return (id: r.0, record: r.1)
+            }
         }
         let from = newer.flatMap(Self.parseTime).map(Timestamp.init), before = older.flatMap(Self.parseTime).map(Timestamp.init)
         let scope = PathScope(path)
@@ -77,8 +79,10 @@ struct Find: ParsableCommand {
                 for node in nodes {
                     let full = directory + "/" + node.name
                     if matches(node, full) {
-                        found.append(Match(snapshot: id, snapshotTime: record.time.formatted(.iso8601), path: full, type: node.kind.rawValue,
-                                           size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
+                        found.append(
+                            Match(
+                                snapshot: id, snapshotTime: record.time.formatted(.iso8601), path: full, type: node.kind.rawValue,
+                                size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
                     }
                     // Descend only where --path can still match.
                     if let sub = node.subtree, scope.leadsInto(full) {
@@ -98,7 +102,9 @@ struct Find: ParsableCommand {
                     Output.line("snapshot \(m.snapshot.prefix(8)) of \(m.snapshotTime):")
                     last = m.snapshot
                 }
-                Output.line("  \(m.type.prefix(4).padding(toLength: 4, withPad: " ", startingAt: 0)) \(m.mode.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(m.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(m.mtime)  \(m.path)")
+                Output.line(
+                    "  \(m.type.prefix(4).padding(toLength: 4, withPad: " ", startingAt: 0)) \(m.mode.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(m.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(m.mtime)  \(m.path)"
+                )
             }
             Output.warn("\(found.count) match(es) in \(records.count) snapshot(s)")
         }

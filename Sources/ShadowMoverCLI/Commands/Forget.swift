@@ -82,8 +82,10 @@ struct Forget: ParsableCommand {
         } else {
             for k in keep { Output.line("keep   \(k.id.prefix(8))  (\(k.reasons.joined(separator: ", ")))") }
             for r in remove { Output.line("\(apply ? "removed" : "remove ") \(r.prefix(8))") }
-            Output.line(apply ? "\(remove.count) snapshot(s) removed, \(keep.count) kept" + (prune ? "" : "; run `shadowmover prune` to free their data")
-                : "dry run: \(remove.count) snapshot(s) would be removed, \(keep.count) kept; add --apply to remove them" + (prune ? " and prune" : ""))
+            Output.line(
+                apply
+                    ? "\(remove.count) snapshot(s) removed, \(keep.count) kept" + (prune ? "" : "; run `shadowmover prune` to free their data")
+                    : "dry run: \(remove.count) snapshot(s) would be removed, \(keep.count) kept; add --apply to remove them" + (prune ? " and prune" : ""))
             if let pruned { Prune.print(pruned) }
         }
     }

@@ -45,7 +45,9 @@ struct Init: ParsableCommand {
             try Output.json(Created(path: path, id: store.config.id, chunker: parameters, codec: store.config.codec, keyed: !unkeyed, encrypted: !noEncryption))
         } else {
             let protection = noEncryption ? "not encrypted" : "encrypted, \(storeOptions.keyFile.map { "key file \($0)" } ?? "password")"
-            Output.line("created store \(store.config.id.prefix(8)) at \(path) (\(protection); chunker \(parameters), codec \(store.config.codec)\(unkeyed ? ", unkeyed" : ""))")
+            Output.line(
+                "created store \(store.config.id.prefix(8)) at \(path) (\(protection); chunker \(parameters), codec \(store.config.codec)\(unkeyed ? ", unkeyed" : ""))"
+            )
         }
     }
 }

@@ -5,7 +5,8 @@ import ShadowCopy
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Look inside the store.", subcommands: [InspectStats.self, InspectSnapshot.self, InspectChunk.self, InspectPack.self, InspectDiff.self, InspectCat.self, InspectReport.self])
+        abstract: "Look inside the store.",
+        subcommands: [InspectStats.self, InspectSnapshot.self, InspectChunk.self, InspectPack.self, InspectDiff.self, InspectCat.self, InspectReport.self])
 }
 
 struct InspectSnapshot: ParsableCommand {
@@ -28,7 +29,9 @@ struct InspectSnapshot: ParsableCommand {
         Output.line("snapshot \(id)")
         Output.line("  time:    \(Output.time(record.time))   host: \(record.hostname)   user: \(record.username)")
         Output.line("  paths:   \(record.paths.joined(separator: ", "))")
-        Output.line("  files:   \(s.files), \(Output.bytes(s.bytesProcessed)) (\(Output.bytes(s.bytesRead)) read in \(s.chunks) chunks, \(s.filesUnchanged) files unchanged); added \(Output.bytes(s.bytesAdded)) (\(Output.bytes(s.bytesStored)) stored)")
+        Output.line(
+            "  files:   \(s.files), \(Output.bytes(s.bytesProcessed)) (\(Output.bytes(s.bytesRead)) read in \(s.chunks) chunks, \(s.filesUnchanged) files unchanged); added \(Output.bytes(s.bytesAdded)) (\(Output.bytes(s.bytesStored)) stored)"
+        )
         guard let session else {
             Output.line("  shadow copy: none (files were read live)")
             return
@@ -39,11 +42,14 @@ struct InspectSnapshot: ParsableCommand {
             for c in w.components {
                 let result = c.backupSucceeded.map { $0 ? "succeeded" : "failed" } ?? "-"
                 let info = (c.freezeInfo ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
-                Output.line("    component \(c.logicalPath.isEmpty ? "" : c.logicalPath + "/")\(c.name) [\(c.type.rawValue)] \(c.selected ? "selected" : "not selected"), backup \(result)\(info.isEmpty ? "" : ", at freeze: " + info)")
+                Output.line(
+                    "    component \(c.logicalPath.isEmpty ? "" : c.logicalPath + "/")\(c.name) [\(c.type.rawValue)] \(c.selected ? "selected" : "not selected"), backup \(result)\(info.isEmpty ? "" : ", at freeze: " + info)"
+                )
             }
         }
         for sc in session.shadowCopies {
-            Output.line("  shadow copy \(sc.snapshotID.prefix(8)) of \(sc.volume.mountPoint) by \(sc.provider.rawValue) at \(Output.time(sc.created)) on \(sc.host)")
+            Output.line(
+                "  shadow copy \(sc.snapshotID.prefix(8)) of \(sc.volume.mountPoint) by \(sc.provider.rawValue) at \(Output.time(sc.created)) on \(sc.host)")
         }
         for w in session.warnings { Output.line("  note: \(w)") }
     }

@@ -20,7 +20,8 @@ struct InspectStats: ParsableCommand {
         Output.line("unique chunks: \(s.uniqueChunks), \(Output.bytes(s.uniqueRawBytes)) raw, \(Output.bytes(s.storedBytes)) stored")
         Output.line(String(format: "dedup ratio:   %.2f×", s.dedupRatio))
         for c in s.compression {
-            Output.line(String(format: "codec %-5@ %d chunks, %@ → %@ (%.2f×)", c.codec, c.chunks, Output.bytes(c.rawBytes), Output.bytes(c.storedBytes), c.ratio))
+            Output.line(
+                String(format: "codec %-5@ %d chunks, %@ → %@ (%.2f×)", c.codec, c.chunks, Output.bytes(c.rawBytes), Output.bytes(c.storedBytes), c.ratio))
         }
         Output.line(String(format: "packs:         %d, %.1f %% filled by these snapshots", s.packs, s.packFill * 100))
         Output.line("chunk sizes:")
@@ -43,8 +44,13 @@ struct InspectChunk: ParsableCommand {
         guard let chunk = ChunkID(hex: id) else { throw ValidationError("'\(id)' is not a blob id: 64 hex digits") }
         guard let l = store.index.lookup(chunk) else { throw StoreError.missingBlob(chunk) }
         let refs = try Inspector(store: store).references(to: chunk)
-        struct Report: Encodable { var id: String; var pack: String; var offset: UInt32; var storedLength: UInt32; var rawLength: UInt32; var codec: String; var type: String; var referencedBy: [String] }
-        let r = Report(id: chunk.hex, pack: l.pack.hex, offset: l.entry.offset, storedLength: l.entry.storedLength, rawLength: l.entry.rawLength, codec: "\(l.entry.codec)", type: l.entry.type.name, referencedBy: refs)
+        struct Report: Encodable {
+            var id: String; var pack: String; var offset: UInt32; var storedLength: UInt32; var rawLength: UInt32; var codec: String; var type: String;
+            var referencedBy: [String]
+        }
+        let r = Report(
+            id: chunk.hex, pack: l.pack.hex, offset: l.entry.offset, storedLength: l.entry.storedLength, rawLength: l.entry.rawLength,
+            codec: "\(l.entry.codec)", type: l.entry.type.name, referencedBy: refs)
         if output.json { return try Output.json(r) }
         Output.line("blob \(r.id) (\(r.type))")
         Output.line("  pack \(r.pack) at \(r.offset): \(r.storedLength) bytes stored (\(r.codec)), \(r.rawLength) raw")
@@ -64,14 +70,20 @@ struct InspectPack: ParsableCommand {
         guard let pack = ChunkID(hex: name) else { throw ValidationError("'\(name)' is not a pack id: 64 hex digits") }
         let blobs = try Inspector(store: store).pack(pack)
         if output.json { return try Output.json(blobs) }
-        Output.table(["blob", "type", "codec", "offset", "stored", "raw", "state"], blobs.map {
-            [String($0.id.prefix(16)), $0.type, $0.codec, "\($0.offset)", "\($0.storedLength)", "\($0.rawLength)", $0.referenced ? "referenced" : "unreferenced"]
-        })
+        Output.table(
+            ["blob", "type", "codec", "offset", "stored", "raw", "state"],
+            blobs.map {
+                [
+                    String($0.id.prefix(16)), $0.type, $0.codec, "\($0.offset)", "\($0.storedLength)", "\($0.rawLength)",
+                    $0.referenced ? "referenced" : "unreferenced",
+                ]
+            })
     }
 }
 
 struct InspectDiff: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "diff", abstract: "Files added, removed and changed between two snapshots, and the bytes new to the store.")
+    static let configuration = CommandConfiguration(
+        commandName: "diff", abstract: "Files added, removed and changed between two snapshots, and the bytes new to the store.")
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
     @Argument(help: "The older snapshot.") var first: String
@@ -91,7 +103,8 @@ struct InspectDiff: ParsableCommand {
 struct InspectCat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cat",
-        abstract: "Print an object: config, snapshot ID, tree ID, content-list ID (its chunk ids), blob ID — decrypted and decoded; --raw for the bytes as stored.")
+        abstract:
+            "Print an object: config, snapshot ID, tree ID, content-list ID (its chunk ids), blob ID — decrypted and decoded; --raw for the bytes as stored.")
     @OptionGroup var storeOptions: StoreOptions
     @Argument(help: "config, snapshot, tree, content-list or blob.") var kind: String
     @Argument(help: "The object's id (not for config).") var id: String?

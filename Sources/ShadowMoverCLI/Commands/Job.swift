@@ -21,7 +21,8 @@ struct JobValidate: ParsableCommand {
 }
 
 struct JobRun: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a job: back up, apply retention, prune if asked, record the run in the store's history.")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a job: back up, apply retention, prune if asked, record the run in the store's history.")
     @OptionGroup var output: OutputOptions
     @Argument(help: "The job file (TOML).") var file: String
 
@@ -36,8 +37,10 @@ struct JobRun: ParsableCommand {
         if output.json {
             try Output.json(h)
         } else {
-            Output.line("job \(h.job): \(h.result), snapshot \(h.snapshot?.prefix(8) ?? "-"), \(Output.bytes(h.bytesRead)) read, \(Output.bytes(h.bytesAdded)) added"
-                + (h.freezeWindowMs.map { String(format: ", freeze window %.2f ms", $0) } ?? "") + (h.forgotten > 0 ? ", \(h.forgotten) snapshot(s) forgotten" : ""))
+            Output.line(
+                "job \(h.job): \(h.result), snapshot \(h.snapshot?.prefix(8) ?? "-"), \(Output.bytes(h.bytesRead)) read, \(Output.bytes(h.bytesAdded)) added"
+                    + (h.freezeWindowMs.map { String(format: ", freeze window %.2f ms", $0) } ?? "")
+                    + (h.forgotten > 0 ? ", \(h.forgotten) snapshot(s) forgotten" : ""))
         }
         if h.result == "partial" { throw ExitCode(3) }
     }
@@ -52,9 +55,14 @@ struct JobHistory: ParsableCommand {
         let (records, damaged) = try JobRunner.history(try storeOptions.open())
         for d in damaged { Output.warn("warning: \(d) — left out") }
         if output.json { return try Output.json(records) }
-        Output.table(["job", "start", "end", "result", "snapshot", "read", "added", "freeze ms"], records.map { r in
-            [r.job, Output.time(r.start), Output.time(r.end), r.result, String(r.snapshot?.prefix(8) ?? "-"), Output.bytes(r.bytesRead), Output.bytes(r.bytesAdded),
-             r.freezeWindowMs.map { String(format: "%.2f", $0) } ?? "-"]
-        })
+        Output.table(
+            ["job", "start", "end", "result", "snapshot", "read", "added", "freeze ms"],
+            records.map { r in
+                [
+                    r.job, Output.time(r.start), Output.time(r.end), r.result, String(r.snapshot?.prefix(8) ?? "-"), Output.bytes(r.bytesRead),
+                    Output.bytes(r.bytesAdded),
+                    r.freezeWindowMs.map { String(format: "%.2f", $0) } ?? "-",
+                ]
+            })
     }
 }

@@ -59,7 +59,9 @@ struct DebugJournalWriter: ParsableCommand {
             }
             switch event {
             case "identify":
-                answer(#"{"ok": true, "metadata": {"name": "Journal Writer", "classId": "3f1c2a9e-0b7d-4c55-8e21-6a9d4b3c2e10", "instanceName": "\#(directory)", "components": [{"logicalPath": "journal", "name": "\#((directory as NSString).lastPathComponent)", "type": "fileGroup", "files": [{"path": "\#(directory)", "filespec": "*", "recursive": true}]}]}}"#)
+                answer(
+                    #"{"ok": true, "metadata": {"name": "Journal Writer", "classId": "3f1c2a9e-0b7d-4c55-8e21-6a9d4b3c2e10", "instanceName": "\#(directory)", "components": [{"logicalPath": "journal", "name": "\#((directory as NSString).lastPathComponent)", "type": "fileGroup", "files": [{"path": "\#(directory)", "filespec": "*", "recursive": true}]}]}}"#
+                )
             case "freeze":
                 if !frozen {
                     journal.hold.lock()
@@ -86,4 +88,3 @@ struct DebugJournalWriter: ParsableCommand {
         }
     }
 }
-

@@ -29,7 +29,8 @@ struct NewKeyOptions: ParsableArguments {
         do {
             return try source.secret(store: store, confirm: true)
         } catch KeyError.noSecret {
-            throw ValidationError("no new password given: pass --new-password-file FILE or --new-key-file FILE, set SHADOWMOVER_NEW_PASSWORD, or run on a terminal to be asked")
+            throw ValidationError(
+                "no new password given: pass --new-password-file FILE or --new-key-file FILE, set SHADOWMOVER_NEW_PASSWORD, or run on a terminal to be asked")
         }
     }
 }
@@ -45,14 +46,17 @@ struct KeyList: ParsableCommand {
         struct Item: Encodable { var id: String; var kind: String?; var kdf: String?; var created: String?; var current: Bool; var damaged: Bool }
         let items = slots.map { s in
             Item(
-                id: s.id, kind: s.slot?.kind.rawValue, kdf: s.slot.map { k in k.kdf.name == "scrypt" ? "scrypt N=\(k.kdf.n ?? 0) r=\(k.kdf.r ?? 0) p=\(k.kdf.p ?? 0)" : k.kdf.name },
+                id: s.id, kind: s.slot?.kind.rawValue,
+                kdf: s.slot.map { k in k.kdf.name == "scrypt" ? "scrypt N=\(k.kdf.n ?? 0) r=\(k.kdf.r ?? 0) p=\(k.kdf.p ?? 0)" : k.kdf.name },
                 created: s.slot.map { Output.time($0.created) }, current: s.id == current, damaged: s.slot == nil)
         }
         if output.json { return try Output.json(items) }
         guard store.cipher.isEncrypted else { return Output.line("the store at \(store.location) is not encrypted: it has no keys") }
-        Output.table(["", "slot", "kind", "kdf", "created"], items.map {
-            [$0.current ? "*" : "", String($0.id.prefix(16)), $0.kind ?? "damaged", $0.kdf ?? "", $0.created ?? ""]
-        })
+        Output.table(
+            ["", "slot", "kind", "kdf", "created"],
+            items.map {
+                [$0.current ? "*" : "", String($0.id.prefix(16)), $0.kind ?? "damaged", $0.kdf ?? "", $0.created ?? ""]
+            })
     }
 }
 
@@ -63,7 +67,8 @@ struct KeyAdd: ParsableCommand {
 
     func run() throws {
         let store = try storeOptions.open()
-        let id = try store.addKey(try newKey.secret(store: store.location, allowEmpty: storeOptions.insecureEmptyPassword), kdf: .scrypt(memoryMiB: newKey.kdfMemory))
+        let id = try store.addKey(
+            try newKey.secret(store: store.location, allowEmpty: storeOptions.insecureEmptyPassword), kdf: .scrypt(memoryMiB: newKey.kdfMemory))
         Output.line("added key slot \(id.prefix(16))\(newKey.newKeyFile.map { " (key file \($0))" } ?? "")")
     }
 }
@@ -89,7 +94,8 @@ struct KeyPasswd: ParsableCommand {
 
     func run() throws {
         let store = try storeOptions.open()
-        let id = try store.changeKey(to: try newKey.secret(store: store.location, allowEmpty: storeOptions.insecureEmptyPassword), kdf: .scrypt(memoryMiB: newKey.kdfMemory))
+        let id = try store.changeKey(
+            to: try newKey.secret(store: store.location, allowEmpty: storeOptions.insecureEmptyPassword), kdf: .scrypt(memoryMiB: newKey.kdfMemory))
         Output.line("changed the key: new slot \(id.prefix(16)) replaces the one used to open the store")
     }
 }

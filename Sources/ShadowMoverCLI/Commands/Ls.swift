@@ -38,7 +38,11 @@ struct Ls: ParsableCommand {
         if output.json {
             try Output.json(items)
         } else {
-            for i in items { Output.line("\(i.type.prefix(4).padding(toLength: 4, withPad: " ", startingAt: 0)) \(i.mode.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(i.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(i.path)") }
+            for i in items {
+                Output.line(
+                    "\(i.type.prefix(4).padding(toLength: 4, withPad: " ", startingAt: 0)) \(i.mode.padding(toLength: 5, withPad: " ", startingAt: 0)) \(String(i.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(i.path)"
+                )
+            }
         }
     }
 }

@@ -31,7 +31,9 @@ struct Mount: ParsableCommand {
             throw CommandError("the mountpoint \(mountpoint) is not empty: mount on an empty directory")
         }
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
-            throw CommandError("FUSE is not available: /dev/fuse \(errno == ENOENT ? "does not exist (load the module: `modprobe fuse`; in a container, pass the device through)" : "cannot be opened: \(String(cString: strerror(errno)))")")
+            throw CommandError(
+                "FUSE is not available: /dev/fuse \(errno == ENOENT ? "does not exist (load the module: `modprobe fuse`; in a container, pass the device through)" : "cannot be opened: \(String(cString: strerror(errno)))")"
+            )
         }
         if getuid() != 0 && !["/usr/bin/fusermount3", "/bin/fusermount3"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
             throw CommandError("mounting as a user needs fusermount3: install the fuse3 package (apt-get install fuse3)")

@@ -29,7 +29,9 @@ struct Prune: ParsableCommand {
     /// The report in words.
     static func print(_ r: Pruner.Report) {
         Output.line("\(r.snapshots) snapshots, \(r.liveBlobs) live blobs in \(r.packs) packs")
-        Output.line("deleted \(r.packsDeleted) packs, repacked \(r.packsRepacked) into \(r.packsWritten) (\(Output.bytes(r.bytesRepacked)) copied), \(Output.bytes(r.bytesFreed)) freed")
+        Output.line(
+            "deleted \(r.packsDeleted) packs, repacked \(r.packsRepacked) into \(r.packsWritten) (\(Output.bytes(r.bytesRepacked)) copied), \(Output.bytes(r.bytesFreed)) freed"
+        )
         if r.temporaryFilesRemoved > 0 { Output.line("removed \(r.temporaryFilesRemoved) temporary file(s) left by interrupted writes") }
         Output.line(String(format: "duration %.2f s", r.durationSeconds))
     }

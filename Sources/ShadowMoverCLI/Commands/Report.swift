@@ -26,18 +26,36 @@ struct InspectReport: ParsableCommand {
             added += r.summary.bytesAdded
             addedStored += r.summary.bytesStored
             let freeze = (try? r.shadowCopy?.decode(SessionReport.self))??.freezeWindow?.totalMs
-            rows.append((
-                String(id.prefix(8)), Double(r.summary.bytesProcessed), Double(stored),
-                added == 0 ? 1 : Double(logical) / Double(added), addedStored == 0 ? 1 : Double(added) / Double(addedStored), freeze
-            ))
+            rows.append(
+                (
+                    String(id.prefix(8)), Double(r.summary.bytesProcessed), Double(stored),
+                    added == 0 ? 1 : Double(logical) / Double(added), addedStored == 0 ? 1 : Double(added) / Double(addedStored), freeze
+                ))
         }
         var body = "<h1>ShadowMover store report</h1>"
-        body += "<p class=meta>\(Self.escape(store.location)) · \(records.count) snapshots · \(stats.uniqueChunks) unique chunks · logical \(Output.bytes(stats.logicalBytes)) · stored \(Output.bytes(stats.storedBytes)) · dedup \(String(format: "%.2f", stats.dedupRatio))× · generated \(Output.time(Date()))</p>"
-        body += Self.section("Stored vs logical size over snapshots", Self.lines(rows.map(\.label), [("logical size of the snapshot", rows.map(\.logical), "#3b82f6"), ("store size after it", rows.map(\.stored), "#f97316")], unit: "bytes"))
-        body += Self.section("Dedup and compression ratio of the store after each snapshot", Self.lines(rows.map(\.label), [("dedup ratio (logical bytes so far / new data so far)", rows.map(\.dedup), "#10b981"), ("compression ratio (new data / its stored bytes)", rows.map(\.compression), "#8b5cf6")], unit: "×"))
-        body += Self.section("Chunk size histogram (unique chunks, by size up to)", Self.bars(stats.histogram.map { Self.shortSize($0.upTo) }, stats.histogram.map { Double($0.chunks) }, color: "#0ea5e9"))
+        body +=
+            "<p class=meta>\(Self.escape(store.location)) · \(records.count) snapshots · \(stats.uniqueChunks) unique chunks · logical \(Output.bytes(stats.logicalBytes)) · stored \(Output.bytes(stats.storedBytes)) · dedup \(String(format: "%.2f", stats.dedupRatio))× · generated \(Output.time(Date()))</p>"
+        body += Self.section(
+            "Stored vs logical size over snapshots",
+            Self.lines(
+                rows.map(\.label), [("logical size of the snapshot", rows.map(\.logical), "#3b82f6"), ("store size after it", rows.map(\.stored), "#f97316")],
+                unit: "bytes"))
+        body += Self.section(
+            "Dedup and compression ratio of the store after each snapshot",
+            Self.lines(
+                rows.map(\.label),
+                [
+                    ("dedup ratio (logical bytes so far / new data so far)", rows.map(\.dedup), "#10b981"),
+                    ("compression ratio (new data / its stored bytes)", rows.map(\.compression), "#8b5cf6"),
+                ], unit: "×"))
+        body += Self.section(
+            "Chunk size histogram (unique chunks, by size up to)",
+            Self.bars(stats.histogram.map { Self.shortSize($0.upTo) }, stats.histogram.map { Double($0.chunks) }, color: "#0ea5e9"))
         let frozen = rows.filter { $0.freeze != nil }
-        body += Self.section("Freeze window per snapshot (ms)", frozen.isEmpty ? "<p>No snapshot was taken through a shadow copy session.</p>" : Self.bars(frozen.map(\.label), frozen.map { $0.freeze! }, color: "#ef4444"))
+        body += Self.section(
+            "Freeze window per snapshot (ms)",
+            frozen.isEmpty
+                ? "<p>No snapshot was taken through a shadow copy session.</p>" : Self.bars(frozen.map(\.label), frozen.map { $0.freeze! }, color: "#ef4444"))
         let page = """
             <!doctype html><html lang=en><head><meta charset=utf-8><title>ShadowMover report</title>
             <style>body{font:14px system-ui,sans-serif;margin:24px;color:#111;max-width:1100px}h1{font-size:22px}h2{font-size:16px;margin-top:28px}
@@ -71,7 +89,8 @@ struct InspectReport: ParsableCommand {
         var svg = "<svg width=\(Int(width)) height=\(Int(height)) xmlns='http://www.w3.org/2000/svg'>"
         for k in 0...4 {
             let v = top * Double(k) / 4
-            svg += "<line x1=\(left) x2=\(width - 20) y1=\(y(v)) y2=\(y(v)) stroke='#e5e7eb'/><text x=\(left - 6) y=\(y(v) + 4) font-size=11 text-anchor=end>\(escape(axisLabel(v, unit)))</text>"
+            svg +=
+                "<line x1=\(left) x2=\(width - 20) y1=\(y(v)) y2=\(y(v)) stroke='#e5e7eb'/><text x=\(left - 6) y=\(y(v) + 4) font-size=11 text-anchor=end>\(escape(axisLabel(v, unit)))</text>"
         }
         let step = max(1, labels.count / 12)
         for (i, l) in labels.enumerated() where i % step == 0 {
@@ -101,13 +120,17 @@ struct InspectReport: ParsableCommand {
         for k in 0...4 {
             let v = top * Double(k) / 4
             let yy = 20 + plotH * (1 - v / top)
-            svg += "<line x1=\(left) x2=\(width - 20) y1=\(yy) y2=\(yy) stroke='#e5e7eb'/><text x=\(left - 6) y=\(yy + 4) font-size=11 text-anchor=end>\(String(format: v >= 100 ? "%.0f" : "%.2f", v))</text>"
+            svg +=
+                "<line x1=\(left) x2=\(width - 20) y1=\(yy) y2=\(yy) stroke='#e5e7eb'/><text x=\(left - 6) y=\(yy + 4) font-size=11 text-anchor=end>\(String(format: v >= 100 ? "%.0f" : "%.2f", v))</text>"
         }
         let step = max(1, values.count / 14)
         for (i, v) in values.enumerated() {
             let h = plotH * v / top
-            svg += "<rect x=\(left + slot * Double(i) + slot * 0.15) y=\(20 + plotH - h) width=\(slot * 0.7) height=\(h) fill='\(color)'><title>\(escape(labels[i])): \(v)</title></rect>"
-            if i % step == 0 { svg += "<text x=\(left + slot * (Double(i) + 0.5)) y=\(height - bottom + 16) font-size=10 text-anchor=middle>\(escape(labels[i]))</text>" }
+            svg +=
+                "<rect x=\(left + slot * Double(i) + slot * 0.15) y=\(20 + plotH - h) width=\(slot * 0.7) height=\(h) fill='\(color)'><title>\(escape(labels[i])): \(v)</title></rect>"
+            if i % step == 0 {
+                svg += "<text x=\(left + slot * (Double(i) + 0.5)) y=\(height - bottom + 16) font-size=10 text-anchor=middle>\(escape(labels[i]))</text>"
+            }
         }
         return svg + "</svg>"
     }

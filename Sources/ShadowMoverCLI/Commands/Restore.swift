@@ -22,7 +22,10 @@ struct RestoreCommand: ParsableCommand {
 
     @Argument(help: "Snapshot id (a unique prefix) or 'latest'.") var snapshot: String
     @Option(name: [.short, .long], help: "Directory to restore into (with --component: an alternate location).") var target: String?
-    @Option(help: ArgumentHelp("Restore a writer's component the way its writer says: WRITER[/COMPONENT], e.g. sqlite, postgres/data, /srv/app.db (see `inspect snapshot`).", valueName: "writer[/component]"))
+    @Option(
+        help: ArgumentHelp(
+            "Restore a writer's component the way its writer says: WRITER[/COMPONENT], e.g. sqlite, postgres/data, /srv/app.db (see `inspect snapshot`).",
+            valueName: "writer[/component]"))
     var component: String?
     @Flag(help: "With --component: replace a database even though a process has it open.") var replaceLive = false
     @Flag(help: "With --component postgres: start the restored cluster (as its data directory's owner) and wait until recovery is done.")

@@ -23,8 +23,10 @@ struct ShadowsList: ParsableCommand {
             ["ID", "Volume", "Provider", "Created", "State", "Path"],
             records.map { r in
                 let state = r.keep ? "kept" : (r.isOrphan ? "orphan (agent \(r.ownerPID) gone)" : "in use by pid \(r.ownerPID)")
-                return [String(r.properties.snapshotID.prefix(8)), r.properties.volume.mountPoint, r.properties.provider.rawValue,
-                        Output.time(r.properties.created), state, r.properties.snapshotPath]
+                return [
+                    String(r.properties.snapshotID.prefix(8)), r.properties.volume.mountPoint, r.properties.provider.rawValue,
+                    Output.time(r.properties.created), state, r.properties.snapshotPath,
+                ]
             })
     }
 }

@@ -19,8 +19,10 @@ struct Snapshots: ParsableCommand {
             Output.table(
                 ["ID", "Time", "Host", "Files", "Size", "Paths"],
                 records.map { r in
-                    [String(r.id.prefix(8)), Output.time(r.record.time), r.record.hostname, "\(r.record.summary.files)",
-                     Output.bytes(r.record.summary.bytesProcessed), r.record.paths.joined(separator: ", ")]
+                    [
+                        String(r.id.prefix(8)), Output.time(r.record.time), r.record.hostname, "\(r.record.summary.files)",
+                        Output.bytes(r.record.summary.bytesProcessed), r.record.paths.joined(separator: ", "),
+                    ]
                 })
             Output.line("\(records.count) snapshot(s)")
         }

@@ -47,8 +47,10 @@ struct Tag: ParsableCommand {
         }
         if output.json { return try Output.json(changes) }
         for c in changes {
-            Output.line(c.old == c.new ? "\(c.old.prefix(8)) unchanged  [\(c.tags.joined(separator: ", "))]"
-                : "\(c.old.prefix(8)) -> \(c.new.prefix(8))  [\(c.tags.joined(separator: ", "))]")
+            Output.line(
+                c.old == c.new
+                    ? "\(c.old.prefix(8)) unchanged  [\(c.tags.joined(separator: ", "))]"
+                    : "\(c.old.prefix(8)) -> \(c.new.prefix(8))  [\(c.tags.joined(separator: ", "))]")
         }
     }
 }

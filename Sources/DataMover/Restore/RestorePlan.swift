@@ -60,7 +60,9 @@ extension Restorer {
 
     func walk(tree id: ChunkID, at path: PathBytes, parent: Int, depth: Int, into plan: inout [Entry], damage: inout [DamageReport]) {
         guard depth <= Tree.maximumDepth else {
-            damage.append(DamageReport(object: "tree \(id)", reason: "it nests deeper than \(Tree.maximumDepth) directories", affectedFiles: ["everything under \(path)"]))
+            damage.append(
+                DamageReport(object: "tree \(id)", reason: "it nests deeper than \(Tree.maximumDepth) directories", affectedFiles: ["everything under \(path)"])
+            )
             return
         }
         let tree: Tree
@@ -81,9 +83,7 @@ extension Restorer {
     func completeReports(_ reports: [DamageReport], plan: [Entry]) -> [DamageReport] {
         reports.map { report in
             var r = report
-            // "blob <id> in pack <pack>" or "missing blob <id>": the id follows the word "blob".
-            let words = report.object.split(separator: " ")
-            if let at = words.firstIndex(of: "blob"), at + 1 < words.count, let id = ChunkID(hex: String(words[at + 1])) {
+            if let id = report.blob {
                 let files = plan.filter { $0.node.content?.contains(id) == true }.map(\.path.description)
                 if !files.isEmpty { r.affectedFiles = files }
             }

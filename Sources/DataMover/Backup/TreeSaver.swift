@@ -1,15 +1,16 @@
 import ChunkStore
 import Foundation
 
-/// A directory whose tree is being assembled while its files are still being read by workers.
+/// The tree saver: a directory whose tree is being assembled while its files are still being read by
+/// workers.
 ///
 /// Children complete in any order and on any thread; the last one to complete (or the scanner, when it
 /// has listed everything) encodes the tree, stores it, and completes this directory in its parent. So
 /// a finished subtree is written and freed at once: memory holds only directories still in progress.
-final class DirectoryBuilder: @unchecked Sendable {  // state guarded by `lock`
+final class TreeSaver: @unchecked Sendable {  // state guarded by `lock`
     private let lock = NSLock()
     private var node: Node?
-    private let parent: DirectoryBuilder?
+    private let parent: TreeSaver?
     private let slot: Int
     private var children: [Node?] = []
     /// Children not yet complete, plus one while the scanner is still listing.
@@ -17,7 +18,7 @@ final class DirectoryBuilder: @unchecked Sendable {  // state guarded by `lock`
     /// Called with the root tree id when the root completes.
     private let onRootComplete: (@Sendable (ChunkID) -> Void)?
 
-    init(node: Node?, parent: DirectoryBuilder?, slot: Int, onRootComplete: (@Sendable (ChunkID) -> Void)? = nil) {
+    init(node: Node?, parent: TreeSaver?, slot: Int, onRootComplete: (@Sendable (ChunkID) -> Void)? = nil) {
         self.node = node
         self.parent = parent
         self.slot = slot

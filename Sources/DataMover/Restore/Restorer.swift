@@ -18,12 +18,12 @@ import Foundation
 public final class Restorer: @unchecked Sendable {  // mutable state is guarded by `lock`
     public let store: Store
     public let options: RestoreOptions
-    private let lock = NSLock()
-    private var damagedObjects: [String: String] = [:]  // object → reason
+    let lock = NSLock()
+    private var damagedObjects: [String: (reason: String, blob: ChunkID?)] = [:]  // object → why
     private var damagedFiles: [String: [String]] = [:]  // object → files
-    private var warnings: [String] = []
+    var warnings: [String] = []
     private var bytesWritten: UInt64 = 0
-    private var setIDStripped = 0
+    var setIDStripped = 0
     private let meter = ProgressMeter(action: "restore")
 
     public init(store: Store, options: RestoreOptions) {
@@ -59,9 +59,13 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         defer { meter.stop() }
 
         var summary = try createEntries(plan, in: root)
-        let damage = lock.withLock {
-            damagedObjects.keys.sorted().map { DamageReport(object: $0, reason: damagedObjects[$0]!, affectedFiles: (damagedFiles[$0] ?? []).sorted()) }
-        } + treeDamage + damagedIndex
+        let damage =
+            lock.withLock {
+                damagedObjects.keys.sorted().map {
+                    DamageReport(
+                        object: $0, reason: damagedObjects[$0]!.reason, affectedFiles: (damagedFiles[$0] ?? []).sorted(), blob: damagedObjects[$0]!.blob)
+                }
+            } + treeDamage + damagedIndex
         if !damage.isEmpty && !options.skipDamaged {
             // Name every file the damaged chunks affect, not only the ones a worker happened to reach.
             throw RestoreError.damaged(completeReports(damage, plan: plan))
@@ -69,9 +73,12 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         try applyDirectoryMetadata(plan, root: root)
         summary.damage = damage
         summary.warnings = lock.withLock {
-            warnings + (setIDStripped == 0 ? [] : [
-                "setuid/setgid bits were left off \(setIDStripped) file(s): without root their owners cannot be restored (run the restore as root to keep them)"
-            ])
+            warnings
+                + (setIDStripped == 0
+                    ? []
+                    : [
+                        "setuid/setgid bits were left off \(setIDStripped) file(s): without root their owners cannot be restored (run the restore as root to keep them)"
+                    ])
         }
         summary.bytesWritten = lock.withLock { bytesWritten }
         summary.durationSeconds = (ContinuousClock.now - clock).seconds
@@ -91,33 +98,6 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     }
 
     // MARK: Creating entries
-
-    /// A file whose contents are being restored: the descriptor that created it (every write and its
-    /// metadata go through it), its directory (to remove it by name if its data is damaged), and how
-    /// many of its parts are still being written. The descriptor closes with the last reference.
-    final class RestoringFile: @unchecked Sendable {  // `left` and `damaged` guarded by `lock`
-        let fd: Int32
-        let directory: TargetDirectory
-        let entry: Entry
-        private let lock = NSLock()
-        private var left: Int
-        private var damaged = false
-
-        init(fd: Int32, directory: TargetDirectory, entry: Entry, parts: Int) {
-            self.fd = fd
-            self.directory = directory
-            self.entry = entry
-            left = parts
-        }
-
-        deinit { close(fd) }
-
-        /// - Returns: true for the last part of an undamaged file.
-        func finishOne() -> Bool { lock.withLock { left -= 1; return left == 0 && !damaged } }
-
-        /// - Returns: true the first time (the caller removes the file).
-        func markDamaged() -> Bool { lock.withLock { defer { damaged = true }; return !damaged } }
-    }
 
     /// Work for a restore worker.
     enum RestoreTask {
@@ -139,40 +119,8 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         let owner = geteuid() == 0
         let queue = BoundedQueue<RestoreTask>(capacity: 4 * max(1, options.workers))
         let stop = FirstFailure()
-        let workers = WorkerThreads(count: max(1, options.workers), name: "restore") { [self] _ in
-            let writer = ContentWriter(store: store)
-            while let task = queue.pop() {
-                if stop.isSet { continue }
-                switch task {
-                case .part(let file, let chunks, let offset):
-                    restore(file, chunks: chunks, offset: offset, with: writer, owner: owner, stop: stop)
-                case .files(let directory, let entries):
-                    for entry in entries where !stop.isSet {
-                        do {
-                            try directory.clear(entry.name, overwrite: options.overwrite)
-                            let file = RestoringFile(fd: try directory.createFile(entry.name), directory: directory, entry: entry, parts: 1)
-                            if entry.node.sparse == true, ftruncate(file.fd, off_t(entry.node.size)) != 0 {  // a hole at the end
-                                throw FileSystem.Failure(path: entry.path, operation: "size", code: errno)
-                            }
-                            restore(file, chunks: 0..<(entry.node.content?.count ?? 0), offset: 0, with: writer, owner: owner, stop: stop)
-                        } catch {
-                            stop.set(error)
-                        }
-                    }
-                }
-            }
-        }
-        // Small files waiting to be handed over, all in `batch.directory`.
-        var batch: (directory: TargetDirectory?, entries: [Entry], bytes: UInt64) = (nil, [], 0)
-        func handOver() {
-            if let directory = batch.directory, !batch.entries.isEmpty {
-                // Look-ahead: the disk starts on the batch's blobs when it is queued.
-                store.prefetch(batch.entries.lazy.flatMap { $0.node.content ?? [] })
-                queue.push(.files(directory, batch.entries))
-            }
-            batch = (nil, [], 0)
-        }
-
+        let workers = startWorkers(queue: queue, stop: stop, owner: owner)
+        var batch = SmallFiles()
         // The directories from the target down to the entry being created: plan order is depth first,
         // so an entry's parent is always on this stack.
         var open: [(entry: Int, directory: TargetDirectory)] = [(-1, root)]
@@ -188,64 +136,136 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                 case .directory:
                     summary.directories += 1
                     open.append((index, try directory.makeDirectory(entry.name, overwrite: options.overwrite)))
+                case .file where entry.node.links <= 1 && entry.node.size < ContentWriter.directThreshold:
+                    summary.files += 1
+                    if let full = batch.add(entry, in: directory) { handOver(full, to: queue) }
                 case .file:
                     summary.files += 1
-                    if entry.node.links <= 1 && entry.node.size < ContentWriter.directThreshold {
-                        if batch.directory !== directory || batch.entries.count >= Self.batchFiles || batch.bytes >= UInt64(Self.batchBytes) {
-                            handOver()
-                            batch.directory = directory
-                        }
-                        batch.entries.append(entry)
-                        batch.bytes += entry.node.size
-                        continue
-                    }
-                    try directory.clear(entry.name, overwrite: options.overwrite)
-                    let key = HardLinkKey(device: entry.node.device, inode: entry.node.inode)
-                    if entry.node.links > 1, let first = hardLinks[key] {
-                        let firstDirectory = try openDirectory(of: first, plan: plan, stack: open)
-                        try directory.makeLink(entry.name, to: plan[first].name, in: firstDirectory)
-                        continue
-                    }
-                    if entry.node.links > 1 { hardLinks[key] = index }
-                    let fd = try directory.createFile(entry.name)
-                    let parts = split(entry)
-                    let file = RestoringFile(fd: fd, directory: directory, entry: entry, parts: parts.count)
-                    if ftruncate(fd, off_t(entry.node.size)) != 0 { throw FileSystem.Failure(path: entry.path, operation: "size", code: errno) }
-                    for part in parts {
-                        // Look-ahead: the disk starts on a part's blobs when it is queued, a few tasks
-                        // before a worker needs them.
-                        store.prefetch((entry.node.content ?? [])[part.chunks])
-                        queue.push(.part(file, chunks: part.chunks, offset: part.offset))
-                    }
-                case .symlink:
+                    try createLargeOrLinkedFile(entry, index: index, in: directory, plan: plan, open: open, hardLinks: &hardLinks, queue: queue)
+                case .symlink, .fifo, .characterDevice, .blockDevice, .socket:
                     summary.otherEntries += 1
-                    try directory.clear(entry.name, overwrite: options.overwrite)
-                    try directory.makeSymlink(entry.name, to: entry.node.linkTarget ?? [])
-                    try applyMetadata(entry, in: directory, owner: owner)
-                case .fifo, .characterDevice, .blockDevice:
-                    summary.otherEntries += 1
-                    try directory.clear(entry.name, overwrite: options.overwrite)
-                    let type: mode_t = switch entry.node.kind {
-                    case .characterDevice: Glibc.S_IFCHR
-                    case .blockDevice: Glibc.S_IFBLK
-                    default: Glibc.S_IFIFO
-                    }
-                    try directory.makeNode(entry.name, type: type, device: entry.node.rdev ?? 0)
-                    try applyMetadata(entry, in: directory, owner: owner)
-                case .socket:
-                    summary.otherEntries += 1  // a socket is recreated by the program that listens on it
+                    try createSpecial(entry, in: directory, owner: owner)
                 }
             }
-            handOver()
+            if let last = batch.take() { handOver(last, to: queue) }
         } catch {
             stop.set(error)
         }
-        batch = (nil, [], 0)
+        batch = SmallFiles()
         open.removeAll()
         queue.close()
         workers.join()
         if let error = stop.error, !(error is StoreError) { throw error }
         return summary
+    }
+
+    /// The workers: each writes parts of large files and batches of small ones until the queue closes.
+    private func startWorkers(queue: BoundedQueue<RestoreTask>, stop: FirstFailure, owner: Bool) -> WorkerThreads {
+        WorkerThreads(count: max(1, options.workers), name: "restore") { [self] _ in
+            let writer = ContentWriter(store: store)
+            while let task = queue.pop() {
+                if stop.isSet { continue }
+                switch task {
+                case .part(let file, let chunks, let offset):
+                    restore(file, chunks: chunks, offset: offset, with: writer, owner: owner, stop: stop)
+                case .files(let directory, let entries):
+                    for entry in entries where !stop.isSet {
+                        do {
+                            try directory.clear(entry.name, overwrite: options.overwrite)
+                            let file = try createFile(entry, in: directory, parts: 1, presize: entry.node.sparse == true)  // a hole at the end
+                            restore(file, chunks: 0..<(entry.node.content?.count ?? 0), offset: 0, with: writer, owner: owner, stop: stop)
+                        } catch {
+                            stop.set(error)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Small files waiting to be handed to the workers, all in one directory.
+    struct SmallFiles {
+        private var directory: TargetDirectory?
+        private var entries: [Entry] = []
+        private var bytes: UInt64 = 0
+
+        /// Adds `entry`. - Returns: the batch to hand over first, when `entry` starts a new one.
+        mutating func add(_ entry: Entry, in target: TargetDirectory) -> (TargetDirectory, [Entry])? {
+            var full: (TargetDirectory, [Entry])?
+            if directory !== target || entries.count >= Restorer.batchFiles || bytes >= UInt64(Restorer.batchBytes) {
+                full = take()
+                directory = target
+            }
+            entries.append(entry)
+            bytes += entry.node.size
+            return full
+        }
+
+        /// The batch so far (nil when empty), leaving this empty.
+        mutating func take() -> (TargetDirectory, [Entry])? {
+            defer { self = SmallFiles() }
+            guard let directory, !entries.isEmpty else { return nil }
+            return (directory, entries)
+        }
+    }
+
+    /// Queues a batch of small files; the disk starts on its blobs as it is queued (look-ahead).
+    private func handOver(_ batch: (directory: TargetDirectory, entries: [Entry]), to queue: BoundedQueue<RestoreTask>) {
+        store.prefetch(batch.entries.lazy.flatMap { $0.node.content ?? [] })
+        queue.push(.files(batch.directory, batch.entries))
+    }
+
+    /// A file linked to one already restored becomes a hard link; any other (a large file) is created
+    /// here, sized, and its parts queued for the workers.
+    private func createLargeOrLinkedFile(
+        _ entry: Entry, index: Int, in directory: TargetDirectory, plan: [Entry], open: [(entry: Int, directory: TargetDirectory)],
+        hardLinks: inout [HardLinkKey: Int], queue: BoundedQueue<RestoreTask>
+    ) throws {
+        try directory.clear(entry.name, overwrite: options.overwrite)
+        let key = HardLinkKey(device: entry.node.device, inode: entry.node.inode)
+        if entry.node.links > 1, let first = hardLinks[key] {
+            let firstDirectory = try openDirectory(of: first, plan: plan, stack: open)
+            try directory.makeLink(entry.name, to: plan[first].name, in: firstDirectory)
+            return
+        }
+        if entry.node.links > 1 { hardLinks[key] = index }
+        let parts = split(entry)
+        let file = try createFile(entry, in: directory, parts: parts.count, presize: true)
+        for part in parts {
+            // Look-ahead: the disk starts on a part's blobs when it is queued, a few tasks before a
+            // worker needs them.
+            store.prefetch((entry.node.content ?? [])[part.chunks])
+            queue.push(.part(file, chunks: part.chunks, offset: part.offset))
+        }
+    }
+
+    /// Creates a regular file, to be written in `parts`; `presize` sets its size first (parts written
+    /// in any order; a sparse file's hole at its end).
+    private func createFile(_ entry: Entry, in directory: TargetDirectory, parts: Int, presize: Bool) throws -> RestoringFile {
+        let file = RestoringFile(fd: try directory.createFile(entry.name), directory: directory, entry: entry, parts: parts)
+        if presize, ftruncate(file.fd, off_t(entry.node.size)) != 0 {
+            throw FileSystem.Failure(path: entry.path, operation: "size", code: errno)
+        }
+        return file
+    }
+
+    /// Symlinks, FIFOs and devices, with their metadata. A socket is not made: the program that
+    /// listens on it makes it again.
+    private func createSpecial(_ entry: Entry, in directory: TargetDirectory, owner: Bool) throws {
+        guard entry.node.kind != .socket else { return }
+        try directory.clear(entry.name, overwrite: options.overwrite)
+        if entry.node.kind == .symlink {
+            try directory.makeSymlink(entry.name, to: entry.node.linkTarget ?? [])
+        } else {
+            let type: mode_t =
+                switch entry.node.kind {
+                case .characterDevice: Glibc.S_IFCHR
+                case .blockDevice: Glibc.S_IFBLK
+                default: Glibc.S_IFIFO
+                }
+            try directory.makeNode(entry.name, type: type, device: entry.node.rdev ?? 0)
+        }
+        try applyMetadata(entry, in: directory, owner: owner)
     }
 
     /// Writes one part of a file on a worker thread; the file's last part applies its metadata.
@@ -272,7 +292,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     /// Opens the directory holding plan entry `index` by walking down from the target one component at
     /// a time, never following a symlink (hard links and directory metadata need directories that are
     /// no longer on the creation stack). Reuses a directory still on `stack`.
-    private func openDirectory(of index: Int, plan: [Entry], stack: [(entry: Int, directory: TargetDirectory)]) throws -> TargetDirectory {
+    func openDirectory(of index: Int, plan: [Entry], stack: [(entry: Int, directory: TargetDirectory)]) throws -> TargetDirectory {
         let parent = plan[index].parent
         if let held = stack.last(where: { $0.entry == parent }) { return held.directory }
         var chain: [Int] = []
@@ -319,62 +339,16 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
 
     private func noteDamage(_ error: StoreError, file: PathBytes) {
         let object: String
+        var blob: ChunkID?
         switch error {
-        case .damagedBlob(let id, let pack, _): object = "blob \(id) in pack \(pack)"
-        case .missingBlob(let id): object = "missing blob \(id)"
+        case .damagedBlob(let id, let pack, _): (object, blob) = ("blob \(id) in pack \(pack)", id)
+        case .missingBlob(let id): (object, blob) = ("missing blob \(id)", id)
         case .damagedPack(let pack, _): object = "pack \(pack)"
         default: object = "store"
         }
         lock.withLock {
-            damagedObjects[object] = damagedObjects[object] ?? "\(error)"
+            damagedObjects[object] = damagedObjects[object] ?? ("\(error)", blob)
             damagedFiles[object, default: []].append(file.description)
-        }
-    }
-
-    // MARK: Target and metadata
-
-    private func prepareTarget(_ target: PathBytes) throws {
-        var st = stat()
-        if target.withCString({ stat($0, &st) }) != 0 {
-            if errno != ENOENT { throw FileSystem.Failure(path: target, operation: "stat", code: errno) }
-            do {
-                try FileManager.default.createDirectory(atPath: target.description, withIntermediateDirectories: true)
-            } catch {
-                throw RestoreError.target("cannot create the target directory \(target): \(error.localizedDescription)")
-            }
-            return
-        }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw RestoreError.target("the target \(target) is not a directory") }
-        if !options.overwrite, !(try FileSystem.list(target)).isEmpty { throw RestoreError.targetNotEmpty(target.description) }
-    }
-
-    /// Applies directory metadata deepest first (a directory's mode may forbid creating in it, and
-    /// creating in it would move its mtime), each directory opened from the target down.
-    private func applyDirectoryMetadata(_ plan: [Entry], root: TargetDirectory) throws {
-        let owner = geteuid() == 0
-        for index in plan.indices.reversed() where plan[index].node.kind == .directory {
-            let parent = try openDirectory(of: index, plan: plan, stack: [(-1, root)])
-            let directory = try parent.openDirectory(plan[index].name)
-            try applyMetadata(plan[index], fd: directory.fd, owner: owner)
-        }
-    }
-
-    /// Applies a file's or directory's metadata through its descriptor; what cannot be applied (owners
-    /// without root) is a warning.
-    private func applyMetadata(_ entry: Entry, fd: Int32, owner: Bool) throws {
-        do {
-            if try FileSystem.applyMetadata(fd: fd, entry.node, owner: owner, path: entry.path) { lock.withLock { setIDStripped += 1 } }
-        } catch let e as FileSystem.Failure {
-            lock.withLock { warnings.append(e.description) }
-        }
-    }
-
-    /// Applies the metadata of an entry that is not opened (symlink, FIFO, device) by its name.
-    private func applyMetadata(_ entry: Entry, in directory: TargetDirectory, owner: Bool) throws {
-        do {
-            try directory.applyMetadata(entry.name, entry.node, owner: owner)
-        } catch let e as FileSystem.Failure {
-            lock.withLock { warnings.append(e.description) }
         }
     }
 }

@@ -36,6 +36,16 @@ public struct DamageReport: Sendable, Codable, CustomStringConvertible {
     public var object: String
     public var reason: String
     public var affectedFiles: [String]
+    /// The damaged or missing blob, when the object is one (restore then names every planned file
+    /// that uses it, not only those a worker reached).
+    public var blob: ChunkID?
+
+    public init(object: String, reason: String, affectedFiles: [String], blob: ChunkID? = nil) {
+        self.object = object
+        self.reason = reason
+        self.affectedFiles = affectedFiles
+        self.blob = blob
+    }
 
     public var description: String {
         "\(object) is damaged (\(reason)); affected: " + (affectedFiles.isEmpty ? "nothing restored" : affectedFiles.joined(separator: ", "))

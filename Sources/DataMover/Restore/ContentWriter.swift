@@ -19,9 +19,9 @@ final class ContentWriter {
 
     let store: Store
     let compressor = Compressor(codec: .none)
-    private var staging: UnsafeMutableRawBufferPointer
-    private var spare: UnsafeMutableRawBufferPointer
-    private let writes = DirectWrites()
+    fileprivate var staging: UnsafeMutableRawBufferPointer
+    fileprivate var spare: UnsafeMutableRawBufferPointer
+    fileprivate let writes = DirectWrites()
     private var scratch: [UInt8] = []
 
     init(store: Store) {
@@ -42,55 +42,115 @@ final class ContentWriter {
     /// `fd` is the descriptor that created the file; `path` names it in errors only.
     func write(fd buffered: Int32, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int) throws -> UInt64 {
         let content = node.content ?? []
-        var direct: Int32 = -1
-        if node.sparse != true && node.size >= Self.directThreshold {
-            // O_DIRECT needs a descriptor of its own. "/proc/self/fd/N" reopens the very file `fd` is
-            // open on (no name is looked up again); -1 where refused (tmpfs), and the writes stay buffered.
-            direct = open("/proc/self/fd/\(buffered)", O_WRONLY | O_CLOEXEC | Self.openDirect)
+        let sparse = node.sparse == true
+        var file = StagedFile(writer: self, buffered: buffered, path: path, offset: offset, direct: !sparse && node.size >= Self.directThreshold)
+        defer { file.close() }
+        var written: UInt64 = 0
+        var position = offset
+        for index in range {
+            let id = content[index]
+            guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
+            let length = try store.checkBounds(location, expecting: .data)
+            let chunk = try file.reserve(length)
+            try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
+            position += length
+            if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) {
+                file.restart(at: position)  // a zero chunk of a sparse file stays a hole
+                continue
+            }
+            file.commit(length)
+            written += UInt64(length)
+            if sparse {
+                try file.flush(final: true)
+                file.restart(at: position)
+            }
         }
-        // The buffer being written must be done with before this returns (and before `direct` closes).
-        let opened = direct
-        defer {
-            _ = writes.wait()
-            if opened >= 0 { close(opened) }
+        try file.flush(final: true)
+        return written
+    }
+
+    /// One `write` call's view of the staging buffers: `staging[m]` holds file byte `base + m`; data
+    /// occupies `start..<end`.
+    private struct StagedFile {
+        unowned let writer: ContentWriter
+        let buffered: Int32
+        let path: PathBytes
+        /// The O_DIRECT descriptor (-1: buffered writes only), and the one to close at the end.
+        var direct: Int32
+        let opened: Int32
+        var base: Int
+        var start: Int
+        var end: Int
+
+        init(writer: ContentWriter, buffered: Int32, path: PathBytes, offset: Int, direct wanted: Bool) {
+            self.writer = writer
+            self.buffered = buffered
+            self.path = path
+            // O_DIRECT needs a descriptor of its own. "/proc/self/fd/N" reopens the very file `buffered`
+            // is open on (no name is looked up again); -1 where refused (tmpfs): writes stay buffered.
+            direct = wanted ? open("/proc/self/fd/\(buffered)", O_WRONLY | O_CLOEXEC | ContentWriter.openDirect) : -1
+            opened = direct
+            base = offset & ~(ContentWriter.page - 1)
+            start = offset - base
+            end = start
         }
 
-        // staging[m] holds file byte base + m; data occupies [start, end).
-        var base = offset & ~(Self.page - 1)
-        var start = offset - base
-        var end = start
-        var written: UInt64 = 0
+        /// The buffer being written must be done with before `write` returns (and `direct` closes).
+        func close() {
+            _ = writer.writes.wait()
+            if opened >= 0 { Glibc.close(opened) }
+        }
+
+        /// Room for `length` more bytes at `end` (flushing first when the buffer is full enough).
+        mutating func reserve(_ length: Int) throws -> UnsafeMutableRawBufferPointer {
+            if end + length > writer.staging.count || end >= ContentWriter.flushSize { try flush(final: false) }
+            return UnsafeMutableRawBufferPointer(rebasing: writer.staging[end..<(end + length)])
+        }
+
+        /// The `length` bytes reserved last are data to write.
+        mutating func commit(_ length: Int) { end += length }
+
+        /// Starts again (empty) at file offset `position` (after a hole).
+        mutating func restart(at position: Int) {
+            base = position & ~(ContentWriter.page - 1)
+            start = position - base
+            end = start
+        }
 
         /// Writes staging[from..<to] through the page cache.
         func put(_ from: Int, _ to: Int) throws {
-            let error = Self.writeFully(buffered, staging.baseAddress! + from, count: to - from, at: off_t(base + from))
+            let error = ContentWriter.writeFully(buffered, writer.staging.baseAddress! + from, count: to - from, at: off_t(base + from))
             if error != 0 { throw FileSystem.Failure(path: path, operation: "write", code: error) }
         }
 
         /// Waits for the buffer being written; where O_DIRECT was refused after all, writes it again
         /// through the page cache.
-        func settle() throws {
-            guard let done = writes.wait() else { return }
+        mutating func settle() throws {
+            guard let done = writer.writes.wait() else { return }
             if done.error == 0 { return }
             guard done.error == EINVAL else { throw FileSystem.Failure(path: path, operation: "write", code: done.error) }
             direct = -1  // the filesystem refused O_DIRECT after all
-            let error = Self.writeFully(buffered, done.bytes, count: done.count, at: done.offset)
+            let error = ContentWriter.writeFully(buffered, done.bytes, count: done.count, at: done.offset)
             if error != 0 { throw FileSystem.Failure(path: path, operation: "write", code: error) }
         }
 
-        func flush(final: Bool) throws {
+        /// Writes what is staged: whole pages with O_DIRECT on the writes thread (the other buffer takes
+        /// chunks meanwhile), the unaligned ends through the page cache; `final` writes the tail too.
+        mutating func flush(final: Bool) throws {
+            let page = ContentWriter.page
             if direct < 0 {
                 try put(start, end)
                 start = end
             } else {
-                let alignedStart = (start + Self.page - 1) & ~(Self.page - 1)
-                let alignedEnd = end & ~(Self.page - 1)
+                let alignedStart = (start + page - 1) & ~(page - 1)
+                let alignedEnd = end & ~(page - 1)
                 if alignedEnd > alignedStart {
                     try put(start, alignedStart)
                     try settle()
                     if direct >= 0 {
-                        // Written on the writes thread; chunks go on into the other buffer meanwhile.
-                        writes.start(fd: direct, bytes: UnsafeRawPointer(staging.baseAddress! + alignedStart), count: alignedEnd - alignedStart, offset: off_t(base + alignedStart))
+                        writer.writes.start(
+                            fd: direct, bytes: UnsafeRawPointer(writer.staging.baseAddress! + alignedStart), count: alignedEnd - alignedStart,
+                            offset: off_t(base + alignedStart))
                     } else {
                         try put(alignedStart, alignedEnd)
                     }
@@ -104,44 +164,15 @@ final class ContentWriter {
             }
             // Keep the unwritten tail (less than a page) at the same alignment, at the front of the
             // other buffer (this one may still be being written).
-            let keepFrom = start & ~(Self.page - 1)
+            let keepFrom = start & ~(page - 1)
             if keepFrom > 0 {
-                memcpy(spare.baseAddress!, staging.baseAddress! + keepFrom, end - keepFrom)
-                swap(&staging, &spare)
+                memcpy(writer.spare.baseAddress!, writer.staging.baseAddress! + keepFrom, end - keepFrom)
+                swap(&writer.staging, &writer.spare)
                 base += keepFrom
                 start -= keepFrom
                 end -= keepFrom
             }
         }
-
-        let sparse = node.sparse == true
-        var position = offset
-        for index in range {
-            let id = content[index]
-            guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
-            let length = try store.checkBounds(location, expecting: .data)
-            if end + length > staging.count || end >= Self.flushSize { try flush(final: false) }
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: staging[end..<(end + length)])
-            try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
-            if sparse {
-                if !Self.isZero(UnsafeRawBufferPointer(chunk)) {
-                    end += length
-                    try flush(final: true)
-                    written += UInt64(length)
-                }
-                // A zero chunk of a sparse file stays a hole: skip it.
-                position += length
-                base = position & ~(Self.page - 1)
-                start = position - base
-                end = start
-                continue
-            }
-            end += length
-            written += UInt64(length)
-            position += length
-        }
-        try flush(final: true)
-        return written
     }
 
     /// pwrite until all `count` bytes are written. - Returns: 0, or the errno that stopped it.

@@ -28,7 +28,9 @@ struct CephS3 {
             let kv = line.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2 { values[kv[0]] = kv[1] }
         }
-        guard let endpoint = values["SHADOWMOVER_S3_ENDPOINT"], let key = values["AWS_ACCESS_KEY_ID"], let secret = values["AWS_SECRET_ACCESS_KEY"] else { return nil }
+        guard let endpoint = values["SHADOWMOVER_S3_ENDPOINT"], let key = values["AWS_ACCESS_KEY_ID"], let secret = values["AWS_SECRET_ACCESS_KEY"] else {
+            return nil
+        }
         // The tests open stores in this process too (as .ci/run's exported keys let them there).
         setenv("AWS_ACCESS_KEY_ID", key, 1)
         setenv("AWS_SECRET_ACCESS_KEY", secret, 1)

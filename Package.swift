@@ -41,6 +41,8 @@ let package = Package(
 
         // The one JSON configuration (sorted keys, nanosecond ISO 8601 dates) every module writes.
         .target(name: "JSONFormat"),
+        // Files written whole or not at all: temp → fsync → rename → fsync directory.
+        .target(name: "DurableFile"),
         // Child processes that cannot hang us: posix_spawn and waitpid, nothing inherited.
         .target(name: "ChildProcess", dependencies: ["CLinux"]),
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
@@ -48,7 +50,7 @@ let package = Package(
         .target(
             name: "ChunkStore",
             dependencies: [
-                "Chunking", "Compression", "CZlib", "ChildProcess", "JSONFormat", .product(name: "Crypto", package: "swift-crypto"),
+                "Chunking", "Compression", "CZlib", "ChildProcess", "JSONFormat", "DurableFile", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
@@ -63,8 +65,8 @@ let package = Package(
         .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux", "CZlib"]),
         // The read-only snapshot filesystem (`mount`).
         .target(name: "SnapshotMount", dependencies: ["CFuse", "DataMover", "ChunkStore"]),
-        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess", "JSONFormat"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess", "JSONFormat"]),
+        .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess", "JSONFormat", "DurableFile"]),
+        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess", "JSONFormat", "DurableFile"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [

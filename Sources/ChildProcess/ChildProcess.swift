@@ -23,6 +23,7 @@ public final class ChildProcess: @unchecked Sendable {  // `status` is guarded b
         case descriptor(Int32)
     }
 
+    /// The child's process id.
     public let pid: pid_t
     /// The program and its arguments, for messages.
     public let arguments: [String]
@@ -76,6 +77,7 @@ public final class ChildProcess: @unchecked Sendable {  // `status` is guarded b
         return lock.withLock { status }
     }
 
+    /// True until the child's exit has been seen.
     public var isRunning: Bool { exitStatus == nil }
 
     /// Waits for the child to end. - Returns: its exit status.
@@ -151,7 +153,10 @@ public final class ChildProcess: @unchecked Sendable {  // `status` is guarded b
 
 /// A program that could not be started.
 public struct ChildProcessError: Error, CustomStringConvertible {
+    /// The program that could not start.
     public var program: String
+    /// Why (posix_spawn's error).
     public var errno: Int32
+    /// "cannot start PROGRAM: REASON".
     public var description: String { "cannot start \(program): \(String(cString: strerror(errno)))" }
 }

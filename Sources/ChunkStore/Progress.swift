@@ -3,27 +3,38 @@ import Foundation
 /// Where a long command stands (backup, restore, check --read-data, prune, copy), as progress reports
 /// show it: on a terminal a line redrawn in place, with --json one JSON object per report.
 public struct ProgressEvent: Sendable, Codable {
+    /// Always "progress" (a JSON line's kind, beside backup's "summary").
     public var type = "progress"
     /// What is running: "backup", "restore", "check", "prune", "copy".
     public var action: String
+    /// Seconds since the command started.
     public var elapsedSeconds: Double
+    /// Bytes of the work done.
     public var bytesDone: UInt64
     /// Bytes to do, as known so far; final once `scanComplete`.
     public var bytesTotal: UInt64
+    /// Files (or packs) done.
     public var filesDone: Int
+    /// Files (or packs) found so far.
     public var filesTotal: Int
+    /// True once `bytesTotal` and `filesTotal` are final.
     public var scanComplete: Bool
+    /// The average rate since the start.
     public var bytesPerSecond: Double
     /// nil until the total is known and the rate is measured.
     public var etaSeconds: Double?
+    /// The file (or pack) being worked on, where the command says.
     public var currentFile: String?
 }
 
 /// Where a progress report goes, and how often.
 public struct ProgressSink: Sendable {
+    /// Time between reports.
     public var interval: Duration
+    /// Called on the progress thread with each report.
     public var report: @Sendable (ProgressEvent) -> Void
 
+    /// Reports to `report` every `interval`.
     public init(interval: Duration, report: @escaping @Sendable (ProgressEvent) -> Void) {
         self.interval = interval
         self.report = report
@@ -44,6 +55,7 @@ public final class ProgressMeter: @unchecked Sendable {  // guarded by `lock`
     private var stopped = false
     private let started = ContinuousClock.now
 
+    /// A meter for `action` ("backup", "restore", …), counting from now.
     public init(action: String) { self.action = action }
 
     /// Work found: `bytes` more to do (in `files` more files).
@@ -65,6 +77,7 @@ public final class ProgressMeter: @unchecked Sendable {  // guarded by `lock`
         }
     }
 
+    /// Where the work stands now.
     public func snapshot() -> ProgressEvent {
         lock.withLock {
             let seconds = (ContinuousClock.now - started).seconds

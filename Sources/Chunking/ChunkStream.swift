@@ -13,6 +13,7 @@ import Foundation
 ///
 /// Not thread-safe: one stream belongs to one worker at a time.
 public final class ChunkStream {
+    /// The chunker that cuts the stream.
     public let chunker: FastCDC
     private let storage: UnsafeMutableRawBufferPointer
     private var start = 0  // first unconsumed byte

@@ -3,8 +3,11 @@
 /// The limits are those of the reference implementation (fastcdc-rs v2020), so every accepted
 /// setting has a reference cut-point sequence to compare against.
 public struct ChunkerParameters: Sendable, Codable, Equatable, CustomStringConvertible {
+    /// No chunk is smaller (except a file's last).
     public var minSize: Int
+    /// The size chunks average.
     public var averageSize: Int
+    /// No chunk is larger.
     public var maxSize: Int
     /// Normalized chunking level 0–3: higher levels pull chunk sizes closer to `averageSize`.
     public var normalization: Int
@@ -14,10 +17,14 @@ public struct ChunkerParameters: Sendable, Codable, Equatable, CustomStringConve
     public static let `default` = ChunkerParameters(
         minSize: 256 << 10, averageSize: 1 << 20, maxSize: 4 << 20, normalization: 2)
 
+    /// Allowed minimum sizes.
     public static let minimumRange = 64...1_048_576
+    /// Allowed average sizes.
     public static let averageRange = 256...4_194_304
+    /// Allowed maximum sizes.
     public static let maximumRange = 1024...16_777_216
 
+    /// Parameters as given (check them with `validate`).
     public init(minSize: Int, averageSize: Int, maxSize: Int, normalization: Int) {
         self.minSize = minSize
         self.averageSize = averageSize
@@ -40,16 +47,19 @@ public struct ChunkerParameters: Sendable, Codable, Equatable, CustomStringConve
         guard (0...3).contains(normalization) else { throw ChunkerParameterError.badLevel(normalization) }
     }
 
+    /// "min/avg/max, level N".
     public var description: String {
         "min \(minSize), avg \(averageSize), max \(maxSize), level \(normalization)"
     }
 }
 
+/// Parameters a chunker cannot work with, each naming the setting.
 public enum ChunkerParameterError: Error, CustomStringConvertible, Equatable {
     case outOfRange(String, Int, ClosedRange<Int>)
     case notOrdered(ChunkerParameters)
     case badLevel(Int)
 
+    /// The setting, its value and what it may be.
     public var description: String {
         switch self {
         case .outOfRange(let name, let value, let range):

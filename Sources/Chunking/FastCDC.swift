@@ -8,6 +8,7 @@ import Foundation
 /// reference `GearTable` is used. One quirk is part of that contract: when the test fires on the first
 /// byte of a pair, the chunk ends *before* that byte.
 public struct FastCDC: Sendable {
+    /// The sizes it cuts to.
     public let parameters: ChunkerParameters
     let gear: [UInt64]
     let gearShifted: [UInt64]

@@ -12,7 +12,9 @@ import Crypto
 /// `shifted` holds every entry shifted left by one bit: FastCDC 2020 rolls two bytes per step and uses it
 /// for the first byte of each pair.
 public struct GearTable: Sendable, Equatable {
+    /// 256 random 64-bit values, one per byte value.
     public let entries: [UInt64]
+    /// The same, shifted left by one.
     public let shifted: [UInt64]
 
     init(entries: [UInt64]) {

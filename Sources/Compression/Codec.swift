@@ -18,6 +18,7 @@ public enum Codec: Sendable, Equatable, Hashable, CustomStringConvertible {
         case zstd = 2
         case zlib = 3
 
+        /// As written on the command line: `zstd:3`, `lz4`, `none`.
         public var description: String {
             switch self {
             case .none: "none"
@@ -28,6 +29,7 @@ public enum Codec: Sendable, Equatable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The codec without its level, as blob entries record it.
     public var kind: Kind {
         switch self {
         case .none: .none
@@ -77,12 +79,14 @@ public enum Codec: Sendable, Equatable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A codec name or level that cannot be used.
 public enum CodecError: Error, CustomStringConvertible, Equatable {
     case badSpec(String)
     case badLevel(String, String)
     case corrupt(Codec.Kind, String)
     case unknownKind(UInt8)
 
+    /// What was given and what may be.
     public var description: String {
         switch self {
         case .badSpec(let text):

@@ -11,14 +11,18 @@ public final class Compressor {
     /// would cost time for almost no space.
     public static let autoRawThreshold = 0.97
 
+    /// The lowest zstd level this library takes (negative: faster).
     public static var zstdMinLevel: Int32 { max(ZSTD_minCLevel(), -131072) }
+    /// The highest zstd level.
     public static var zstdMaxLevel: Int32 { ZSTD_maxCLevel() }
 
+    /// The codec `compress` uses (any codec can be decompressed).
     public let codec: Codec
     private var zstdC: OpaquePointer?
     private var zstdD: OpaquePointer?
     private var output: UnsafeMutableRawBufferPointer
 
+    /// A compressor for `codec`; contexts are made when first needed.
     public init(codec: Codec) {
         self.codec = codec
         output = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)

@@ -10,7 +10,9 @@ import Foundation
 /// destination's own backups. Every blob read is verified; the snapshot record is written last, after
 /// its data is indexed, exactly as a backup commits.
 public final class SnapshotCopier {
+    /// The store copied from.
     public let source: Store
+    /// The store copied into.
     public let destination: Store
     /// True when files are cut again with the destination's chunker.
     public let rechunks: Bool
@@ -18,16 +20,23 @@ public final class SnapshotCopier {
     public var progress: ProgressSink?
     private let meter = ProgressMeter(action: "copy")
 
+    /// What copying one snapshot did.
     public struct Result: Encodable, Sendable {
+        /// The snapshot's id in the source.
         public var source: String
+        /// Its id in the destination (nil when it was already there).
         public var copy: String?
         /// Set when the destination already held this snapshot (same time, host and paths).
         public var alreadyThere: String?
+        /// Blobs written to the destination.
         public var blobsCopied = 0
+        /// Their raw bytes.
         public var bytesCopied: UInt64 = 0
+        /// Blobs (and trees) the destination already had.
         public var blobsSkipped = 0
     }
 
+    /// A copier between two open stores; `rechunks` says whether files will be cut again.
     public init(from source: Store, to destination: Store) {
         self.source = source
         self.destination = destination

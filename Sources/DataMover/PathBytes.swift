@@ -1,11 +1,15 @@
 /// A filesystem path as the bytes the kernel sees. Linux names need not be UTF-8, so the data mover
 /// never round-trips them through `String`.
 public struct PathBytes: Hashable, Sendable, CustomStringConvertible {
+    /// The path's bytes (no terminating NUL).
     public var bytes: [UInt8]
 
+    /// A path of `bytes`.
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// A path of `string`'s UTF-8.
     public init(_ string: String) { self.bytes = Array(string.utf8) }
 
+    /// This path and `name` joined by one `/`.
     public func appending(_ name: [UInt8]) -> PathBytes {
         var out = bytes
         if out.last != UInt8(ascii: "/") { out.append(UInt8(ascii: "/")) }

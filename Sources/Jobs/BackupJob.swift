@@ -6,21 +6,29 @@ import ShadowCopy
 /// One backup run end to end: the coordinator's shadow copy set feeds the data mover, and the session
 /// report (writers, components, provider, freeze window) goes into the snapshot record.
 public struct BackupJob: Sendable {
+    /// What the data mover backs up.
     public var backup: BackupOptions
     /// false: read the live files (`--no-shadow-copy`).
     public var useShadowCopy = true
+    /// How the shadow copy session runs (time limits, retries, provider).
     public var coordinator = CoordinatorOptions()
+    /// Which writers take part.
     public var discovery = WriterDiscovery()
 
+    /// A job for `backup`, with a shadow copy session by default.
     public init(backup: BackupOptions) { self.backup = backup }
 
+    /// What the job did.
     public struct Outcome: Sendable {
+        /// The snapshot committed.
         public var result: BackupResult
+        /// The shadow copy session's report (nil when files were read live).
         public var session: SessionReport?
         /// Things the user should know (live reads, nested subvolumes, orphans cleaned).
         public var notes: [String]
     }
 
+    /// Takes the shadow copy set (writers frozen only around the commit), backs the shadow copy up into `store`, then completes or aborts the writers' backup and releases the set.
     public func run(store: Store) throws -> Outcome {
         guard useShadowCopy else {
             return Outcome(result: try Backup(store: store, options: backup).run(), session: nil, notes: [])

@@ -1,6 +1,7 @@
 import CSQLite
 import ChunkStore
 import DataMover
+import DurableFile
 import Foundation
 import ShadowCopy
 
@@ -18,21 +19,27 @@ import ShadowCopy
 ///   with its `backup_label` and `tablespace_map` (`WriterRestore`); a running cluster's own data
 ///   directory is refused. With `start`, the cluster is started there (`PostgresStart`).
 public struct ComponentRestore {
+    /// The store restored from.
     public var store: Store
+    /// The snapshot restored.
     public var record: SnapshotRecord
+    /// Its id (for messages).
     public var snapshotID: String
     /// `WRITER` or `WRITER/COMPONENT`: a writer by name ("SQLite Writer", "sqlite", "postgres"…) or by
     /// instance (the database path, the data directory); a component by its path or name.
     public var selector: String
     /// Where to restore to instead of the original location (PostgreSQL: required).
     public var target: String?
+    /// Replace a database even though a process has it open.
     public var replaceLive = false
     /// PostgreSQL: start the restored cluster (recovery runs to the backup's end) on `port`.
     public var start = false
+    /// With `start`: the port (default: the first free one from 5433).
     public var port: Int?
     /// Where exec writers are found for their restore events (`--exec-writer`, `--writers-dir`).
     public var discovery = WriterDiscovery(directory: nil)
 
+    /// A restore of the component `selector` names.
     public init(store: Store, record: SnapshotRecord, snapshotID: String, selector: String) {
         self.store = store
         self.record = record
@@ -123,7 +130,7 @@ public struct ComponentRestore {
             }
         }
         guard rename(staged, destination) == 0 else { throw StoreError.io(path: destination, operation: "rename into place", errno: errno) }
-        FileIOSync.directory(directory)
+        try? DurableFile.fsyncDirectory(directory)
         keepStaging = false
         return [
             "restored SQLite database \(destination) from snapshot \(snapshotID.prefix(8)) (integrity_check ok\(movedAside ? "; the previous database's logs were removed" : ""))"
@@ -281,8 +288,7 @@ public struct ComponentRestore {
                 "This \(what) did not complete: the files below may be partly replaced, or replaced without the writer's post-restore. Run the restore again.\n"
                 + files.map(\.destination).joined(separator: "\n") + "\n"
             for d in destinationDirectories {
-                try Data(text.utf8).write(to: URL(fileURLWithPath: d + "/" + ComponentRestore.incompleteMarker), options: .atomic)
-                FileIOSync.directory(d)
+                try DurableFile.write(Array(text.utf8), to: d + "/" + ComponentRestore.incompleteMarker)
             }
             for f in files {
                 CrashPoint.step()
@@ -290,14 +296,14 @@ public struct ComponentRestore {
                     throw StoreError.io(path: f.destination, operation: "rename into place", errno: errno)
                 }
             }
-            for d in destinationDirectories { FileIOSync.directory(d) }
+            for d in destinationDirectories { try? DurableFile.fsyncDirectory(d) }
         }
 
         /// Removes the markers `moveIntoPlace` left.
         func clearMarkers() {
             for d in destinationDirectories {
                 unlink(d + "/" + ComponentRestore.incompleteMarker)
-                FileIOSync.directory(d)
+                try? DurableFile.fsyncDirectory(d)
             }
         }
 
@@ -356,15 +362,5 @@ public struct ComponentRestore {
         if !others.isEmpty { notes.append("restore \(others.joined(separator: ", ")) with --path: the tablespace_map names where the cluster expects them") }
         if start { notes.append(try PostgresStart(data: restored, port: port).run()) }
         return notes
-    }
-}
-
-/// Durability of a rename: the directory entry is synced.
-enum FileIOSync {
-    static func directory(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        fsync(fd)
-        close(fd)
     }
 }

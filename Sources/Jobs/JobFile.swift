@@ -8,7 +8,9 @@ import ShadowCopy
 /// A backup-to-disk job (docs/JOBS.md): what to back up, with which writers and provider, into which
 /// store, and what to keep. Parsed from a TOML file; `validate` reports every mistake with its line.
 public struct JobFile: Sendable {
+    /// The job's name (default: the file's name).
     public var name: String
+    /// The store, as `--store` takes it.
     public var store = ""
     /// A file of `AWS_ACCESS_KEY_ID=…` / `AWS_SECRET_ACCESS_KEY=…` lines for an S3 store (the job file
     /// never holds keys itself).
@@ -16,16 +18,27 @@ public struct JobFile: Sendable {
     /// Where an encrypted store's password comes from: a file, or a command that prints it (the job file
     /// never holds the password itself).
     public var passwordFile: String?
+    /// A command printing the store's password.
     public var passwordCommand: String?
+    /// Absolute paths to back up.
     public var sources: [String] = []
+    /// Paths or globs left out.
     public var excludes: [String] = []
+    /// The codec (default: the store's).
     public var codec: Codec?
+    /// Stay on the filesystems of the sources.
     public var oneFileSystem = false
+    /// The chunker of a store the job creates.
     public var chunker = ChunkerParameters.default
+    /// The writers that take part.
     public var discovery = WriterDiscovery()
+    /// How the shadow copy session runs.
     public var coordinator = CoordinatorOptions()
+    /// False: read live files, no writers.
     public var useShadowCopy = true
+    /// Which snapshots to keep after each run.
     public var retention = RetentionPolicy()
+    /// Prune after forgetting.
     public var prune = false
 
     /// The store's password source: the job's file or command, else the environment's.
@@ -224,8 +237,11 @@ public struct JobFile: Sendable {
 
 /// Every problem in a job file.
 public struct JobErrors: Error, CustomStringConvertible, Sendable {
+    /// The job file.
     public var path: String
+    /// Its problems, by line.
     public var errors: [TOMLError]
+    /// Every problem as `PATH:LINE: message`.
     public var description: String {
         "\(path) has \(errors.count) problem(s):\n" + errors.map { "  \(path):\($0.line): \($0.message)" }.joined(separator: "\n")
     }

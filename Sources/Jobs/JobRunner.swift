@@ -8,30 +8,45 @@ import ShadowCopy
 /// One run of a job: create the store if needed, back up through a shadow copy session, apply
 /// retention (and prune when asked), and append the run to the store's job history.
 public struct JobRunner: Sendable {
+    /// The job run.
     public let job: JobFile
 
+    /// A runner of `job`.
     public init(job: JobFile) { self.job = job }
 
     /// One line of job history (`jobs/<job>/<start>-<id>.json` in the store).
     public struct HistoryRecord: Codable, Sendable {
+        /// The job's name.
         public var job: String
+        /// When the run started.
         public var start: Date
+        /// When it ended.
         public var end: Date
         /// success, partial (some files unreadable: exit 3) or failed.
         public var result: String
+        /// The snapshot it made.
         public var snapshot: String?
+        /// Bytes the backup read.
         public var bytesRead: UInt64 = 0
+        /// Bytes of new data it added.
         public var bytesAdded: UInt64 = 0
+        /// How long writers were held.
         public var freezeWindowMs: Double?
+        /// Snapshots the retention rules removed.
         public var forgotten = 0
+        /// Why it failed.
         public var error: String?
     }
 
+    /// What a run did.
     public struct Outcome: Sendable {
+        /// The record written to the job's history.
         public var history: HistoryRecord
+        /// The backup's outcome, when it got that far.
         public var backup: BackupJob.Outcome?
     }
 
+    /// Opens (or creates) the store, backs up, applies retention (and prune), and records the run in the store's job history, failed or not.
     public func run() throws -> Outcome {
         let start = Date()
         let store: Store
@@ -116,6 +131,7 @@ public enum JobRunError: Error, CustomStringConvertible, Sendable {
     /// The job's store does not exist and the job names nothing to encrypt a new one with.
     case noSecretForNewStore(job: String, store: String)
 
+    /// What went wrong and what to do.
     public var description: String {
         switch self {
         case .noSecretForNewStore(let job, let store):

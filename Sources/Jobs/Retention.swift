@@ -4,22 +4,36 @@ import Foundation
 /// hours/days/weeks/months/years that have snapshots, and every snapshot with a kept tag. A snapshot
 /// any rule keeps is kept. Buckets are calendar periods in the local time zone.
 public struct RetentionPolicy: Sendable, Equatable {
+    /// Keep the newest N snapshots.
     public var last = 0
+    /// Keep the newest snapshot of each of the last N hours that have one.
     public var hourly = 0
+    /// The same for days.
     public var daily = 0
+    /// The same for weeks.
     public var weekly = 0
+    /// The same for months.
     public var monthly = 0
+    /// The same for years.
     public var yearly = 0
+    /// Keep every snapshot with one of these tags.
     public var tags: [String] = []
 
+    /// A policy that keeps nothing (set the rules).
     public init() {}
 
+    /// True when no rule keeps anything.
     public var isEmpty: Bool { last == 0 && hourly == 0 && daily == 0 && weekly == 0 && monthly == 0 && yearly == 0 && tags.isEmpty }
 
+    /// What the policy sees of a snapshot.
     public struct Snapshot: Sendable {
+        /// Its id.
         public var id: String
+        /// When it was taken.
         public var time: Date
+        /// Its tags.
         public var tags: [String]
+        /// A snapshot as the policy sees it.
         public init(id: String, time: Date, tags: [String]) {
             self.id = id
             self.time = time
@@ -27,9 +41,11 @@ public struct RetentionPolicy: Sendable, Equatable {
         }
     }
 
+    /// Which snapshots stay and which go.
     public struct Decision: Sendable {
         /// Kept snapshot ids with the rules that keep them.
         public var keep: [(id: String, reasons: [String])]
+        /// Ids of the snapshots no rule keeps.
         public var remove: [String]
     }
 

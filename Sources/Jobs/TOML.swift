@@ -10,6 +10,7 @@ public enum TOMLValue: Equatable, Sendable, CustomStringConvertible {
     case bool(Bool)
     case array([TOMLValue])
 
+    /// The value as TOML writes it.
     public var description: String {
         switch self {
         case .string: "a string"
@@ -21,16 +22,23 @@ public enum TOMLValue: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// One `key = value` line.
 public struct TOMLEntry: Sendable {
     /// `section.key`, or `key` at the top.
     public var key: String
+    /// Its value.
     public var value: TOMLValue
+    /// Its line in the file.
     public var line: Int
 }
 
+/// A problem with a job file, at a line.
 public struct TOMLError: Error, CustomStringConvertible, Sendable {
+    /// The line (1 is the first).
     public var line: Int
+    /// What is wrong and how to fix it.
     public var message: String
+    /// "line N: message".
     public var description: String { "line \(line): \(message)" }
 }
 

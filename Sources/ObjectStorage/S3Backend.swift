@@ -6,12 +6,17 @@ import Foundation
 /// (docs/FORMAT.md, "Layout"); a PUT is atomic by S3's own rules, so there are no temporaries. Packs
 /// larger than `multipartThreshold` are uploaded in parts, several at once.
 public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutable after init
+    /// The bucket's client.
     public let client: S3Client
+    /// The store's prefix in the bucket ("" at the top).
     public let prefix: String
+    /// The store's location as given (`s3:http://…`).
     public let location: String
     /// Packs above this size are uploaded in parts (S3 allows at least 5 MiB per part).
     public var multipartThreshold = 8 << 20
+    /// Bytes per part of a multipart upload.
     public var partSize = 8 << 20
+    /// Parts uploaded at once.
     public var parallelParts = 4
 
     /// Parses `s3:http(s)://host[:port]/bucket[/prefix]`; credentials from the environment unless given.
@@ -42,6 +47,7 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
 
     func objectKey(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
 
+    /// Creates the bucket if it is missing; refuses a prefix that already holds objects.
     public func prepareNew() throws {
         if try !client.bucketExists() { try client.createBucket() }
         let present = try client.list(objectKey(""))
@@ -50,6 +56,7 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         }
     }
 
+    /// One PUT, or (a pack above the threshold) a multipart upload with parts in parallel.
     public func put(_ key: String, parts: [UnsafeRawBufferPointer], bulk: Bool) throws {
         let size = parts.reduce(0) { $0 + $1.count }
         if bulk && size > multipartThreshold {
@@ -59,6 +66,7 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         }
     }
 
+    /// A HEAD for the size, then the object, nil when missing; longer than `limit` is an error.
     public func get(_ key: String, limit: Int) throws -> [UInt8]? {
         // Small objects: a HEAD first keeps a huge one from being fetched at all.
         guard let size = try client.head(objectKey(key)) else { return nil }
@@ -66,22 +74,28 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         return try client.get(objectKey(key))
     }
 
+    /// A ranged GET into `buffer`. - Returns: bytes read.
     public func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let n = try client.get(objectKey(key), at: offset, into: buffer) else { throw StoreError.missingObject(key) }
         return n
     }
 
+    /// The object's size (HEAD), nil when missing.
     public func size(_ key: String) throws -> Int? { try client.head(objectKey(key)) }
 
+    /// Keys under `keyPrefix` (ListObjectsV2, every page).
     public func list(_ keyPrefix: String) throws -> [String] {
         let full = objectKey(keyPrefix)
         let strip = prefix.isEmpty ? 0 : prefix.count + 1
         return try client.list(full).map { String($0.dropFirst(strip)) }
     }
 
+    /// Removes an object.
     public func delete(_ key: String) throws { try client.delete(objectKey(key)) }
 
+    /// Always nil: objects are read over HTTP.
     public func localFile(_ key: String) -> String? { nil }
 
+    /// None: an object exists whole or not at all.
     public func removeTemporaries() throws -> Int { 0 }
 }

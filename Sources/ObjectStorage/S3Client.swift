@@ -11,6 +11,7 @@ public enum S3Error: Error, CustomStringConvertible {
     /// The endpoint could not be reached (after retries).
     case unreachable(endpoint: String, underlying: String)
 
+    /// What failed and what to do.
     public var description: String {
         switch self {
         case .configuration(let m): m
@@ -36,7 +37,9 @@ public enum S3Error: Error, CustomStringConvertible {
 /// worth retrying (connection failures, 5xx, 503 SlowDown, 429) are retried with exponential back-off
 /// and full jitter, `retries` times.
 public final class S3Client: @unchecked Sendable {  // immutable after init; the semaphore is thread-safe
+    /// The service's address (scheme, host, port).
     public let endpoint: URL
+    /// The bucket.
     public let bucket: String
     let signer: SigV4
     let retries: Int
@@ -57,6 +60,7 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
     /// Keys per ListObjectsV2 page (S3's maximum is 1,000; smaller only to test continuation).
     let listPageSize: Int
 
+    /// A client of `bucket` at `endpoint` signing with `credentials`; `listPageSize` keys per ListObjectsV2 page.
     public init(
         endpoint: URL, bucket: String, credentials: S3Credentials, parallelRequests: Int = 8, retries: Int = 8, listPageSize: Int = 1000
     ) {
@@ -137,6 +141,7 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         return true
     }
 
+    /// Creates the bucket (an existing one of ours is fine).
     public func createBucket() throws {
         let r = try send(.PUT, key: nil, operation: "create bucket")
         guard r.status == 200 || (r.status == 409 && S3Error.code(r.text) == "BucketAlreadyOwnedByYou") else {
@@ -144,6 +149,7 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         }
     }
 
+    /// Uploads `parts` as one object with one PUT.
     public func put(_ key: String, _ parts: [UnsafeRawBufferPointer]) throws {
         let r = try send(.PUT, key: key, body: parts, operation: "PUT")
         guard r.status == 200 else { throw Self.fail(r, "PUT", key) }
@@ -223,6 +229,7 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         return length
     }
 
+    /// Removes an object (a missing one is not an error).
     public func delete(_ key: String) throws {
         let r = try send(.DELETE, key: key, operation: "DELETE")
         guard r.status == 204 || r.status == 200 || r.status == 404 else { throw Self.fail(r, "DELETE", key) }

@@ -3,11 +3,16 @@ import Foundation
 
 /// Credentials for signing S3 requests.
 public struct S3Credentials: Sendable {
+    /// AWS_ACCESS_KEY_ID.
     public var accessKey: String
+    /// AWS_SECRET_ACCESS_KEY.
     public var secretKey: String
+    /// AWS_SESSION_TOKEN, for temporary credentials.
     public var sessionToken: String?
+    /// The region requests are signed for (AWS_DEFAULT_REGION; Ceph takes any).
     public var region: String
 
+    /// Keys for signing requests.
     public init(accessKey: String, secretKey: String, sessionToken: String? = nil, region: String = "us-east-1") {
         self.accessKey = accessKey
         self.secretKey = secretKey

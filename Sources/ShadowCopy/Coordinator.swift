@@ -2,6 +2,7 @@ import Foundation
 
 /// Settings of a shadow copy session (VSS defaults).
 public struct CoordinatorOptions: Sendable {
+    /// Where locks and shadow copy records live.
     public var paths = CoordinatorPaths()
     /// How long to wait for another agent's set to be created (nil: fail at once).
     public var wait: Duration?
@@ -13,6 +14,7 @@ public struct CoordinatorOptions: Sendable {
     public var eventTimeout: Duration = .seconds(300)
     /// Retries after retryable, timeout and out-of-resources failures, with exponential back-off.
     public var retries = 3
+    /// The wait before the first retry, doubled each time.
     public var retryBackoff: Duration = .seconds(1)
     /// Force one provider for every volume (nil: choose per volume).
     public var provider: ProviderKind?
@@ -21,6 +23,7 @@ public struct CoordinatorOptions: Sendable {
     /// Selected writers or components: `WRITER` (name or label) or `WRITER/COMPONENT`; nil selects all.
     public var selection: [String]?
 
+    /// The defaults (docs/WRITERS.md lists them).
     public init() {}
 }
 
@@ -31,10 +34,13 @@ public struct CoordinatorOptions: Sendable {
 /// post-snapshot; `ShadowCopySession.complete` then sends backup-complete and releases the set. Any
 /// failure after prepare-backup sends abort to every writer and deletes partial shadow copies.
 public final class Coordinator: @unchecked Sendable {  // used from one thread; writer calls fan out and join
+    /// Time limits, retries, provider and selection.
     public let options: CoordinatorOptions
     let slots: [WriterSlot]
+    /// The id of the shadow copy set this coordinator defines.
     public let setID = UUID().uuidString.lowercased()
 
+    /// A coordinator of `writers`.
     public init(writers: [Writer], options: CoordinatorOptions) {
         self.options = options
         self.slots = writers.map(WriterSlot.init)
@@ -197,10 +203,23 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         plans: [VolumePlan], involved: [WriterSlot], registry: ShadowRegistry, agentLock: PidLock, report: inout SessionReport
     ) throws {
         try send(.prepareBackup, to: involved, deadline: .now + options.eventTimeout)
+        try prepareProviders(plans, registry: registry)
+        try send(.prepareSnapshot, to: involved, deadline: .now + options.eventTimeout, volumes: plans.map(\.volume.mountPoint))
+        try freezeCommitThaw(plans, involved: involved, report: &report)
+        agentLock.release()  // the set is defined: the next agent may start its own
+        for plan in plans {
+            if let p = plan.properties, plan.provider != .none {
+                try? registry.save(.init(properties: p, ownerPID: getpid(), keep: options.keep, state: "created"))
+            }
+        }
+        postSnapshot(plans, involved: involved, report: &report)
+    }
 
+    /// Each provider's preparation, its shadow copy recorded before anything exists on disk, so a
+    /// killed agent's leftovers can be found.
+    private func prepareProviders(_ plans: [VolumePlan], registry: ShadowRegistry) throws {
         for plan in plans {
             let snapshotID = UUID().uuidString.lowercased()
-            // Recorded before anything exists on disk, so a killed agent's leftovers can be found.
             let placeholder = ShadowCopyProperties(
                 snapshotID: snapshotID, setID: setID, volume: plan.volume, snapshotPath: plan.shadowDirectory + "/" + snapshotID,
                 provider: plan.provider, created: Date(), host: ProcessInfo.processInfo.hostName, subvolumes: [:], warnings: [])
@@ -209,19 +228,23 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
             }
             try Providers.make(plan.provider).prepare(plan, setID: setID, snapshotID: snapshotID)
         }
+    }
 
-        try send(.prepareSnapshot, to: involved, deadline: .now + options.eventTimeout, volumes: plans.map(\.volume.mountPoint))
-
-        // The freeze window. The deadline is armed before freeze is sent (KB915331).
+    /// The freeze window: freeze every writer, commit every volume's shadow copy, thaw; each step timed.
+    /// The deadline is armed before freeze is sent (KB915331).
+    private func freezeCommitThaw(_ plans: [VolumePlan], involved: [WriterSlot], report: inout SessionReport) throws {
         let windowStart = ContinuousClock.now
         let freezeDeadline = windowStart + options.freezeTimeout
         var phases: [FreezeWindow.Phase] = []
         func ms(_ i: ContinuousClock.Instant) -> Double { (i - windowStart).milliseconds }
+        func timed(_ kind: String, _ outcomes: [DispatchOutcome]) {
+            for o in outcomes {
+                phases.append(.init(kind: kind, subject: o.slot.writer.label, startMs: ms(o.started), durationMs: (o.finished - o.started).milliseconds))
+            }
+        }
 
         let frozen = WriterDispatch.send(.freeze, to: involved, deadline: freezeDeadline) { self.context($0, deadline: freezeDeadline) }
-        for o in frozen {
-            phases.append(.init(kind: "freeze", subject: o.slot.writer.label, startMs: ms(o.started), durationMs: (o.finished - o.started).milliseconds))
-        }
+        timed("freeze", frozen)
         try record(.freeze, frozen)
 
         let commitDeadline = min(ContinuousClock.now + options.commitTimeout, freezeDeadline)
@@ -242,40 +265,23 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         }
 
         let thawed = WriterDispatch.send(.thaw, to: involved, deadline: freezeDeadline) { self.context($0, deadline: freezeDeadline) }
-        for o in thawed {
-            phases.append(.init(kind: "thaw", subject: o.slot.writer.label, startMs: ms(o.started), durationMs: (o.finished - o.started).milliseconds))
-        }
+        timed("thaw", thawed)
         let windowEnd = thawed.map(\.finished).max() ?? ContinuousClock.now
         report.freezeWindow = FreezeWindow(totalMs: (windowEnd - windowStart).milliseconds, phases: phases)
         try record(.thaw, thawed)
-        agentLock.release()  // the set is defined: the next agent may start its own
+    }
 
-        for plan in plans {
-            if let p = plan.properties, plan.provider != .none {
-                try? registry.save(.init(properties: p, ownerPID: getpid(), keep: options.keep, state: "created"))
-            }
-        }
+    /// post-snapshot, with the shadow copies' paths. A failing post-snapshot does not undo the shadow
+    /// copy (VSS): it is reported.
+    private func postSnapshot(_ plans: [VolumePlan], involved: [WriterSlot], report: inout SessionReport) {
         var shadows: [String: String] = [:]
         for plan in plans { if let p = plan.properties { shadows[plan.volume.mountPoint] = p.snapshotPath } }
-        // A failing post-snapshot does not undo the shadow copy (VSS): it is reported.
         let post = WriterDispatch.send(.postSnapshot, to: involved, deadline: .now + options.eventTimeout) { slot in
             var c = self.context(slot, deadline: .now + self.options.eventTimeout)
             c.shadowCopies = shadows
             return c
         }
-        for o in post {
-            switch o.result {
-            case .failure(let e):
-                o.slot.state = .failedAtPostSnapshot
-                o.slot.lastError = e
-                report.warnings.append("writer \(o.slot.writer.label) failed at post-snapshot: \(e)")
-            case .success(let info):
-                // What the writer says after the snapshot (a database's backup label) is kept with what
-                // it said at freeze.
-                o.slot.freezeInfo.merge(info) { _, new in new }
-                o.slot.state = .waitingForBackupComplete
-            }
-        }
+        reportFailures(.postSnapshot, post, in: &report)
     }
 
     func context(_ slot: WriterSlot, deadline: ContinuousClock.Instant) -> WriterContext {
@@ -294,19 +300,14 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
         try record(event, outcomes)
     }
 
+    /// Records an event whose failure stops the session: every writer's new state, then the first
+    /// failure thrown (a writer that timed out or stopped answering is terminated).
     private func record(_ event: WriterEvent, _ outcomes: [DispatchOutcome]) throws {
         var first: (WriterSlot, WriterError)?
         for o in outcomes {
-            switch o.result {
-            case .success(let info):
-                o.slot.state = event.nextState
-                if event == .freeze { o.slot.freezeInfo = info }
-            case .failure(let e):
-                o.slot.state = event.failedState
-                o.slot.lastError = e
-                if e.failure == .timeout || e.failure == .notResponding, let exec = o.slot.writer as? ExecWriter { exec.terminate() }
-                if first == nil { first = (o.slot, e) }
-            }
+            guard let e = apply(event, o) else { continue }
+            if e.failure == .timeout || e.failure == .notResponding, let exec = o.slot.writer as? ExecWriter { exec.terminate() }
+            if first == nil { first = (o.slot, e) }
         }
         if let (slot, e) = first {
             if e.failure == .timeout && (event == .freeze || event == .thaw) {
@@ -315,6 +316,30 @@ public final class Coordinator: @unchecked Sendable {  // used from one thread; 
                     attempts: 1)
             }
             throw ShadowCopyError.writerFailed(writer: slot.writer.label, event: event, e, attempts: 1)
+        }
+    }
+
+    /// Records an event whose failure does not undo the shadow copy (post-snapshot, backup-complete,
+    /// as in VSS): every writer's new state, and a warning for each failure.
+    func reportFailures(_ event: WriterEvent, _ outcomes: [DispatchOutcome], in report: inout SessionReport) {
+        for o in outcomes {
+            if let e = apply(event, o) { report.warnings.append("writer \(o.slot.writer.label) failed at \(event.rawValue): \(e)") }
+        }
+    }
+
+    /// Moves a writer to the state its answer to `event` leaves it in, keeping what it reported at
+    /// freeze and after the snapshot (a database's backup label). - Returns: its failure, if any.
+    private func apply(_ event: WriterEvent, _ o: DispatchOutcome) -> WriterError? {
+        switch o.result {
+        case .success(let info):
+            o.slot.state = event.nextState
+            if event == .freeze { o.slot.freezeInfo = info }
+            if event == .postSnapshot { o.slot.freezeInfo.merge(info) { _, new in new } }
+            return nil
+        case .failure(let e):
+            o.slot.state = event.failedState
+            o.slot.lastError = e
+            return e
         }
     }
 

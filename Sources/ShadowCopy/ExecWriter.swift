@@ -6,8 +6,11 @@ import JSONFormat
 /// (docs/WRITERS.md). It is started once per session; closing its stdin (EOF) tells it the coordinator
 /// is gone, so it must thaw and exit — which is what keeps a killed agent from leaving it frozen.
 public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a time (coordinator's rule)
+    /// The writer program.
     public let executable: String
+    /// Its arguments.
     public let arguments: [String]
+    /// "exec:PROGRAM".
     public var label: String { "exec:\((executable as NSString).lastPathComponent)" }
     private var process: ChildProcess?
     /// The write end of the writer's stdin, and the read end of its stdout (-1 when not running).
@@ -16,6 +19,7 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
     private var pending = [UInt8]()
     private let lock = NSLock()
 
+    /// A writer run as `executable arguments`, started at identify.
     public init(executable: String, arguments: [String] = []) {
         self.executable = executable
         self.arguments = arguments
@@ -23,6 +27,7 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
 
     deinit { shutdown() }
 
+    /// Sends identify and reads the Writer Metadata Document it answers.
     public func identify(_ context: WriterContext) throws -> WriterMetadata {
         let answer = try request(["event": "identify", "set": context.setID], deadline: context.deadline)
         guard let metadata = answer["metadata"] else {
@@ -36,6 +41,7 @@ public final class ExecWriter: Writer, @unchecked Sendable {  // one event at a 
         }
     }
 
+    /// Sends `event` as a JSON line and waits for its answer within the context's deadline.
     public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
         var message: [String: Any] = ["event": event.rawValue, "set": context.setID]
         switch event {

@@ -8,14 +8,18 @@ import Foundation
 /// guard (`sh`) that waits on a pipe from this process and runs `script thaw` if the pipe closes
 /// without the word "done": a killed agent still thaws its applications.
 public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one event at a time
+    /// The hook script (`script freeze` / `script thaw`).
     public let script: String
+    /// "fsfreeze-hook:SCRIPT".
     public var label: String { "fsfreeze-hook:\((script as NSString).lastPathComponent)" }
     private var guardProcess: ChildProcess?
     private var guardInput: Int32 = -1
     private var frozen = false
 
+    /// A writer around `script`.
     public init(script: String) { self.script = script }
 
+    /// A writer with no components: hooks quiesce, they do not own files.
     public func identify(_ context: WriterContext) throws -> WriterMetadata {
         // Hook scripts do not describe data: one component without files, always taking part.
         WriterMetadata(
@@ -24,6 +28,7 @@ public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one eve
             components: [Component(name: (script as NSString).lastPathComponent, type: .fileGroup, selectable: false, files: [])])
     }
 
+    /// Runs `script freeze` at freeze and `script thaw` at thaw (and abort); other events need nothing.
     public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
         switch event {
         case .freeze:
@@ -39,6 +44,7 @@ public final class FsfreezeHookWriter: Writer, @unchecked Sendable {  // one eve
         return [:]
     }
 
+    /// Nothing runs between events.
     public func shutdown() {
         if frozen { try? thaw(deadline: .now + .seconds(60)) }
         stopGuard()

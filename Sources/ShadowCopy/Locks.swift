@@ -62,6 +62,7 @@ public struct CoordinatorPaths: Sendable {
     /// Records of shadow copies that exist, so kept and orphaned ones can be found. Default /var/lib/shadowmover.
     public var stateDirectory: String
 
+    /// The default directories (`/run/shadowmover`, `/var/lib/shadowmover`) unless given or set in the environment.
     public init(runDirectory: String? = nil, stateDirectory: String? = nil) {
         let env = ProcessInfo.processInfo.environment
         self.runDirectory = runDirectory ?? env["SHADOWMOVER_RUN_DIR"] ?? "/run/shadowmover"

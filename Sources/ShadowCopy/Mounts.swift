@@ -4,13 +4,18 @@ import Foundation
 public struct Volume: Hashable, Sendable, Codable, CustomStringConvertible {
     /// `major:minor` of the mount, as /proc/self/mountinfo gives it.
     public var device: String
+    /// Where it is mounted.
     public var mountPoint: String
+    /// The filesystem type (btrfs, xfs, ext4, …).
     public var fsType: String
+    /// The mounted device or source.
     public var source: String
     /// The path inside the filesystem that is mounted here (a btrfs subvolume, a bind mount's source).
     public var root: String
+    /// Mounted read-only.
     public var readOnly: Bool
 
+    /// A volume as mountinfo describes it.
     public init(device: String, mountPoint: String, fsType: String, source: String, root: String, readOnly: Bool) {
         self.device = device
         self.mountPoint = mountPoint
@@ -20,6 +25,7 @@ public struct Volume: Hashable, Sendable, Codable, CustomStringConvertible {
         self.readOnly = readOnly
     }
 
+    /// "MOUNTPOINT (TYPE on SOURCE, DEVICE)".
     public var description: String { "\(mountPoint) (\(fsType) on \(source), \(device))" }
 }
 
@@ -77,6 +83,7 @@ public enum Mounts {
         prefix == "/" || path == prefix || path.hasPrefix(prefix + "/")
     }
 
+    /// The path with symlinks resolved, nil when it does not exist.
     public static func realPath(_ path: String) -> String? {
         guard let r = realpath(path, nil) else { return nil }
         defer { free(r) }

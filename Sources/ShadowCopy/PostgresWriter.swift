@@ -14,8 +14,11 @@ import Foundation
 ///   start to the stop location are read live afterwards, so recovery finds the end-of-backup record.
 /// - abort / a killed agent: the connection ends, and with it PostgreSQL's backup mode.
 public final class PostgresWriter: Writer, @unchecked Sendable {  // one event at a time
+    /// The writer's class id.
     public static let classID = "0f7c2b1e-5d84-4c3a-b6e9-8a1d2c3e4f50"
+    /// The libpq connection string.
     public let connection: String
+    /// "postgres:DATA DIRECTORY".
     public var label: String { "postgres:\(dataDirectory ?? connection)" }
     private var conn: OpaquePointer?
     private var dataDirectory: String?
@@ -28,6 +31,7 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
 
     deinit { shutdown() }
 
+    /// Connects, finds the data directory and its tablespaces: one database component.
     public func identify(_ context: WriterContext) throws -> WriterMetadata {
         try connect()
         let data = try value("SHOW data_directory")
@@ -56,6 +60,7 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
             restoreMethod: .restoreToAlternateLocation, components: components, excludes: excludes)
     }
 
+    /// pg_backup_start at prepare-backup, pg_backup_stop at post-snapshot (its backup_label kept as freeze info); nothing is held at freeze.
     public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
         switch event {
         case .prepareBackup:
@@ -87,6 +92,7 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
     /// post-snapshot: the end-of-backup record is written after the shadow copy was taken.
     public var filesAfterSnapshot: [String] { walFiles }
 
+    /// Closes the session (a backup still in progress ends with it).
     public func shutdown() { disconnect() }
 
     // MARK: libpq

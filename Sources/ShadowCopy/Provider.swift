@@ -14,13 +14,19 @@ public enum ProviderKind: String, Codable, Sendable, CaseIterable {
 
 /// The snapshot properties of one volume's shadow copy (VSS's `VSS_SNAPSHOT_PROP`).
 public struct ShadowCopyProperties: Codable, Sendable {
+    /// The shadow copy's id.
     public var snapshotID: String
+    /// The set it belongs to.
     public var setID: String
+    /// The volume it copies.
     public var volume: Volume
     /// Root of the shadow copy (a snapshot subvolume's parent directory, or the clone directory).
     public var snapshotPath: String
+    /// How it was made.
     public var provider: ProviderKind
+    /// When.
     public var created: Date
+    /// On which host.
     public var host: String
     /// btrfs: the snapshot subvolumes created (original subvolume root → snapshot path).
     public var subvolumes: [String: String]
@@ -32,14 +38,19 @@ public struct ShadowCopyProperties: Codable, Sendable {
 /// extended attributes it had at the freeze (a clone carries no xattrs, and the original may be gone
 /// or changed by the time it is read).
 public struct CapturedFile: Sendable {
+    /// Where its content is read (a clone or copy made at the freeze).
     public var shadowPath: String
+    /// Its metadata at the freeze.
     public var stat: stat
+    /// Its extended attributes at the freeze.
     public var xattrs: [(name: String, value: [UInt8])]
 }
 
 /// One volume's part of a shadow copy set while it is being built.
 public final class VolumePlan: @unchecked Sendable {  // used by one coordinator thread at a time
+    /// The volume.
     public let volume: Volume
+    /// The provider chosen for it.
     public var provider: ProviderKind
     /// Backup paths on this volume (real paths).
     public var paths: [String] = []
@@ -53,6 +64,7 @@ public final class VolumePlan: @unchecked Sendable {  // used by one coordinator
     public internal(set) var capturedComponentFiles: [String] = []
     /// Filled by prepare (btrfs): subvolume roots to snapshot.
     var subvolumeRoots: [String] = []
+    /// Set once the shadow copy exists.
     public internal(set) var properties: ShadowCopyProperties?
     /// Filled by commit (reflink, copy).
     public internal(set) var captured: [String: CapturedFile] = [:]
@@ -65,6 +77,7 @@ public final class VolumePlan: @unchecked Sendable {  // used by one coordinator
     /// `<mount point>/.shadowmover-shadows`: the hidden directory shadow copies of this volume live in.
     public var shadowDirectory: String { Self.shadowDirectory(of: volume) }
 
+    /// The hidden directory on `volume` where its clones and copies are made.
     public static func shadowDirectory(of volume: Volume) -> String {
         (volume.mountPoint == "/" ? "" : volume.mountPoint) + "/.shadowmover-shadows"
     }

@@ -6,16 +6,20 @@ import Foundation
 /// write lock with `BEGIN IMMEDIATE` on its own connection — other writers wait, readers go on — and at
 /// thaw it ends that transaction. A killed agent's connection dies with it, and the lock with it.
 public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at a time
+    /// The database file.
     public let database: String
     /// A query run while frozen whose first value is recorded in the component's `freezeInfo["probe"]`
     /// (for example `SELECT count(*) FROM events`), so a restore can be checked against the moment of freeze.
     public let probe: String?
+    /// "sqlite:PATH".
     public var label: String { "sqlite:\(database)" }
     private var connection: OpaquePointer?
     private var inTransaction = false
 
+    /// The writer's class id.
     public static let classID = "5b1f3c7e-8a2d-4e61-9f0a-3d2c1b0a9e77"
 
+    /// A writer of `database`; `probe` is a query recorded at freeze (e.g. a row count) for verification.
     public init(database: String, probe: String? = nil) {
         self.database = database
         self.probe = probe
@@ -23,6 +27,7 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
 
     deinit { shutdown() }
 
+    /// One database component: the file and its -wal, -shm and -journal.
     public func identify(_ context: WriterContext) throws -> WriterMetadata {
         let url = URL(fileURLWithPath: database).standardizedFileURL
         let directory = url.deletingLastPathComponent().path
@@ -51,6 +56,7 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         return out
     }
 
+    /// Checkpoints at prepare-snapshot; from freeze to thaw holds the write lock (`BEGIN IMMEDIATE`): other writers wait, readers go on.
     public func handle(_ event: WriterEvent, _ context: WriterContext) throws -> [String: String] {
         switch event {
         case .prepareSnapshot:
@@ -74,6 +80,7 @@ public final class SQLiteWriter: Writer, @unchecked Sendable {  // one event at 
         return [:]
     }
 
+    /// Closes its connection.
     public func shutdown() {
         endTransaction()
         if let connection { sqlite3_close_v2(connection) }

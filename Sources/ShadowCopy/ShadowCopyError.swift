@@ -16,6 +16,7 @@ public enum ShadowCopyError: Error, CustomStringConvertible {
     case noSuchShadow(String)
     case selection(String)
 
+    /// What failed, the writer or volume, and what to do.
     public var description: String {
         switch self {
         case .mounts(let m): "cannot resolve volumes: \(m)"

@@ -3,7 +3,9 @@ import Foundation
 /// A created shadow copy set, held until `complete`: the paths to read, where to read them from, and
 /// the report for the snapshot record. Volume marks are held until release.
 public final class ShadowCopySession: @unchecked Sendable {  // used from one thread
+    /// What the session did so far.
     public private(set) var report: SessionReport
+    /// One plan per volume of the set.
     public let plans: [VolumePlan]
     /// The writers' exclude lists.
     public let excludes: [FileDescriptor]
@@ -99,15 +101,7 @@ public final class ShadowCopySession: @unchecked Sendable {  // used from one th
             c.results = results
             return c
         }
-        for o in outcomes {
-            if case .failure(let e) = o.result {
-                o.slot.state = .failedAtBackupComplete
-                o.slot.lastError = e
-                report.warnings.append("writer \(o.slot.writer.label) failed at backup-complete: \(e)")
-            } else {
-                o.slot.state = .stable
-            }
-        }
+        coordinator.reportFailures(.backupComplete, outcomes, in: &report)
         release()
     }
 

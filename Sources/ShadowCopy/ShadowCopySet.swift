@@ -2,11 +2,15 @@ import Foundation
 
 /// The volumes of a shadow copy set: at most 64, each once (VSS's rules for AddToSnapshotSet).
 public struct ShadowCopySet: Sendable {
+    /// VSS's limit on volumes in one set.
     public static let maximumVolumes = 64
+    /// The volumes, in the order added.
     public private(set) var volumes: [Volume] = []
 
+    /// An empty set.
     public init() {}
 
+    /// Adds a volume; more than `maximumVolumes` or one twice is an error.
     public mutating func add(_ volume: Volume) throws {
         if volumes.contains(where: { $0.device == volume.device && $0.mountPoint == volume.mountPoint }) {
             throw ShadowCopyError.duplicateVolume(volume)

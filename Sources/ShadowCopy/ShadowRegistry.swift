@@ -1,3 +1,4 @@
+import DurableFile
 import Foundation
 import JSONFormat
 
@@ -5,11 +6,16 @@ import JSONFormat
 /// `<state dir>/shadows/`), written *before* a shadow copy is created and removed after it is deleted.
 /// A record whose owner process is gone and that was not kept marks an orphan left by a killed agent.
 public struct ShadowRegistry: Sendable {
+    /// Where the records are.
     public let directory: String
 
+    /// A shadow copy that exists, and who made it.
     public struct Record: Codable, Sendable {
+        /// What it is.
         public var properties: ShadowCopyProperties
+        /// The agent that made it.
         public var ownerPID: Int32
+        /// Kept after the backup (`--keep`).
         public var keep: Bool
         /// `creating` until the commit returned, then `created`.
         public var state: String
@@ -18,20 +24,17 @@ public struct ShadowRegistry: Sendable {
         public var isOrphan: Bool { !keep && kill(ownerPID, 0) != 0 && errno == ESRCH }
     }
 
+    /// The registry in `paths.shadowRecords`.
     public init(paths: CoordinatorPaths) { directory = paths.shadowRecords }
 
     func save(_ record: Record) throws {
         let data = try JSONFormat.encoder(pretty: true).encode(record)
-        let path = "\(directory)/\(record.properties.snapshotID).json"
-        let temp = path + ".tmp"
-        try data.write(to: URL(fileURLWithPath: temp))
-        let fd = open(temp, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        rename(temp, path)
+        try DurableFile.write(Array(data), to: "\(directory)/\(record.properties.snapshotID).json")
     }
 
     func remove(_ snapshotID: String) { unlink("\(directory)/\(snapshotID).json") }
 
+    /// Every record that can be read.
     public func list() -> [Record] {
         let decoder = JSONFormat.decoder()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

@@ -18,6 +18,7 @@ public struct WriterContext: Sendable {
     /// The time by which the writer must have answered.
     public var deadline: ContinuousClock.Instant
 
+    /// The context of an event of set `setID`, to be answered by `deadline`.
     public init(setID: String, deadline: ContinuousClock.Instant) {
         self.setID = setID
         self.selectedComponents = []
@@ -50,5 +51,6 @@ public protocol Writer: AnyObject, Sendable {
 }
 
 extension Writer {
+    /// None by default.
     public var filesAfterSnapshot: [String] { [] }
 }

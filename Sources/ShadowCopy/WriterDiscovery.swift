@@ -3,10 +3,14 @@ import Foundation
 /// Finds the writers for a session: executables in a writers directory (exec writers), qemu-ga style
 /// hook scripts in its `fsfreeze-hook.d/`, and those named on the command line or in a job.
 public struct WriterDiscovery: Sendable {
+    /// Where exec writers are found by default.
     public static let defaultDirectory = "/etc/shadowmover/writers.d"
 
+    /// A directory of exec writers (each executable in it is one).
     public var directory: String?
+    /// SQLite databases to protect.
     public var sqliteDatabases: [String] = []
+    /// A query the SQLite writers record at freeze.
     public var sqliteProbe: String?
     /// libpq connection strings of PostgreSQL clusters, one built-in writer each.
     public var postgresConnections: [String] = []
@@ -15,8 +19,10 @@ public struct WriterDiscovery: Sendable {
     /// Hook scripts, or directories of them.
     public var fsfreezeHooks: [String] = []
 
+    /// Discovery in `directory` (nil: none) and of nothing else yet.
     public init(directory: String? = WriterDiscovery.defaultDirectory) { self.directory = directory }
 
+    /// The writers: built-in ones named, exec writers given and found, fsfreeze hooks.
     public func writers() throws -> [Writer] {
         var writers: [Writer] = []
         if let directory, FileManager.default.fileExists(atPath: directory) {

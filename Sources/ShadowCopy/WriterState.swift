@@ -18,8 +18,10 @@ public enum WriterState: Int, Codable, Sendable, CustomStringConvertible, CaseIt
     case failedAtPostRestore = 14
     case failedAtBackupShutdown = 15
 
+    /// A failed state (6–13), or unknown.
     public var isFailed: Bool { rawValue >= 6 || self == .unknown }
 
+    /// The VSS name (VSS_WS_STABLE, …).
     public var description: String {
         let names = [
             "Unknown", "Stable", "Waiting for freeze", "Waiting for thaw", "Waiting for post-snapshot",
@@ -43,19 +45,24 @@ public enum WriterFailure: String, Codable, Sendable, CustomStringConvertible {
     /// VSS's advice: retry transient causes, timeouts and resource shortages; not the others.
     public var isRetryable: Bool { self == .retryable || self == .timeout || self == .outOfResources }
 
+    /// The VSS name.
     public var description: String { rawValue }
 }
 
 /// A failed writer event: the failure kind and the writer's own words.
 public struct WriterError: Error, Sendable, CustomStringConvertible {
+    /// The VSS failure code.
     public var failure: WriterFailure
+    /// What the writer said.
     public var message: String
 
+    /// A failure of kind `failure`.
     public init(_ failure: WriterFailure, _ message: String) {
         self.failure = failure
         self.message = message
     }
 
+    /// "CODE: message".
     public var description: String { "\(failure): \(message)" }
 }
 

@@ -6,6 +6,7 @@ import ObjectStorage
 
 /// The `shadowmover` command: restic-style verbs over a local chunk store.
 public struct ShadowMover: ParsableCommand {
+    /// The verbs and the help text.
     public static let configuration = CommandConfiguration(
         commandName: "shadowmover",
         abstract: "Application-consistent, deduplicated, compressed backups of live Linux volumes.",
@@ -22,6 +23,7 @@ public struct ShadowMover: ParsableCommand {
         ]
     )
 
+    /// The root command (ArgumentParser makes it).
     public init() {}
 
     /// Parses the arguments, runs the command, and exits with its code.

@@ -31,6 +31,7 @@ public final class SnapshotFilesystem: @unchecked Sendable {  // `files` guarded
         case snapshot(tree: ChunkID, time: Timestamp)
     }
 
+    /// The filesystem of `store`'s snapshots as they are now, with `cacheBytes` of decompressed chunks; `log` gets damage reports.
     public init(store: Store, cacheBytes: Int, log: @escaping @Sendable (String) -> Void) throws {
         trees = SnapshotTrees(store: store)
         cache = ChunkCache(store: store, capacity: cacheBytes)

@@ -243,8 +243,10 @@ struct BadInputTests {
             let id = ChunkID(hashing: bytes)
             _ = store.index.claim(id)
             let buffer = try packs.checkout(room: bytes.count)
-            bytes.withUnsafeBytes { buffer.free.copyMemory(from: $0) }
-            buffer.append(id: id, type: .tree, codec: .none, storedLength: bytes.count, rawLength: bytes.count)
+            buffer.append(id: id, type: .tree, rawLength: bytes.count) { free in
+                bytes.withUnsafeBytes { free.copyMemory(from: $0) }
+                return (.none, bytes.count)
+            }
             try packs.checkin(buffer)
             return id
         }

@@ -38,11 +38,19 @@ final class MountedStore {
     }
 }
 
+extension Trait where Self == ConditionTrait {
+    /// A test that mounts with FUSE: reported as skipped without root or /dev/fuse — except in CI's
+    /// strict mode, where it runs and `requireFUSE` fails it.
+    static var needsFUSE: Self {
+        .enabled(if: (isRoot && access("/dev/fuse", R_OK | W_OK) == 0) || privilegedTestsRequired, "needs root and /dev/fuse")
+    }
+}
+
 /// Whether FUSE mounts can run here (root and /dev/fuse), or a skip (a failure in CI).
 func requireFUSE(_ what: String) throws -> Bool {
     guard try requireRoot(what) else { return false }
     if access("/dev/fuse", R_OK | W_OK) == 0 { return true }
-    if ProcessInfo.processInfo.environment["SHADOWMOVER_REQUIRE_PRIVILEGED_TESTS"] == "1" {
+    if privilegedTestsRequired {
         Issue.record("\(what) needs /dev/fuse")
     } else {
         print("skipping \(what): no /dev/fuse")
@@ -54,7 +62,7 @@ func requireFUSE(_ what: String) throws -> Bool {
 struct BrowseTests {
     @Test(
         "mount shows a snapshot with every entry kind as backed up (content, modes, owners, times, xattrs, links, devices) under snapshots/, latest, ids/, hosts/, tags/; SIGTERM unmounts",
-        .needsRoot)
+        .needsFUSE)
     func mountEveryKind() throws {
         guard try requireFUSE("mount") else { return }
         let s = Scratch("mount")
@@ -97,7 +105,7 @@ struct BrowseTests {
         #expect(!mount.isMounted)
     }
 
-    @Test("a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; a bad mountpoint is named", .needsRoot)
+    @Test("a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; a bad mountpoint is named", .needsFUSE)
     func mountDamage() throws {
         guard try requireFUSE("mount") else { return }
         let s = Scratch("mount-damage")

@@ -22,8 +22,10 @@ final class CraftedStore {
         let id = ChunkID(hashing: bytes)
         guard store.index.claim(id) else { return id }
         let buffer = try packs.checkout(room: bytes.count)
-        bytes.withUnsafeBytes { buffer.free.copyMemory(from: $0) }
-        buffer.append(id: id, type: type, codec: .none, storedLength: bytes.count, rawLength: bytes.count)
+        buffer.append(id: id, type: type, rawLength: bytes.count) { free in
+            bytes.withUnsafeBytes { free.copyMemory(from: $0) }
+            return (.none, bytes.count)
+        }
         try packs.checkin(buffer)
         return id
     }

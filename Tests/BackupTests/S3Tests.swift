@@ -37,6 +37,12 @@ struct CephS3 {
         return CephS3(endpoint: endpoint, accessKey: key, secretKey: secret, directory: dir)
     }()
 
+    /// Whether a cluster is given (CI) or can be started here (root, Ceph installed), without starting it.
+    static var available: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["SHADOWMOVER_S3_ENDPOINT"] != nil || (isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/ceph-mon"))
+    }
+
     /// The cluster, or nil after a skip message (a failure where CI requires every test to run).
     static func require() -> CephS3? {
         if let shared { return shared }
@@ -73,8 +79,18 @@ struct CephS3 {
     }
 }
 
+extension Trait where Self == ConditionTrait {
+    /// A test on the Ceph cluster: reported as skipped where there is none — except in CI's strict
+    /// mode, where it runs and `CephS3.require` fails it.
+    static var needsCeph: Self {
+        .enabled(
+            if: CephS3.available || privilegedTestsRequired,
+            "needs a Ceph cluster (SHADOWMOVER_S3_ENDPOINT, or root with ceph-mon, ceph-mgr, ceph-osd and radosgw installed)")
+    }
+}
+
 /// The S3 store on a real Ceph RGW. Serialized: some tests stop and start the gateway.
-@Suite("S3 stores on Ceph", .serialized)
+@Suite("S3 stores on Ceph", .serialized, .needsCeph)
 struct S3Tests {
     let scratch = Scratch("s3")
 

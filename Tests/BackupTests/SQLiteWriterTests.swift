@@ -87,7 +87,9 @@ struct SQLiteBackupOutcome {
     }
 }
 
-@Suite("SQLite writer under real applications", .serialized)
+/// Not serialized as a suite: its two long tests (journal modes, freeze point) run beside each other,
+/// each on volumes and coordinator directories of its own; each runs its own cases one at a time.
+@Suite("SQLite writer under real applications")
 struct SQLiteWriterTests {
     /// Backs up `db`'s directory `count` times under `load`, restores each backup, and checks it:
     /// exit 0 with no warning about the database's files, `integrity_check` ok, the load's invariant,
@@ -134,7 +136,7 @@ struct SQLiteWriterTests {
 
     @Test(
         "short-lived sqlite3 processes in every journal mode, with and without a long-lived connection: 20 backups each exit 0, restore intact, hold the invariant and the probe's row count",
-        .needsRoot, arguments: ["WAL", "DELETE", "TRUNCATE", "PERSIST"], [false, true])
+        .needsRoot, .serialized, arguments: ["WAL", "DELETE", "TRUNCATE", "PERSIST"], [false, true])
     func journalModes(mode: String, holdConnection: Bool) throws {
         guard try requireRoot("the SQLite journal-mode test (loop volumes)") else { return }
         let s = Scratch("sqlite-\(mode)")
@@ -150,7 +152,7 @@ struct SQLiteWriterTests {
 
     @Test(
         "100 backups under three loops of short-lived sqlite3 writers: the restored row count is the probe taken at freeze, every time",
-        .needsRoot, arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
+        .needsRoot, .serialized, arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
     func freezePoint(fs: String, provider: String?, expected: String) throws {
         guard try requireRoot("the SQLite freeze-point test (loop volumes)") else { return }
         let s = Scratch("sqlite-point-\(expected)")

@@ -1,3 +1,4 @@
+import DurableFile
 import Foundation
 
 #if canImport(Glibc)
@@ -19,39 +20,17 @@ enum FileIO {
         }
     }
 
-    /// The one life of every store file: create a temporary file in `directory` (`flags` added to the
-    /// open), let `write` fill it and return the file's name (content-addressed files learn it only
-    /// once written), fsync and close it, rename it to that name, fsync the directory. On any error
-    /// the temporary file is removed. - Returns: the name.
+    /// The one life of every store file (`DurableFile.throughTemp`), its errors as the store's.
     @discardableResult
     static func writeThroughTemp(
         directory: String, flags: Int32 = 0, fallbackFlags: Int32? = nil,
         _ write: (_ fd: Int32, _ temp: String) throws -> String
     ) throws -> String {
-        let temp = "\(directory)/.tmp-\(UInt64.random(in: 0...UInt64.max))"
-        var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | flags, 0o444)
-        if fd < 0 && errno == EINVAL, let fallbackFlags {
-            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | fallbackFlags, 0o444)
-        }
-        try check(fd, temp, "create")
-        let name: String
         do {
-            name = try write(fd, temp)
-            try check(fsync(fd), temp, "fsync")
-            try check(close(fd), temp, "close")
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
+            return try DurableFile.throughTemp(directory: directory, flags: flags, fallbackFlags: fallbackFlags, write)
+        } catch let e as DurableFile.Failure {
+            throw StoreError.io(path: e.path, operation: e.operation, errno: e.code)
         }
-        let final = "\(directory)/\(name)"
-        if rename(temp, final) != 0 {
-            let e = errno
-            unlink(temp)
-            throw StoreError.io(path: final, operation: "rename into place", errno: e)
-        }
-        try fsyncDirectory(directory)
-        return name
     }
 
     /// Linux's O_DIRECT (x86-64 and arm64 value); Glibc's module hides it behind _GNU_SOURCE.
@@ -94,22 +73,15 @@ enum FileIO {
     }
 
     static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StoreError.io(path: path, operation: "write", errno: errno)
-            }
-            done += n
+        do { try DurableFile.writeAll(fd: fd, buffer, path: path) } catch let e as DurableFile.Failure {
+            throw StoreError.io(path: e.path, operation: e.operation, errno: e.code)
         }
     }
 
     static func fsyncDirectory(_ directory: String) throws {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        try check(fd, directory, "open directory")
-        defer { close(fd) }
-        try check(fsync(fd), directory, "fsync directory")
+        do { try DurableFile.fsyncDirectory(directory) } catch let e as DurableFile.Failure {
+            throw StoreError.io(path: e.path, operation: e.operation, errno: e.code)
+        }
     }
 
     /// A small store file larger than its kind may be (`readFile(_:limit:)`).

@@ -4,7 +4,9 @@ import Foundation
 /// written temp → fsync → rename → fsync directory, so a crash leaves the whole object or nothing under
 /// its name (docs/FORMAT.md); packs are written with O_DIRECT. Open pack files are kept for reads.
 public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `files` is guarded by its own lock
+    /// The store's directory.
     public let root: String
+    /// The directory, as users name the store.
     public var location: String { root }
     private let files = OpenFiles()
 
@@ -17,6 +19,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
 
     func path(_ key: String) -> String { "\(root)/\(key)" }
 
+    /// Makes the store's directories (refusing a directory that is not empty).
     public func prepareNew() throws {
         if FileIO.exists(root) {
             let entries = try FileManager.default.contentsOfDirectory(atPath: root)
@@ -27,6 +30,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         for sub in ["packs", "index", "snapshots", "locks"] { try FileIO.makeDirectory(path(sub)) }
     }
 
+    /// Writes `parts` as one file: temp → fsync → rename → fsync directory; `bulk` (packs) writes with O_DIRECT.
     public func put(_ key: String, parts: [UnsafeRawBufferPointer], bulk: Bool) throws {
         let full = path(key)
         let slash = full.lastIndex(of: "/")!
@@ -39,6 +43,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         }
     }
 
+    /// A whole file, nil when missing; longer than `limit` is an error.
     public func get(_ key: String, limit: Int) throws -> [UInt8]? {
         do {
             return try FileIO.readFile(path(key), limit: limit)
@@ -49,6 +54,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         }
     }
 
+    /// Reads bytes of a file from `offset` (pread until full or the end). - Returns: bytes read.
     public func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         let fd = try files.open(path(key), key: key).fd
         return try FileIO.preadFully(fd: fd, into: buffer, at: offset, path: path(key))
@@ -62,6 +68,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         for r in ranges { _ = posix_fadvise(fd, off_t(r.lowerBound), off_t(r.count), Int32(POSIX_FADV_WILLNEED)) }
     }
 
+    /// A file's size, nil when missing.
     public func size(_ key: String) throws -> Int? {
         do {
             return try files.open(path(key), key: key).size
@@ -70,6 +77,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         }
     }
 
+    /// The keys under `prefix`, subdirectories walked (hidden temporary files left out).
     public func list(_ prefix: String) throws -> [String] {
         let directory = path(String(prefix.dropLast()))
         guard FileIO.exists(directory) else { return [] }
@@ -85,6 +93,7 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         return keys
     }
 
+    /// Removes a file (a missing one is not an error); a snapshot record's removal is synced to disk.
     public func delete(_ key: String) throws {
         let full = path(key)
         files.forget(full)
@@ -95,8 +104,10 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
         if key.hasPrefix(ObjectKey.snapshots) { try FileIO.fsyncDirectory(String(full[..<full.lastIndex(of: "/")!])) }
     }
 
+    /// The file's path: local stores can be read with the file APIs directly.
     public func localFile(_ key: String) -> String? { path(key) }
 
+    /// Removes the temporary files interrupted writes left. - Returns: how many.
     public func removeTemporaries() throws -> Int {
         var directories = [path("index"), path("snapshots"), path("locks")]
         for name in (try? FileIO.list(path("packs"))) ?? [] { directories.append(path("packs/\(name)")) }

@@ -68,16 +68,23 @@ extension StorageBackend {
 
 /// The keys of a store's objects (docs/FORMAT.md, "Layout").
 public enum ObjectKey {
+    /// The store's config object.
     public static let config = "config"
     /// The prefixes that `list` and `names` take, one per kind of object.
     public static let packs = "packs/", segments = "index/", snapshots = "snapshots/", locks = "locks/", jobs = "jobs/", keys = "keys/"
     /// Where index segments are; a local backend's `localFile` of it is the directory they are written in.
     public static let segmentDirectory = String(segments.dropLast())
 
+    /// A pack's key: `packs/<first two hex digits>/<id>`.
     public static func pack(_ id: ChunkID) -> String { "\(packs)\(id.hex.prefix(2))/\(id.hex)" }
+    /// An index segment's key.
     public static func segment(_ name: String) -> String { segments + name }
+    /// A snapshot record's key.
     public static func snapshot(_ id: String) -> String { snapshots + id }
+    /// A lock's key.
     public static func lock(_ name: String) -> String { locks + name }
+    /// A key slot's key.
     public static func key(_ slot: String) -> String { keys + slot }
+    /// A job run record's key: `jobs/<job>/<run>.json`.
     public static func jobRun(_ job: String, _ name: String) -> String { "\(jobs)\(job)/\(name)" }
 }

@@ -20,6 +20,7 @@ public enum StoreSecret: Sendable {
 /// a password (scrypt, memory-hard) or a key file's secret (HKDF-SHA256). Plaintext JSON: it must be
 /// readable before any key is known. Adding a slot never re-encrypts anything.
 public struct KeySlot: Codable, Sendable {
+    /// What opens the slot: a password or a key file.
     public enum Kind: String, Codable, Sendable {
         case password
         case keyFile = "keyfile"
@@ -33,7 +34,9 @@ public struct KeySlot: Codable, Sendable {
         public var salt: String
         /// scrypt's cost N (a power of two), block size r and parallelism p; memory is 128 × N × r bytes.
         public var n: Int?
+        /// scrypt's block size r.
         public var r: Int?
+        /// scrypt's parallelism p.
         public var p: Int?
 
         /// scrypt with N = 2¹⁶, r = 8, p = 1: 64 MiB and a few hundred milliseconds per try.
@@ -48,9 +51,13 @@ public struct KeySlot: Codable, Sendable {
         static let maximumMemory = 1 << 30
     }
 
+    /// The slot format's version (1).
     public var version: Int
+    /// Password or key file.
     public var kind: Kind
+    /// How the wrapping key is derived from the secret.
     public var kdf: KDF
+    /// When the slot was added.
     public var created: Date
     /// The sealed master key, hex: ciphertext (32 bytes) | tag (16).
     public var wrapped: String
@@ -116,6 +123,7 @@ enum KDF_Scrypt {
 ///     store <store id>
 ///     secret <64 hex digits>
 public struct KeyFile: Sendable {
+    /// The id of the store the key file opens.
     public var storeID: String
     var secret: [UInt8]
 
@@ -168,6 +176,7 @@ public enum KeyError: Error, CustomStringConvertible {
     case slotInUse(String)
     case noSuchSlot(String)
 
+    /// What went wrong and what to do.
     public var description: String {
         switch self {
         case .noSecret(let store):

@@ -6,14 +6,18 @@ import Foundation
 /// command (`SHADOWMOVER_PASSWORD_COMMAND`, or a job's `password_command`), and last a prompt on the
 /// terminal, never echoed. Job files name a file or a command, never the password itself.
 public struct SecretSource: Sendable {
+    /// `--key-file`: a key file instead of a password.
     public var keyFile: String?
+    /// `--password-file` or a job's `password_file`.
     public var passwordFile: String?
+    /// A job's `password_command`.
     public var passwordCommand: String?
     /// An empty password is refused unless this is set (`--insecure-empty-password`).
     public var allowEmptyPassword = false
     /// The environment consulted (the process's by default).
     public var environment: [String: String]
 
+    /// A source with the given file, key file or command, consulting `environment` after them.
     public init(
         keyFile: String? = nil, passwordFile: String? = nil, passwordCommand: String? = nil, allowEmptyPassword: Bool = false,
         environment: [String: String] = ProcessInfo.processInfo.environment

@@ -57,6 +57,7 @@ public struct StoreCipher: Sendable {
     /// HMAC state already keyed, copied per blob (the key's pads are hashed once).
     private let hmacTemplate: HMAC<SHA256>?
 
+    /// True for a version-3 (encrypted) store.
     public var isEncrypted: Bool { keys != nil }
 
     /// The bytes sealing adds to a blob.
@@ -78,6 +79,7 @@ public struct StoreCipher: Sendable {
         return mac.finalize().withUnsafeBytes { ChunkID(bytes: $0) }
     }
 
+    /// The id of `bytes` (keyed HMAC-SHA-256 when encrypted, SHA-256 otherwise).
     public func blobID<C: Collection>(_ bytes: C) -> ChunkID where C.Element == UInt8 {
         Array(bytes).withUnsafeBytes { blobID($0) }
     }
@@ -218,6 +220,7 @@ public struct StoreCipher: Sendable {
 public enum CipherError: Error, CustomStringConvertible {
     case authenticationFailed
 
+    /// What failed and the likely causes.
     public var description: String {
         "authentication failed: it was changed or damaged, or sealed with another store's key"
     }

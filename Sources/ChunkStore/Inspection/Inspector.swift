@@ -3,8 +3,10 @@ import Foundation
 /// Read-only views of a store for `shadowmover inspect`: statistics, where a chunk is used, what a
 /// pack holds, what changed between snapshots.
 public struct Inspector {
+    /// The store inspected.
     public let store: Store
 
+    /// An inspector of `store`.
     public init(store: Store) { self.store = store }
 
     /// Calls `visit` for every node of a snapshot with its full path; trees are visited once per call.
@@ -19,36 +21,54 @@ public struct Inspector {
         try go(root, "")
     }
 
+    /// What a store holds and how well it deduplicates and compresses (`stats`).
     public struct Stats: Codable, Sendable {
+        /// Snapshots counted.
         public var snapshots = 0
+        /// Files in them (a file in two snapshots counts twice).
         public var files = 0
         /// Sum of the sizes of the files in the snapshots (what a full restore of each would write).
         public var logicalBytes: UInt64 = 0
+        /// Distinct data chunks they reference.
         public var uniqueChunks = 0
         /// Raw and stored bytes of the unique chunks.
         public var uniqueRawBytes: UInt64 = 0
+        /// Bytes those chunks take in packs.
         public var storedBytes: UInt64 = 0
+        /// Logical bytes over unique raw bytes.
         public var dedupRatio: Double = 0
+        /// Chunks, raw and stored bytes by codec.
         public var compression: [CodecStats] = []
         /// Chunk count per power-of-two size bucket (upper bound in bytes).
         public var histogram: [Bucket] = []
+        /// Packs in the store.
         public var packs = 0
         /// Share of the referenced packs' bytes used by these snapshots.
         public var packFill: Double = 0
 
+        /// One codec's share of the store.
         public struct CodecStats: Codable, Sendable {
+            /// The codec's name.
             public var codec: String
+            /// Chunks stored with it.
             public var chunks: Int
+            /// Their raw bytes.
             public var rawBytes: UInt64
+            /// Their stored bytes.
             public var storedBytes: UInt64
+            /// Raw over stored.
             public var ratio: Double
         }
+        /// A bar of the chunk-size histogram.
         public struct Bucket: Codable, Sendable {
+            /// Chunks of at most this many bytes (and more than the bar before).
             public var upTo: Int
+            /// How many.
             public var chunks: Int
         }
     }
 
+    /// Statistics over `snapshots` (every tree walked once).
     public func stats(snapshots: [(id: String, record: SnapshotRecord)]) throws -> Stats {
         var s = Stats()
         s.snapshots = snapshots.count
@@ -108,12 +128,19 @@ public struct Inspector {
         return out
     }
 
+    /// One blob of a pack, as its trailer lists it.
     public struct PackBlob: Codable, Sendable {
+        /// The blob's id.
         public var id: String
+        /// data, tree or content list.
         public var type: String
+        /// The codec it is stored with.
         public var codec: String
+        /// Where it starts in the pack.
         public var offset: UInt32
+        /// Its length in the pack.
         public var storedLength: UInt32
+        /// Its length decompressed.
         public var rawLength: UInt32
         /// Referenced by a snapshot, and where the index points for it.
         public var referenced: Bool
@@ -135,14 +162,19 @@ public struct Inspector {
         }
     }
 
+    /// What changed between two snapshots, by path.
     public struct Diff: Codable, Sendable {
+        /// Paths only in the second.
         public var added: [String] = []
+        /// Paths only in the first.
         public var removed: [String] = []
+        /// Paths in both whose content or metadata differ.
         public var changed: [String] = []
         /// Bytes of chunks the second snapshot's files use that the first's do not.
         public var bytesNew: UInt64 = 0
     }
 
+    /// The paths added, removed and changed from `a` to `b`.
     public func diff(_ a: SnapshotRecord, _ b: SnapshotRecord) throws -> Diff {
         var first: [String: Node] = [:]
         var chunksA = Set<ChunkID>()

@@ -8,18 +8,23 @@ import Foundation
 /// Every finding names the damaged object and, where chunks are affected, the snapshots and files that
 /// reference them.
 public struct Checker {
+    /// The store checked.
     public let store: Store
     /// Threads verifying blobs with `readFraction` (each holds one pack in memory).
     public var workers: Int
     /// Reports of reading the data (nil: none).
     public var progress: ProgressSink?
 
+    /// One problem: the damaged object, what is wrong, and what it affects.
     public struct Finding: Codable, Sendable, CustomStringConvertible {
+        /// The object, as a user finds it ("pack …", "blob …", "tree …", "index segment …").
         public var object: String
+        /// What is wrong with it.
         public var problem: String
         /// "SNAPSHOT-ID-PREFIX:/path" for every file or directory the problem affects.
         public var affects: [String]
 
+        /// The finding and up to 20 of the paths it affects.
         public var description: String {
             "\(object): \(problem)"
                 + (affects.isEmpty
@@ -29,16 +34,25 @@ public struct Checker {
         }
     }
 
+    /// What a check looked at and found.
     public struct Report: Codable, Sendable {
+        /// Snapshot records read.
         public var snapshots = 0
+        /// Distinct trees read.
         public var trees = 0
+        /// Packs in the store.
         public var packs = 0
+        /// Index entries checked against the packs' trailers.
         public var blobs = 0
+        /// Blobs read, decrypted, decompressed and hashed (with `readFraction`).
         public var blobsRead = 0
+        /// Every problem found.
         public var findings: [Finding] = []
+        /// True when nothing was found.
         public var isClean: Bool { findings.isEmpty }
     }
 
+    /// A checker of `store`, reading data on `Store.readers` threads.
     public init(store: Store) {
         self.store = store
         workers = store.readers

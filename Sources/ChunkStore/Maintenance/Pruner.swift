@@ -15,25 +15,37 @@ import Foundation
 /// `MetadataLocations`). The index segments are only read sequentially, in 64 KiB blocks. Plus one
 /// tree and one content list at a time, and two packs' buffers while repacking.
 public struct Pruner {
+    /// The store pruned.
     public let store: Store
     /// Repack a pack when more than this share of its bytes is unused.
     public var maxUnused = 0.05
     /// Reports of the repacking (the bytes to copy) and deleting (nil: none).
     public var progress: ProgressSink?
 
+    /// A pruner of `store` (`maxUnused` 5%, no progress reports).
     public init(store: Store) { self.store = store }
 
+    /// What a prune did.
     public struct Report: Codable, Sendable {
+        /// Snapshots whose data was kept.
         public var snapshots = 0
+        /// Blobs they reference.
         public var liveBlobs = 0
+        /// Packs in the store before the prune.
         public var packs = 0
+        /// Packs deleted with nothing live in them.
         public var packsDeleted = 0
+        /// Packs whose live blobs were copied out before they were deleted.
         public var packsRepacked = 0
+        /// New packs those blobs went into.
         public var packsWritten = 0
+        /// Stored bytes no longer in the store.
         public var bytesFreed: UInt64 = 0
+        /// Stored bytes copied into new packs.
         public var bytesRepacked: UInt64 = 0
         /// Temporary files left by killed writers, removed.
         public var temporaryFilesRemoved = 0
+        /// Wall time of the whole prune.
         public var durationSeconds = 0.0
     }
 
@@ -199,8 +211,10 @@ public struct Pruner {
                 let buffer = try writer.checkout(room: n)
                 try scratch.withUnsafeBytes { stored in
                     try store.cipher.openBlob(UnsafeRawBufferPointer(rebasing: stored[..<n]), pack: pack, entry: e) { plain in
-                        buffer.free.copyMemory(from: plain)
-                        buffer.append(id: e.id, type: e.type, codec: e.codec, storedLength: plain.count, rawLength: Int(e.rawLength))
+                        _ = buffer.append(id: e.id, type: e.type, rawLength: Int(e.rawLength)) { free in
+                            free.copyMemory(from: plain)
+                            return (e.codec, plain.count)
+                        }
                     }
                 }
                 try writer.checkin(buffer)

@@ -21,6 +21,7 @@ public enum BlobType: UInt8, Sendable, Codable {
         }
     }
 
+    /// The type as users read it: data, tree, content list.
     public var name: String {
         switch self {
         case .data: "data"
@@ -32,14 +33,20 @@ public enum BlobType: UInt8, Sendable, Codable {
 
 /// Where a blob lives and how to decode it: one entry of a pack trailer or an index segment.
 public struct BlobEntry: Sendable, Equatable {
+    /// The blob's id.
     public var id: ChunkID
+    /// What the blob holds.
     public var type: BlobType
+    /// The codec it is stored with.
     public var codec: Codec.Kind
     /// Byte offset of the stored (compressed) bytes in the pack.
     public var offset: UInt32
+    /// Its length in the pack (sealed: with its tag).
     public var storedLength: UInt32
+    /// Its length decompressed.
     public var rawLength: UInt32
 
+    /// An entry as a trailer or index segment lists it.
     public init(id: ChunkID, type: BlobType, codec: Codec.Kind, offset: UInt32, storedLength: UInt32, rawLength: UInt32) {
         self.id = id
         self.type = type
@@ -52,6 +59,8 @@ public struct BlobEntry: Sendable, Equatable {
 
 /// A blob's entry together with the pack that holds it.
 public struct BlobLocation: Sendable, Equatable {
+    /// The pack that holds the blob.
     public var pack: ChunkID
+    /// Where in it, and how it is stored.
     public var entry: BlobEntry
 }

@@ -8,6 +8,7 @@ import Foundation
 public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
+    /// 32 bytes: SHA-256 or HMAC-SHA-256.
     public static let byteCount = 32
 
     /// Hashes `bytes`.
@@ -16,6 +17,7 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         self = digest.withUnsafeBytes { ChunkID(bytes: $0) }
     }
 
+    /// The SHA-256 of `bytes`.
     public init<C: Collection>(hashing bytes: C) where C.Element == UInt8 {
         let array = Array(bytes)
         self = array.withUnsafeBytes { ChunkID(hashing: $0) }
@@ -64,12 +66,14 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         pointer.storeBytes(of: w3.bigEndian, toByteOffset: 24, as: UInt64.self)
     }
 
+    /// The 32 bytes.
     public var bytes: [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         out.withUnsafeMutableBytes { store(to: $0.baseAddress!) }
         return out
     }
 
+    /// 64 lower-case hex digits.
     public var hex: String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
@@ -83,8 +87,10 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
 
     /// The first 8 hex digits, as ids are shown to people.
     public var short: String { String(hex.prefix(8)) }
+    /// The hex form.
     public var description: String { hex }
 
+    /// Byte order (the order of index segments).
     public static func < (a: ChunkID, b: ChunkID) -> Bool {
         (a.w0, a.w1, a.w2, a.w3) < (b.w0, b.w1, b.w2, b.w3)
     }
@@ -98,6 +104,7 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         }
     }
 
+    /// Reads the hex form.
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let id = ChunkID(hex: text) else {
@@ -106,6 +113,7 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
         self = id
     }
 
+    /// Writes the hex form.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(hex)

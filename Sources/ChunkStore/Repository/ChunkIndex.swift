@@ -26,10 +26,12 @@ public final class ChunkIndex: @unchecked Sendable {
         self.shards = (0..<(1 << Self.shardBits)).map { _ in Shard() }
     }
 
+    /// The segments loaded, oldest first.
     public var segments: [IndexSegment] { segmentsLock.withLock { segmentList } }
 
     @inline(__always) private func shard(_ id: ChunkID) -> Shard { shards[Int(id.w0 >> UInt64(64 - Self.shardBits))] }
 
+    /// Where blob `id` is: the newest segment that lists it, or this process's additions.
     public func lookup(_ id: ChunkID) -> BlobLocation? {
         for segment in segments.reversed() {
             if let found = segment.lookup(id) { return found }

@@ -14,13 +14,17 @@ import Foundation
 /// Entry: id (32) | pack number u32 | offset u32 | stored length u32 | raw length u32 | type u8 | codec u8 | 0 u16
 /// The entries are sorted by id; the file is named by the SHA-256 of its bytes.
 public final class IndexSegment: @unchecked Sendable {  // immutable after init
+    /// The first bytes of every segment.
     public static let magic = Array("SMINDEX1".utf8)
     static let headerSize = 16
     static let entrySize = 52
 
+    /// The segment's name (its object key's last part).
     public let name: String
     let path: String
+    /// The packs its entries are in.
     public let packs: [ChunkID]
+    /// How many entries it has.
     public let count: Int
     let mapping: UnsafeRawBufferPointer
     let entriesStart: Int

@@ -9,8 +9,11 @@ import Compression
 /// Footer: entry count u32 | CRC-32 of the trailer entries u32 | magic "SMPACK01"
 /// All integers little-endian.
 public enum PackFormat {
+    /// Bytes per trailer entry.
     public static let entrySize = 48
+    /// Bytes of the footer (entry count, trailer CRC, magic).
     public static let footerSize = 16
+    /// The footer's last bytes.
     public static let magic = Array("SMPACK01".utf8)
     /// Packs are closed once they reach this size: big enough that a store of terabytes holds tens of
     /// thousands of files, not millions; small enough to repack cheaply (DESIGN.md §4: 16–64 MiB).

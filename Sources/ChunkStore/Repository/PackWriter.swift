@@ -7,6 +7,7 @@ import Foundation
 /// and `checkin`.
 public final class PackBuffer: @unchecked Sendable {  // owned by one thread at a time
     let storage: UnsafeMutableRawBufferPointer
+    /// Bytes used.
     public private(set) var count = 0
     var entries: [BlobEntry] = []
     let cipher: StoreCipher
@@ -29,18 +30,23 @@ public final class PackBuffer: @unchecked Sendable {  // owned by one thread at 
 
     deinit { munmap(storage.baseAddress, storage.count) }
 
-    /// Free space at the tail.
-    public var free: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: storage[count...]) }
+    /// Free bytes at the tail.
+    public var freeCount: Int { storage.count - count }
 
     /// Room a blob of `storedLength` bytes (as compressed) takes: in an encrypted store, its tag too.
     public func room(for storedLength: Int) -> Int { storedLength + cipher.blobOverhead }
 
-    /// Appends a blob whose stored bytes (as compressed) the caller wrote at the start of `free`; in an
-    /// encrypted store they are sealed in place first (`free` must have room for the tag).
+    /// Appends a blob: `write` puts its stored bytes (as compressed) at the start of the free space it is
+    /// lent — valid during the call only — and says with which codec and how many; in an encrypted store
+    /// they are then sealed in place (the free space must have room for the tag: `room(for:)`).
     /// - Returns: the bytes the blob takes in the pack.
     @discardableResult
-    public func append(id: ChunkID, type: BlobType, codec: Codec.Kind, storedLength: Int, rawLength: Int) -> Int {
-        precondition(room(for: storedLength) <= storage.count - count)
+    public func append(
+        id: ChunkID, type: BlobType, rawLength: Int, _ write: (_ free: UnsafeMutableRawBufferPointer) throws -> (kind: Codec.Kind, count: Int)
+    ) rethrows -> Int {
+        let free = UnsafeMutableRawBufferPointer(rebasing: storage[count...])
+        let (codec, storedLength) = try write(free)
+        precondition(room(for: storedLength) <= free.count)
         var entry = BlobEntry(id: id, type: type, codec: codec, offset: UInt32(count), storedLength: 0, rawLength: UInt32(rawLength))
         let sealed = cipher.sealBlob(free, length: storedLength, keys: keys, entry: entry)
         entry.storedLength = UInt32(sealed)
@@ -110,6 +116,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
     /// Packs this writer wrote that no index segment lists yet: nothing can refer to them but this
     /// writer, so a failed backup removes them (a full disk does not stay full).
     private var unindexed = Set<ChunkID>()
+    /// Packs this writer has written.
     public private(set) var packsWritten = 0
     /// Full packs queued or being written at once.
     private let inFlight: Int
@@ -139,7 +146,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
-        if let i = partial.firstIndex(where: { $0.free.count >= room }) { return partial.remove(at: i) }
+        if let i = partial.firstIndex(where: { $0.freeCount >= room }) { return partial.remove(at: i) }
         if room > capacity { return try PackBuffer(capacity: room + (64 << 10), cipher: store.cipher) }  // a blob larger than a pack (a huge tree)
         return try spare.popLast() ?? PackBuffer(capacity: capacity, cipher: store.cipher)
     }
@@ -220,7 +227,7 @@ public final class PackWriter: @unchecked Sendable {  // shared state guarded by
                 try write(buffer, shuffle: &shuffle)
                 condition.lock()
                 buffer.reset()
-                if buffer.free.count == capacity { spare.append(buffer) }
+                if buffer.freeCount == capacity { spare.append(buffer) }
                 packsWritten += 1
             } catch {
                 condition.lock()

@@ -19,6 +19,7 @@ extension Store {
         return id
     }
 
+    /// The ids of every snapshot record (unread).
     public func snapshotIDs() throws -> [String] { try backend.names(ObjectKey.snapshots) }
 
     /// Loads a snapshot record and checks that its bytes match its id.

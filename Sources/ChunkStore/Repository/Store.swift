@@ -11,10 +11,15 @@ import JSONFormat
 ///
 /// Thread-safe: blob reads and the dedup index may be used from every worker.
 public final class Store: @unchecked Sendable {  // mutable state is guarded by locks
+    /// Where the store's objects are (a directory, a bucket).
     public let backend: StorageBackend
+    /// The store's config: format version, id, chunker, codec.
     public let config: StoreConfig
+    /// The chunker every backup into this store uses (keyed gear table).
     public let chunker: FastCDC
+    /// The codec new blobs are compressed with unless a backup says otherwise.
     public let codec: Codec
+    /// Which blobs the store has, and where.
     public let index: ChunkIndex
     /// What protects the store's objects: nothing (version 2) or AES-256-GCM (version 3).
     public let cipher: StoreCipher

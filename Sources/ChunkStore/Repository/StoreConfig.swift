@@ -15,26 +15,35 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     /// A config is a few hundred bytes; a longer file is damage, refused before it is read.
     public static let maximumLength = 64 << 10
 
+    /// The store's format version (2 plaintext, 3 encrypted; docs/FORMAT.md).
     public var version: Int
     /// Random id of the store (64 hex digits), to tell stores apart.
     public var id: String
+    /// When the store was made.
     public var created: Date
+    /// How data is cut into chunks (every backup into this store uses it, so chunks dedup).
     public var chunker: ChunkerConfig
     /// "sha256" (versions 1–2), "hmac-sha256" (version 3: blob ids are keyed).
     public var hash: String
     /// The default codec for new blobs, in `Codec.description` form.
     public var codec: String
 
+    /// FastCDC's parameters as stored in the config.
     public struct ChunkerConfig: Codable, Sendable, Equatable {
         /// Always "fastcdc2020" in version 1.
         public var algorithm: String
+        /// The smallest chunk, in bytes.
         public var minSize: Int
+        /// The size chunks average, in bytes.
         public var averageSize: Int
+        /// The largest chunk, in bytes.
         public var maxSize: Int
+        /// FastCDC's normalization level (0–3).
         public var normalization: Int
         /// Hex gear seed; absent for an unkeyed (reference-table) store.
         public var gearSeed: String?
 
+        /// The same as `ChunkerParameters`.
         public var parameters: ChunkerParameters {
             ChunkerParameters(minSize: minSize, averageSize: averageSize, maxSize: maxSize, normalization: normalization)
         }
@@ -93,43 +102,53 @@ public struct StoreConfig: Codable, Sendable, Equatable {
 
 /// A point in time to the nanosecond, as stat(2) gives it.
 public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
+    /// Whole seconds since 1970 (UTC).
     public var seconds: Int64
+    /// Nanoseconds past them (0–999,999,999).
     public var nanoseconds: Int32
 
+    /// A time of `seconds` and `nanoseconds`.
     public init(seconds: Int64, nanoseconds: Int32) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
     }
 
+    /// A date, rounded to the nanosecond.
     public init(_ date: Date) {
         let (seconds, nanoseconds) = JSONFormat.split(date)
         self.init(seconds: seconds, nanoseconds: nanoseconds)
     }
 
+    /// The time as a `Date` (which holds less than nanoseconds exactly).
     public var date: Date { Date(timeIntervalSince1970: Double(seconds) + Double(nanoseconds) / 1e9) }
 
+    /// Earlier first.
     public static func < (a: Timestamp, b: Timestamp) -> Bool { (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds) }
 
     /// `2026-11-24T19:22:31.123456789Z`
     public var iso8601: String { JSONFormat.iso8601(seconds: seconds, nanoseconds: nanoseconds) }
 
+    /// Reads `2026-11-24T19:22:31.123456789Z` (UTC; the fraction optional, up to nine digits).
     public init?(iso8601 text: String) {
         guard let (seconds, nanoseconds) = JSONFormat.parseISO8601(text) else { return nil }
         self.init(seconds: seconds, nanoseconds: nanoseconds)
     }
 
     // Encoded as [seconds, nanoseconds] to keep trees compact and exact.
+    /// Reads `[seconds, nanoseconds]`.
     public init(from decoder: Decoder) throws {
         var c = try decoder.unkeyedContainer()
         self.init(seconds: try c.decode(Int64.self), nanoseconds: try c.decode(Int32.self))
     }
 
+    /// Writes `[seconds, nanoseconds]`, compact and exact.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.unkeyedContainer()
         try c.encode(seconds)
         try c.encode(nanoseconds)
     }
 
+    /// The current time from the system's real-time clock.
     public static func now() -> Timestamp {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
@@ -140,6 +159,7 @@ public struct Timestamp: Codable, Sendable, Equatable, Hashable, Comparable {
 extension Duration {
     /// The duration in seconds, as reports and JSON give it.
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    /// The duration in milliseconds.
     public var milliseconds: Double { seconds * 1000 }
 }
 
@@ -219,8 +239,11 @@ extension StoreConfig {
 public struct EncryptedConfig: Codable, Sendable {
     /// AES-256-GCM, keys derived with HKDF-SHA256 from a master key wrapped by key slots.
     public static let scheme = "aes-256-gcm"
+    /// The store's format version.
     public var version: Int
+    /// The store's id.
     public var id: String
+    /// The encryption scheme's name (a reader refuses one it does not know).
     public var encryption: String
     /// The sealed config (`StoreCipher.sealObject`, kind `config`), hex.
     public var config: String

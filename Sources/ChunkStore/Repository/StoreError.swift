@@ -37,6 +37,7 @@ public enum StoreError: Error, CustomStringConvertible {
     /// An archive format that cannot hold an entry of this kind.
     case archiveCannotHold(path: String, kind: String, format: String)
 
+    /// What went wrong, with the object and what to do.
     public var description: String {
         switch self {
         case .notAStore(let path, let reason):

@@ -6,12 +6,19 @@ import JSONFormat
 /// (same host) or whose heartbeat is older than `staleAfter` is stale: it is reported, never ignored;
 /// `shadowmover unlock` removes it.
 public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded by `lock`
+    /// What a lock object says.
     public struct Record: Codable, Sendable {
+        /// Exclusive (prune, forget, tag) or shared (backup, restore, mount, copy).
         public var exclusive: Bool
+        /// The host holding it.
         public var host: String
+        /// The process holding it.
         public var pid: Int32
+        /// When it was taken.
         public var created: Date
+        /// When its holder last said it is alive.
         public var heartbeat: Date
+        /// What the holder is doing ("backup", "prune", …).
         public var purpose: String
 
         /// Taken on this host by a process that no longer exists. (A pid reused since then keeps the lock
@@ -62,6 +69,7 @@ public final class StoreLock: @unchecked Sendable {  // heartbeat state guarded 
         return held
     }
 
+    /// Stops the heartbeat and removes the lock (once; also on deinit).
     public func release() {
         let done: Bool = lock.withLock {
             defer { released = true }

@@ -2,10 +2,11 @@ import Foundation
 
 /// A directory listing, stored as a JSON blob of type `tree` (docs/FORMAT.md, "Trees"). Trees are
 /// content-addressed like data, so an unchanged directory is stored once across snapshots.
-public struct Tree: Codable, Sendable, Equatable {
+public struct Tree: Sendable, Equatable {
     /// Sorted by name bytes, so identical directories encode identically.
     public var nodes: [Node]
 
+    /// A tree of `nodes`, sorted by name bytes.
     public init(nodes: [Node]) {
         self.nodes = nodes.sorted { $0.nameBytes.lexicographicallyPrecedes($1.nameBytes) }
     }
@@ -17,7 +18,9 @@ public struct Tree: Codable, Sendable, Equatable {
 
     /// Why a directory could not be stored as one tree.
     public struct TooLarge: Error, CustomStringConvertible {
+        /// The encoded length that was refused.
         public var length: Int
+        /// What happened and what to do.
         public var description: String {
             "the directory listing is \(length) bytes, more than the \(Tree.maximumEncodedLength) one tree may hold: split the directory, or back up its subdirectories separately"
         }
@@ -67,18 +70,23 @@ public struct Tree: Codable, Sendable, Equatable {
 }
 
 /// One entry of a directory with everything needed to restore it.
-public struct Node: Codable, Sendable, Equatable {
+public struct Node: Sendable, Equatable {
+    /// The kind of filesystem entry.
     public enum Kind: String, Codable, Sendable {
         case file, directory, symlink, fifo, socket, characterDevice, blockDevice
     }
 
     /// The name as the filesystem has it (Linux names are bytes, not necessarily UTF-8).
     public var nameBytes: [UInt8]
+    /// What the entry is.
     public var kind: Kind
     /// Permission bits including setuid, setgid and sticky (st_mode & 0o7777).
     public var mode: UInt32
+    /// Owner's user id.
     public var uid: UInt32
+    /// Owner's group id.
     public var gid: UInt32
+    /// Modification time, to the nanosecond.
     public var mtime: Timestamp
     /// Status change time, kept for change detection; restore cannot set it. Access times are not
     /// stored: reading a tree for backup changes them, and an unchanged directory must encode the same.
@@ -101,13 +109,17 @@ public struct Node: Codable, Sendable, Equatable {
     public var rdev: UInt64?
     /// Identity for hard links: nodes with links > 1 and the same (device, inode) are restored as links.
     public var device: UInt64
+    /// Inode number (with `device`, identifies hard links; also the files cache's key).
     public var inode: UInt64
+    /// Link count (files with more than one are restored as hard links).
     public var links: UInt64
     /// Extended attributes, sorted by name.
     public var xattrs: [ExtendedAttribute]?
 
+    /// The name as text (invalid UTF-8 shown with replacement characters).
     public var name: String { String(decoding: nameBytes, as: UTF8.self) }
 
+    /// A node with the metadata every entry has; kind-specific fields are set after.
     public init(
         nameBytes: [UInt8], kind: Kind, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, ctime: Timestamp, size: UInt64, device: UInt64, inode: UInt64,
         links: UInt64
@@ -124,103 +136,18 @@ public struct Node: Codable, Sendable, Equatable {
         self.inode = inode
         self.links = links
     }
-
-    enum CodingKeys: String, CodingKey {
-        case name, nameBase64, type, mode, uid, gid, mtime, ctime, size, content, contentLists, sparse, subtree
-        case linkTarget, linkTargetBase64, rdev, device, inode, links, xattrs
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        nameBytes = try Self.decodeBytes(c, .name, .nameBase64) ?? []
-        kind = try c.decode(Kind.self, forKey: .type)
-        mode = try c.decode(UInt32.self, forKey: .mode)
-        uid = try c.decode(UInt32.self, forKey: .uid)
-        gid = try c.decode(UInt32.self, forKey: .gid)
-        mtime = try c.decode(Timestamp.self, forKey: .mtime)
-        ctime = try c.decode(Timestamp.self, forKey: .ctime)
-        size = try c.decodeIfPresent(UInt64.self, forKey: .size) ?? 0
-        content = try c.decodeIfPresent([ChunkID].self, forKey: .content)
-        contentLists = try c.decodeIfPresent([ChunkID].self, forKey: .contentLists)
-        sparse = try c.decodeIfPresent(Bool.self, forKey: .sparse)
-        subtree = try c.decodeIfPresent(ChunkID.self, forKey: .subtree)
-        linkTarget = try Self.decodeBytes(c, .linkTarget, .linkTargetBase64)
-        rdev = try c.decodeIfPresent(UInt64.self, forKey: .rdev)
-        device = try c.decode(UInt64.self, forKey: .device)
-        inode = try c.decode(UInt64.self, forKey: .inode)
-        links = try c.decode(UInt64.self, forKey: .links)
-        xattrs = try c.decodeIfPresent([ExtendedAttribute].self, forKey: .xattrs)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try Self.encodeBytes(nameBytes, &c, .name, .nameBase64)
-        try c.encode(kind, forKey: .type)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(uid, forKey: .uid)
-        try c.encode(gid, forKey: .gid)
-        try c.encode(mtime, forKey: .mtime)
-        try c.encode(ctime, forKey: .ctime)
-        if kind == .file { try c.encode(size, forKey: .size) }
-        try c.encodeIfPresent(content, forKey: .content)
-        try c.encodeIfPresent(contentLists, forKey: .contentLists)
-        try c.encodeIfPresent(sparse, forKey: .sparse)
-        try c.encodeIfPresent(subtree, forKey: .subtree)
-        if let linkTarget { try Self.encodeBytes(linkTarget, &c, .linkTarget, .linkTargetBase64) }
-        try c.encodeIfPresent(rdev, forKey: .rdev)
-        try c.encode(device, forKey: .device)
-        try c.encode(inode, forKey: .inode)
-        try c.encode(links, forKey: .links)
-        try c.encodeIfPresent(xattrs, forKey: .xattrs)
-    }
-
-    /// Bytes that are valid UTF-8 are stored as a JSON string, others in base64 under a second key.
-    static func encodeBytes(
-        _ bytes: [UInt8], _ c: inout KeyedEncodingContainer<CodingKeys>, _ text: CodingKeys, _ base64: CodingKeys
-    ) throws {
-        if let s = String(validating: bytes, as: UTF8.self) {
-            try c.encode(s, forKey: text)
-        } else {
-            try c.encode(Data(bytes).base64EncodedString(), forKey: base64)
-        }
-    }
-
-    static func decodeBytes(_ c: KeyedDecodingContainer<CodingKeys>, _ text: CodingKeys, _ base64: CodingKeys) throws -> [UInt8]? {
-        if let s = try c.decodeIfPresent(String.self, forKey: text) { return Array(s.utf8) }
-        if let b = try c.decodeIfPresent(String.self, forKey: base64) {
-            guard let data = Data(base64Encoded: b) else {
-                throw DecodingError.dataCorruptedError(forKey: base64, in: c, debugDescription: "bad base64")
-            }
-            return Array(data)
-        }
-        return nil
-    }
 }
 
-/// One extended attribute; the value is base64 in JSON.
-public struct ExtendedAttribute: Codable, Sendable, Equatable {
+/// One extended attribute (in a tree's JSON its value is base64: docs/FORMAT.md, "Trees").
+public struct ExtendedAttribute: Sendable, Equatable {
+    /// The attribute's name, with its namespace ("user.", "security.", …).
     public var name: String
+    /// Its value.
     public var value: [UInt8]
 
+    /// An attribute `name` = `value`.
     public init(name: String, value: [UInt8]) {
         self.name = name
         self.value = value
-    }
-
-    enum CodingKeys: String, CodingKey { case name, value }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        guard let data = Data(base64Encoded: try c.decode(String.self, forKey: .value)) else {
-            throw DecodingError.dataCorruptedError(forKey: .value, in: c, debugDescription: "bad base64")
-        }
-        value = Array(data)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(Data(value).base64EncodedString(), forKey: .value)
     }
 }

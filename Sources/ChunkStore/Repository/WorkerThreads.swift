@@ -6,6 +6,7 @@ public final class WorkerThreads: @unchecked Sendable {
     private var threads: [Thread] = []
     private let group = DispatchGroup()
 
+    /// Starts `count` threads named `name-i`, each running `body(i)`.
     public init(count: Int, name: String, body: @escaping @Sendable (Int) -> Void) {
         for i in 0..<count {
             group.enter()
@@ -20,5 +21,6 @@ public final class WorkerThreads: @unchecked Sendable {
         for t in threads { t.start() }
     }
 
+    /// Waits until every thread's body has returned.
     public func join() { group.wait() }
 }

@@ -12,16 +12,20 @@ import Foundation
 /// 4. `TreeSaver`s store each directory's tree as soon as its last entry is saved;
 /// 5. the index segment, and last the snapshot record: the commit point.
 public final class Backup: @unchecked Sendable {
+    /// The store backed up into.
     public let store: Store
+    /// What to back up and how.
     public let options: BackupOptions
     let log = BackupLog()
     let counter = ProgressMeter(action: "backup")
 
+    /// A backup of `options` into `store`.
     public init(store: Store, options: BackupOptions) {
         self.store = store
         self.options = options
     }
 
+    /// Runs the backup (the stages above) and commits its snapshot. A failure leaves the store as it was: the packs it wrote are removed.
     public func run() throws -> BackupResult {
         let started = Date()
         let clock = ContinuousClock.now
@@ -186,6 +190,8 @@ final class RootTreeBox: @unchecked Sendable {
     func set(_ v: ChunkID) { lock.withLock { id = v } }
 }
 
+/// The version snapshot records name.
 public enum ShadowMoverVersion {
+    /// This build's version.
     public static let current = "0.1.0"
 }

@@ -4,6 +4,7 @@ import Foundation
 
 /// What to back up and how.
 public struct BackupOptions: Sendable {
+    /// The paths to back up, as given (made absolute and cleaned by the backup).
     public var paths: [String]
     /// Do not descend into directories on another filesystem than the path they were found under.
     public var oneFileSystem = false
@@ -11,7 +12,9 @@ public struct BackupOptions: Sendable {
     public var workers = ProcessInfo.processInfo.activeProcessorCount
     /// Codec for new blobs; the store's default when nil.
     public var codec: Codec?
+    /// Labels for the snapshot record.
     public var tags: [String] = []
+    /// The host the snapshot record names (default: this one's short name).
     public var hostname = ProcessInfo.processInfo.hostName
     /// Where and how often reports of where the backup stands go (nil: no reports).
     public var progress: ProgressSink?
@@ -29,6 +32,7 @@ public struct BackupOptions: Sendable {
     /// document to keep in the record (writers, components and their results, freeze window).
     public var shadowCopy: (@Sendable (BackupSummary) -> JSONValue?)?
 
+    /// Options for a backup of `paths`.
     public init(paths: [String]) { self.paths = paths }
 }
 
@@ -72,13 +76,18 @@ public struct BackupSource: Sendable {
         return names
     }
 
+    /// Live files only: nothing mapped, nothing captured.
     public init() {}
 
+    /// A file a provider captured at the freeze: where to read it and its metadata at that moment.
     public struct CapturedMetadata: @unchecked Sendable {  // `stat` is a plain C struct
+        /// The path to read its content from.
         public var read: String
+        /// Its stat at the freeze.
         public var stat: stat
         /// The extended attributes at the freeze (a clone carries none of its original's).
         public var xattrs: [ExtendedAttribute]
+        /// A captured file read at `read`.
         public init(read: String, stat: stat, xattrs: [ExtendedAttribute]) {
             self.read = read
             self.stat = stat
@@ -101,9 +110,13 @@ public struct BackupSource: Sendable {
 
 /// Excludes names matching `pattern` (fnmatch) in `directory`, and below it when `recursive`.
 public struct ExcludeRule: Sendable {
+    /// The directory the rule applies in.
     public var directory: String
+    /// The fnmatch pattern names are matched against.
     public var pattern: String
+    /// Whether the rule applies below `directory` too.
     public var recursive: Bool
+    /// A rule for `pattern` in `directory`.
     public init(directory: String, pattern: String, recursive: Bool) {
         self.directory = directory
         self.pattern = pattern
@@ -121,16 +134,20 @@ public struct ExcludeRule: Sendable {
 
 /// The outcome of a backup that committed a snapshot.
 public struct BackupResult: Sendable {
+    /// The snapshot's id (the hash of its record).
     public var snapshotID: String
+    /// The record as written.
     public var record: SnapshotRecord
     /// Files and directories that could not be read (exit code 3).
     public var errors: [String] { record.summary.errors }
 }
 
+/// Why a backup could not start.
 public enum BackupError: Error, CustomStringConvertible {
     case pathMissing(String, String)
     case noPaths
 
+    /// The reason and what to do about it.
     public var description: String {
         switch self {
         case .pathMissing(let path, let reason):

@@ -45,14 +45,13 @@ final class ChunkSaver: @unchecked Sendable {
         if type == .data { stats.chunks += 1 }
         guard store.index.claim(id) else { return id }
         let bound = Compressor.bound(raw.count) + store.cipher.blobOverhead
-        if let b = buffer, b.free.count < bound {
+        if let b = buffer, b.freeCount < bound {
             buffer = nil
             try packs.checkin(b)
         }
         let target = try buffer ?? packs.checkout(room: bound)
         buffer = target
-        let (kind, compressed) = compressor.compress(raw, into: target.free)
-        let count = target.append(id: id, type: type, codec: kind, storedLength: compressed, rawLength: raw.count)
+        let count = target.append(id: id, type: type, rawLength: raw.count) { free in compressor.compress(raw, into: free) }
         if type == .data {
             stats.chunksNew += 1
             stats.bytesAdded += UInt64(raw.count)

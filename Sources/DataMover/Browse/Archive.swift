@@ -19,10 +19,13 @@ public protocol ArchiveWriter: AnyObject {
 public final class TarWriter: ArchiveWriter {
     private let sink: ByteSink
 
+    /// A tar archive written to `sink`.
     public init(sink: ByteSink) { self.sink = sink }
 
+    /// Every kind but sockets.
     public func canHold(_ kind: Node.Kind) -> Bool { kind != .socket }
 
+    /// Adds a pax header where ustar cannot say it all, the ustar header, and a file's bytes padded to 512.
     public func add(path: [UInt8], node: Node, hardLinkTo: [UInt8]?, content: ((_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void)?) throws {
         var name = path
         if node.kind == .directory && name.last != UInt8(ascii: "/") { name.append(UInt8(ascii: "/")) }
@@ -77,6 +80,7 @@ public final class TarWriter: ArchiveWriter {
         try pad(Int(size % 512))
     }
 
+    /// Two zero blocks end the archive.
     public func finish() throws {
         try sink.write([UInt8](repeating: 0, count: 1024))
         try sink.flush()
@@ -142,10 +146,13 @@ public final class ZipWriter: ArchiveWriter {
     private var central: [UInt8] = []
     private var entries = 0
 
+    /// A zip archive written to `sink`.
     public init(sink: ByteSink) { self.sink = sink }
 
+    /// Files, directories and symlinks.
     public func canHold(_ kind: Node.Kind) -> Bool { kind == .file || kind == .directory || kind == .symlink }
 
+    /// Writes a local header, the bytes, a data descriptor (CRC and sizes follow the data), and keeps the central-directory entry.
     public func add(path: [UInt8], node: Node, hardLinkTo: [UInt8]?, content: ((_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void)?) throws {
         var name = path
         if node.kind == .directory && name.last != UInt8(ascii: "/") { name.append(UInt8(ascii: "/")) }
@@ -199,6 +206,7 @@ public final class ZipWriter: ArchiveWriter {
         entries += 1
     }
 
+    /// The central directory (with ZIP64 records where counts or offsets need them) and its end record.
     public func finish() throws {
         let start = sink.offset
         try sink.write(central)

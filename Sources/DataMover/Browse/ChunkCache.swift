@@ -7,6 +7,7 @@ import Foundation
 /// same chunk read it once (the second waits for the first), and `readAhead` loads the chunks a
 /// sequential reader will want next on other threads, so one reader still keeps the cores busy.
 public final class ChunkCache: @unchecked Sendable {  // state guarded by `condition`
+    /// The store the chunks come from.
     public let store: Store
     private let capacity: Int
     private let condition = NSCondition()

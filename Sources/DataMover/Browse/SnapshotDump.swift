@@ -4,13 +4,16 @@ import Foundation
 /// Writes part of a snapshot out without restoring it (`dump`): one file's bytes as they are, or a
 /// directory (or the whole snapshot) as an archive. Every chunk is verified before it is written.
 public final class SnapshotDump {
+    /// The snapshot's trees, by path.
     public let trees: SnapshotTrees
+    /// Chunks read for the files written.
     public let cache: ChunkCache
     /// Entries the archive format could not hold, left out.
     public private(set) var skipped: [String] = []
     /// Entries written.
     public private(set) var entries = 0
 
+    /// A dump from `store`, with its own tree and chunk caches.
     public init(store: Store) {
         trees = SnapshotTrees(store: store)
         cache = ChunkCache(store: store)
@@ -71,8 +74,11 @@ public final class SnapshotDump {
 
     /// Data of one path could not be read.
     public struct Damaged: Error, CustomStringConvertible {
+        /// The path in the snapshot.
         public var path: String
+        /// What was wrong with its data.
         public var reason: String
+        /// "PATH: REASON".
         public var description: String { "\(path): \(reason)" }
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 /// Finds entries of snapshots by path for the commands that read single files out of a store (`dump`,
 /// `mount`): trees are loaded once and kept in a cache bounded by entries, shared by every thread.
 public final class SnapshotTrees: @unchecked Sendable {  // cache guarded by `lock`
+    /// The store the trees come from.
     public let store: Store
     private let lock = NSLock()
     private var trees: [ChunkID: (tree: Tree, lastUse: UInt64)] = [:]
@@ -12,6 +13,7 @@ public final class SnapshotTrees: @unchecked Sendable {  // cache guarded by `lo
     /// Entries held across the cached trees (each a few hundred bytes decoded).
     private let capacity: Int
 
+    /// Trees of `store`, at most `capacity` entries of them held at once.
     public init(store: Store, capacity: Int = 200_000) {
         self.store = store
         self.capacity = capacity

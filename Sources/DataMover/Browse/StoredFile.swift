@@ -4,6 +4,7 @@ import Foundation
 /// One file of a snapshot, read at any offset through a `ChunkCache`: the chunk ids and where each
 /// chunk starts, checked against the file's size when it is opened.
 public final class StoredFile: @unchecked Sendable {  // `lastChunk` is a hint; races only cost a read-ahead
+    /// The file's tree entry.
     public let node: Node
     private let cache: ChunkCache
     private let ids: [ChunkID]
@@ -14,8 +15,10 @@ public final class StoredFile: @unchecked Sendable {  // `lastChunk` is a hint; 
     /// Chunks loaded ahead of a sequential reader.
     public var readAheadChunks = 4
 
+    /// The file's size in bytes.
     public var size: UInt64 { node.size }
 
+    /// Opens `node` for reading: its chunk ids and their lengths, checked against its size (a mismatch is damage).
     public init(_ node: Node, cache: ChunkCache) throws {
         self.node = node
         self.cache = cache

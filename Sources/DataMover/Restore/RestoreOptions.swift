@@ -3,6 +3,7 @@ import Foundation
 
 /// What to restore and where.
 public struct RestoreOptions: Sendable {
+    /// The directory to restore into (made when missing; empty unless `overwrite`).
     public var target: String
     /// Restore only this path of the snapshot (absolute, as backed up); it is placed in the target under
     /// its own name.
@@ -16,14 +17,21 @@ public struct RestoreOptions: Sendable {
     /// Where and how often reports of where the restore stands go (nil: none).
     public var progress: ProgressSink?
 
+    /// Options for a restore into `target`.
     public init(target: String) { self.target = target }
 }
 
+/// What a restore did.
 public struct RestoreSummary: Sendable, Codable {
+    /// Regular files restored (hard links included).
     public var files = 0
+    /// Directories made.
     public var directories = 0
+    /// Symlinks, FIFOs, devices (and sockets left out).
     public var otherEntries = 0
+    /// Bytes of file content written (holes excluded).
     public var bytesWritten: UInt64 = 0
+    /// Wall time of the restore.
     public var durationSeconds: Double = 0
     /// Damaged or missing objects and the files they made unrestorable (with `skipDamaged`).
     public var damage: [DamageReport] = []
@@ -33,13 +41,17 @@ public struct RestoreSummary: Sendable, Codable {
 
 /// A damaged object and the restored paths it affects.
 public struct DamageReport: Sendable, Codable, CustomStringConvertible {
+    /// The damaged object, as a user finds it ("blob … in pack …", "tree …").
     public var object: String
+    /// What is wrong with it.
     public var reason: String
+    /// The restored paths it affects.
     public var affectedFiles: [String]
     /// The damaged or missing blob, when the object is one (restore then names every planned file
     /// that uses it, not only those a worker reached).
     public var blob: ChunkID?
 
+    /// A report of `object`.
     public init(object: String, reason: String, affectedFiles: [String], blob: ChunkID? = nil) {
         self.object = object
         self.reason = reason
@@ -47,11 +59,13 @@ public struct DamageReport: Sendable, Codable, CustomStringConvertible {
         self.blob = blob
     }
 
+    /// The object, the reason, and the files affected.
     public var description: String {
         "\(object) is damaged (\(reason)); affected: " + (affectedFiles.isEmpty ? "nothing restored" : affectedFiles.joined(separator: ", "))
     }
 }
 
+/// Why a restore stopped.
 public enum RestoreError: Error, CustomStringConvertible {
     case targetNotEmpty(String)
     case pathNotInSnapshot(String)
@@ -63,6 +77,7 @@ public enum RestoreError: Error, CustomStringConvertible {
     /// `restore --component`: the component cannot be restored as asked (the message says why and what to do).
     case componentUnsupported(String)
 
+    /// The reason and what to do about it.
     public var description: String {
         switch self {
         case .targetNotEmpty(let t): "the target \(t) is not empty: choose an empty directory, or pass --overwrite"

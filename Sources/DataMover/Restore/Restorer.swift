@@ -16,7 +16,9 @@ import Foundation
 /// of the cost of a small one, and one thread creating 100,000 files would leave the others idle);
 /// large files are created on the planning thread and written in parts by several workers.
 public final class Restorer: @unchecked Sendable {  // mutable state is guarded by `lock`
+    /// The store restored from.
     public let store: Store
+    /// Where to and how.
     public let options: RestoreOptions
     let lock = NSLock()
     private var damagedObjects: [String: (reason: String, blob: ChunkID?)] = [:]  // object → why
@@ -26,6 +28,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     var setIDStripped = 0
     private let meter = ProgressMeter(action: "restore")
 
+    /// A restore from `store` as `options` say.
     public init(store: Store, options: RestoreOptions) {
         self.store = store
         self.options = options
@@ -39,6 +42,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         var name: [UInt8] { node.nameBytes }
     }
 
+    /// Restores `record` (or `options.subPath` of it): plans the entries, creates them with the workers writing contents, then applies directory metadata. Damaged data stops it unless `skipDamaged`.
     public func run(snapshot record: SnapshotRecord) throws -> RestoreSummary {
         let clock = ContinuousClock.now
         let storeLock = try lockStore()

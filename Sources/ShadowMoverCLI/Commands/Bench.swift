@@ -66,10 +66,22 @@ struct BenchFreeze: ParsableCommand {
         let imageMB = Swift.max(512, Int(bytes / (1 << 20)) * 3 + 512)
         try Self.volume(["create", filesystem, mountPoint, "\(imageMB)"])
         defer { _ = try? Self.volume(["remove", mountPoint]) }
+        let per = try makeData(in: mountPoint, bytes: bytes)
+        let (samples, commits, stall) = try measure(kind, mountPoint: mountPoint, base: base)
+        let result = Result(
+            provider: provider, filesystem: filesystem, files: files, bytes: Int64(per) * Int64(files), writers: writers, repeats: repeats,
+            freezeWindowMs: Stats(samples), commitMs: Stats(commits), longestWriteStallMs: stall, samplesMs: samples)
+        if output.json { return try Output.json(result) }
+        Output.line("freeze window, \(provider) on \(filesystem), \(files) files, \(Output.bytes(result.bytes)), \(writers) writers, \(repeats) runs")
+        func row(_ name: String, _ s: Stats) -> [String] { [name] + [s.min, s.median, s.p99, s.max].map { String(format: "%.2f", $0) } }
+        Output.table(["", "min", "median", "p99", "max"], [row("freeze window (ms)", result.freezeWindowMs), row("provider commit (ms)", result.commitMs)])
+        Output.line(String(format: "longest write stall a writer saw: %.2f ms", stall))
+    }
 
-        // The data: FILES files spread over the writers' directories.
-        // Random content (one pattern, each file stamped with its number): the freeze window does not
-        // depend on what the bytes are, only on how many there are.
+    /// FILES files spread over the writers' directories. Random content (one pattern, each file stamped
+    /// with its number): the freeze window does not depend on what the bytes are, only on how many
+    /// there are. - Returns: bytes per file.
+    private func makeData(in mountPoint: String, bytes: Int64) throws -> Int {
         let per = Swift.max(1, Int(bytes / Int64(files)))
         var rng = SystemRandomNumberGenerator()
         var block = [UInt8](repeating: 0, count: per)
@@ -81,7 +93,12 @@ struct BenchFreeze: ParsableCommand {
             try Data(block).write(to: URL(fileURLWithPath: "\(dir)/f\(i)"))
         }
         sync()
+        return per
+    }
 
+    /// Takes `repeats` shadow copy sets with `writers` journal writers appending meanwhile. - Returns:
+    /// the freeze windows and commit times (ms), and the longest stall a writer saw.
+    private func measure(_ kind: ProviderKind, mountPoint: String, base: String) throws -> (samples: [Double], commits: [Double], stall: Double) {
         var samples: [Double] = []
         var commits: [Double] = []
         var stall = 0.0
@@ -91,9 +108,8 @@ struct BenchFreeze: ParsableCommand {
         options.paths = CoordinatorPaths(runDirectory: base + "/run", stateDirectory: base + "/state")
         options.retries = 0
         for r in 0..<repeats {
-            var list: [Writer] = []
-            for w in 0..<writers {
-                list.append(ExecWriter(executable: me, arguments: ["debug", "journal-writer", "\(mountPoint)/w\(w)", "--stats", "\(base)/stats-\(w).json"]))
+            let list: [Writer] = (0..<writers).map {
+                ExecWriter(executable: me, arguments: ["debug", "journal-writer", "\(mountPoint)/w\($0)", "--stats", "\(base)/stats-\($0).json"])
             }
             let session = try Coordinator(writers: list, options: options).createShadowCopySet(paths: ["\(mountPoint)/w0"])
             let window = session.report.freezeWindow
@@ -110,25 +126,7 @@ struct BenchFreeze: ParsableCommand {
             if !output.json { FileHandle.standardError.write(Data(String(format: "\r  %d/%d  last %.2f ms", r + 1, repeats, samples.last!).utf8)) }
         }
         if !output.json { FileHandle.standardError.write(Data("\n".utf8)) }
-        let result = Result(
-            provider: provider, filesystem: filesystem, files: files, bytes: Int64(per) * Int64(files), writers: writers, repeats: repeats,
-            freezeWindowMs: Stats(samples), commitMs: Stats(commits), longestWriteStallMs: stall, samplesMs: samples)
-        if output.json {
-            try Output.json(result)
-        } else {
-            Output.line("freeze window, \(provider) on \(filesystem), \(files) files, \(Output.bytes(result.bytes)), \(writers) writers, \(repeats) runs")
-            Output.table(
-                ["", "min", "median", "p99", "max"],
-                [
-                    ["freeze window (ms)"]
-                        + [result.freezeWindowMs.min, result.freezeWindowMs.median, result.freezeWindowMs.p99, result.freezeWindowMs.max].map {
-                            String(format: "%.2f", $0)
-                        },
-                    ["provider commit (ms)"]
-                        + [result.commitMs.min, result.commitMs.median, result.commitMs.p99, result.commitMs.max].map { String(format: "%.2f", $0) },
-                ])
-            Output.line(String(format: "longest write stall a writer saw: %.2f ms", stall))
-        }
+        return (samples, commits, stall)
     }
 
     static func parseSize(_ text: String) throws -> Int64 {

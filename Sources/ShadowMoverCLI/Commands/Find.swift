@@ -44,54 +44,10 @@ struct Find: ParsableCommand {
 
     func run() throws {
         let store = try storeOptions.open()
-        var records: [(id: String, record: SnapshotRecord)]
-        if snapshots.isEmpty {
-            let (all, damaged) = try store.snapshots()
-            for d in damaged { Output.warn("warning: \(d)") }
-            records = all.sorted { $0.record.time > $1.record.time }.map { (id: $0.0, record: $0.1) }
-        } else {
-            records = try snapshots.map {
-                let r = try store.resolveSnapshot($0); return (id: r.0, record: r.1)
-            }
-        }
-        let from = newer.flatMap(Self.parseTime).map(Timestamp.init), before = older.flatMap(Self.parseTime).map(Timestamp.init)
-        let scope = PathScope(path)
-        let flags: Int32 = ignoreCase ? 1 << 4 : 0  // FNM_CASEFOLD, a glibc flag Swift does not import
-
-        func matches(_ node: Node, _ full: String) -> Bool {
-            if !scope.contains(full) { return false }
-            if let from, node.mtime < from { return false }
-            if let before, node.mtime >= before { return false }
-            return patterns.contains { pattern in
-                pattern.contains("/") ? fnmatch(pattern, full, FNM_PATHNAME | flags) == 0 : fnmatch(pattern, node.name, flags) == 0
-            }
-        }
-
+        let records = try chosenSnapshots(store)
         var found: [Match] = []
         var unreadable: [String] = []
-        for (id, record) in records {
-            func walk(_ tree: ChunkID, _ directory: String, depth: Int) {
-                guard depth <= Tree.maximumDepth else { return unreadable.append("\(id.prefix(8)):\(directory): nested deeper than \(Tree.maximumDepth)") }
-                let nodes: [Node]
-                do { nodes = try store.loadTree(tree).nodes } catch {
-                    return unreadable.append("\(id.prefix(8)):\(directory.isEmpty ? "/" : directory): \(error)")
-                }
-                for node in nodes {
-                    let full = directory + "/" + node.name
-                    if matches(node, full) {
-                        found.append(
-                            Match(
-                                snapshot: id, snapshotTime: record.time.formatted(.iso8601), path: full, type: node.kind.rawValue,
-                                size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
-                    }
-                    // Descend only where --path can still match.
-                    if let sub = node.subtree, scope.leadsInto(full) {
-                        walk(sub, full, depth: depth + 1)
-                    }
-                }
-            }
-            walk(record.tree, "", depth: 0)
-        }
+        for (id, record) in records { search(store, id: id, record: record, into: &found, unreadable: &unreadable) }
         for u in unreadable { Output.warn("damaged: \(u)") }
         if output.json {
             try Output.json(found)
@@ -109,6 +65,47 @@ struct Find: ParsableCommand {
             Output.warn("\(found.count) match(es) in \(records.count) snapshot(s)")
         }
         if !unreadable.isEmpty { throw ExitCode(3) }
+    }
+
+    /// The snapshots named with --snapshot, or every one; newest first.
+    private func chosenSnapshots(_ store: Store) throws -> [(id: String, record: SnapshotRecord)] {
+        if !snapshots.isEmpty { return try snapshots.map { try store.resolveSnapshot($0) } }
+        let (all, damaged) = try store.snapshots()
+        for d in damaged { Output.warn("warning: \(d)") }
+        return all.sorted { $0.record.time > $1.record.time }
+    }
+
+    /// Walks one snapshot's trees (only where --path can match), appending the entries that match.
+    private func search(_ store: Store, id: String, record: SnapshotRecord, into found: inout [Match], unreadable: inout [String]) {
+        let from = newer.flatMap(Self.parseTime).map(Timestamp.init), before = older.flatMap(Self.parseTime).map(Timestamp.init)
+        let scope = PathScope(path)
+        let flags: Int32 = ignoreCase ? 1 << 4 : 0  // FNM_CASEFOLD, a glibc flag Swift does not import
+        func matches(_ node: Node, _ full: String) -> Bool {
+            if !scope.contains(full) { return false }
+            if let from, node.mtime < from { return false }
+            if let before, node.mtime >= before { return false }
+            return patterns.contains { pattern in
+                pattern.contains("/") ? fnmatch(pattern, full, FNM_PATHNAME | flags) == 0 : fnmatch(pattern, node.name, flags) == 0
+            }
+        }
+        func walk(_ tree: ChunkID, _ directory: String, depth: Int) {
+            guard depth <= Tree.maximumDepth else { return unreadable.append("\(id.prefix(8)):\(directory): nested deeper than \(Tree.maximumDepth)") }
+            let nodes: [Node]
+            do { nodes = try store.loadTree(tree).nodes } catch {
+                return unreadable.append("\(id.prefix(8)):\(directory.isEmpty ? "/" : directory): \(error)")
+            }
+            for node in nodes {
+                let full = directory + "/" + node.name
+                if matches(node, full) {
+                    found.append(
+                        Match(
+                            snapshot: id, snapshotTime: record.time.formatted(.iso8601), path: full, type: node.kind.rawValue,
+                            size: node.size, mode: String(node.mode, radix: 8), mtime: node.mtime.iso8601))
+                }
+                if let sub = node.subtree, scope.leadsInto(full) { walk(sub, full, depth: depth + 1) }
+            }
+        }
+        walk(record.tree, "", depth: 0)
     }
 
     /// '2026-11-30', '2026-11-30 14:00[:05]', or ISO 8601 ('2026-11-30T14:00:05Z'); local time unless

@@ -25,6 +25,20 @@ struct DebugJournalWriter: ParsableCommand {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ValidationError("cannot open \(path)") }
         let journal = Journal()
+        let done = startAppending(to: fd, journal)
+        serve(journal)
+        journal.hold.withLock { journal.stop = true }
+        done.wait()
+        close(fd)
+        if let stats {
+            let text = #"{"maxStallMs": \#(journal.maxStall.milliseconds), "records": \#(journal.records)}"#
+            try text.write(toFile: stats, atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// The application: a thread appending and fsyncing records while it holds `journal.hold` — a
+    /// freeze holds it too, so the stall shows. - Returns: signalled when the thread stops.
+    private func startAppending(to fd: Int32, _ journal: Journal) -> DispatchSemaphore {
         let done = DispatchSemaphore(value: 0)
         Thread {
             var last = ContinuousClock.now
@@ -45,7 +59,12 @@ struct DebugJournalWriter: ParsableCommand {
             }
             done.signal()
         }.start()
+        return done
+    }
 
+    /// Answers the coordinator's events on stdin until it closes them; freeze takes the journal's lock,
+    /// thaw and abort give it back.
+    private func serve(_ journal: Journal) {
         var frozen = false
         func answer(_ text: String) {
             FileHandle.standardOutput.write(Data((text + "\n").utf8))  // unbuffered: one answer per request
@@ -79,12 +98,5 @@ struct DebugJournalWriter: ParsableCommand {
             }
         }
         if frozen { journal.hold.unlock() }
-        journal.hold.withLock { journal.stop = true }
-        done.wait()
-        close(fd)
-        if let stats {
-            let text = #"{"maxStallMs": \#(journal.maxStall.milliseconds), "records": \#(journal.records)}"#
-            try text.write(toFile: stats, atomically: true, encoding: .utf8)
-        }
     }
 }

@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "JSONFormat", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
+                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "JSONFormat", "DurableFile", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

@@ -105,7 +105,9 @@ struct BrowseTests {
         #expect(!mount.isMounted)
     }
 
-    @Test("a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; a bad mountpoint is named", .needsFUSE)
+    @Test(
+        "a file whose pack is damaged reads as EIO through the mount and is logged; other files read fine; dump of it leaves an existing target as it was; a bad mountpoint is named",
+        .needsFUSE)
     func mountDamage() throws {
         guard try requireFUSE("mount") else { return }
         let s = Scratch("mount-damage")
@@ -132,6 +134,14 @@ struct BrowseTests {
         let (code, log) = mount.stop()
         #expect(code == 0)
         #expect(log.contains("damaged: ") && log.contains("hurt.bin") && log.contains(location.entry.id.hex), "\(log)")
+
+        // dump of the damaged file into an existing file: exit 3, and the file is as it was.
+        let existing = s.sub("existing")
+        write(existing, Array("keep me".utf8))
+        let dumped = try CLI.run(["dump", "--store", storePath, "latest", source + "/hurt.bin", "--target", existing])
+        #expect(dumped.code == 3 && dumped.stderr.contains("damaged: "), "\(dumped.stderr)")
+        #expect(FileManager.default.contents(atPath: existing) == Data("keep me".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path).allSatisfy { !$0.hasPrefix(".tmp-") }, "no temporary file left")
 
         let missing = try CLI.run(["mount", "--store", storePath, s.sub("nowhere")])
         #expect(missing.code != 0 && missing.stderr.contains("does not exist") && missing.stderr.contains("mkdir -p"), "\(missing.stderr)")

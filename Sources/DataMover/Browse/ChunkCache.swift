@@ -59,9 +59,10 @@ public final class ChunkCache: @unchecked Sendable {  // state guarded by `condi
         chunks[id] = (bytes, clock)
         held += bytes.count
         while held > capacity && chunks.count > 1 {
-            let oldest = chunks.filter { $0.key != id }.min { $0.value.lastUse < $1.value.lastUse }!
-            held -= oldest.value.bytes.count
-            chunks.removeValue(forKey: oldest.key)
+            var oldest: (id: ChunkID, lastUse: UInt64)?
+            for (key, value) in chunks where key != id && value.lastUse < oldest?.lastUse ?? .max { oldest = (key, value.lastUse) }
+            guard let oldest else { break }
+            held -= chunks.removeValue(forKey: oldest.id)?.bytes.count ?? 0
         }
         return bytes
     }

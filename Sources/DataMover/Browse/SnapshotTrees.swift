@@ -37,9 +37,10 @@ public final class SnapshotTrees: @unchecked Sendable {  // cache guarded by `lo
             }
             // Evict the least recently used trees beyond the bound (never the one just loaded).
             while entries > capacity && trees.count > 1 {
-                let oldest = trees.filter { $0.key != id }.min { $0.value.lastUse < $1.value.lastUse }!
-                entries -= oldest.value.tree.nodes.count
-                trees.removeValue(forKey: oldest.key)
+                var oldest: (id: ChunkID, lastUse: UInt64)?
+                for (key, value) in trees where key != id && value.lastUse < oldest?.lastUse ?? .max { oldest = (key, value.lastUse) }
+                guard let oldest else { break }
+                entries -= trees.removeValue(forKey: oldest.id)?.tree.nodes.count ?? 0
             }
         }
         return tree

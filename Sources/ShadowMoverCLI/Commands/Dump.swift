@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChunkStore
 import DataMover
+import DurableFile
 import Foundation
 
 struct Dump: ParsableCommand {
@@ -39,18 +40,7 @@ struct Dump: ParsableCommand {
         let format = archive ?? (node?.kind == .file ? nil : .tar)
         if format == nil && node?.kind != .file { throw ValidationError("\(path) is a \(node?.kind.rawValue ?? "directory"): give --archive tar or zip") }
 
-        let fd: Int32
-        if let target {
-            fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw CommandError("cannot create \(target): \(String(cString: strerror(errno)))") }
-        } else {
-            if format != nil && isatty(STDOUT_FILENO) == 1 {
-                throw CommandError("stdout is a terminal: redirect it (> \(Self.baseName(path)).\(format!.rawValue)) or give --target FILE")
-            }
-            fd = STDOUT_FILENO
-        }
-        let sink = ByteSink(fd: fd, name: target ?? "stdout")
-        do {
+        func write(to sink: ByteSink) throws {
             if let format {
                 let writer: ArchiveWriter = format == .tar ? TarWriter(sink: sink) : ZipWriter(sink: sink)
                 let name: [UInt8] = node == nil ? [] : Array(Self.baseName(path).utf8)
@@ -59,13 +49,26 @@ struct Dump: ParsableCommand {
                 try dump.writeContent(of: node!, path: path) { bytes in try sink.write(bytes) }
                 try sink.flush()
             }
-        } catch {
-            // A partial file would look like a whole one.
-            if let target { close(fd); unlink(target) }
-            if error is SnapshotDump.Damaged { Output.warn("damaged: \(error)"); throw ExitCode(3) }
-            throw error
         }
-        if target != nil { close(fd) }
+        do {
+            if let target {
+                // Written beside the target and renamed over it when complete: a failed dump leaves
+                // whatever was there, never a partial file that looks whole.
+                let url = URL(fileURLWithPath: target)
+                try DurableFile.throughTemp(directory: url.deletingLastPathComponent().path, mode: 0o644) { fd, _ in
+                    try write(to: ByteSink(fd: fd, name: target))
+                    return url.lastPathComponent
+                }
+            } else {
+                if format != nil && isatty(STDOUT_FILENO) == 1 {
+                    throw CommandError("stdout is a terminal: redirect it (> \(Self.baseName(path)).\(format!.rawValue)) or give --target FILE")
+                }
+                try write(to: ByteSink(fd: STDOUT_FILENO, name: "stdout"))
+            }
+        } catch let damaged as SnapshotDump.Damaged {
+            Output.warn("damaged: \(damaged)")
+            throw ExitCode(3)
+        }
         for s in dump.skipped { Output.warn("left out: \(s): a \(format!.rawValue) archive cannot hold it") }
     }
 

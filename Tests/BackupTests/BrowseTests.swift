@@ -229,6 +229,15 @@ struct BrowseTests {
         let targetD = s.sub("restore-d")
         #expect(try CLI.run(["restore", "--store", d, "latest", "--target", targetD]).code == 0)
         #expect(TreeSnapshot(targetD + source).entries == TreeSnapshot(source).entries)
+        // A destination with a password of its own: the source's comes from SHADOWMOVER_FROM_PASSWORD.
+        let e = s.sub("e"), password = s.sub("e.password")
+        write(password, Array("another password\n".utf8))
+        #expect(try CLI.run(["init", "--store", e, "--password-file", password]).code == 0)
+        let other = try CLI.run(
+            ["copy", "--store", e, "--password-file", password, "--from-store", a], environment: ["SHADOWMOVER_FROM_PASSWORD": CLI.password])
+        #expect(other.code == 0, "\(other.stderr)")
+        let wrong = try CLI.run(["copy", "--store", e, "--password-file", password, "--from-store", a, "--from-password-file", password])
+        #expect(wrong.code != 0, "the destination's password does not open the source")
         let same = try CLI.run(["copy", "--store", c, "--from-store", c])
         #expect(same.code != 0 && same.stderr.contains("the same store"))
     }

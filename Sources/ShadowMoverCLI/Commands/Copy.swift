@@ -28,21 +28,7 @@ struct Copy: ParsableCommand {
 
     func run() throws {
         let destination = try storeOptions.open()
-        var environment = ProcessInfo.processInfo.environment
-        let fromVariables = ["", "_FILE", "_COMMAND"].map { "SHADOWMOVER_FROM_PASSWORD" + $0 }
-        if fromVariables.contains(where: { environment[$0] != nil }) {
-            for suffix in ["", "_FILE", "_COMMAND"] {
-                environment["SHADOWMOVER_PASSWORD" + suffix] = environment["SHADOWMOVER_FROM_PASSWORD" + suffix]
-            }
-        }
-        var secret = fromPasswordFile == nil && fromKeyFile == nil ? storeOptions.secret : SecretSource(environment: environment)
-        if fromPasswordFile != nil || fromKeyFile != nil {
-            secret.passwordFile = fromPasswordFile
-            secret.keyFile = fromKeyFile
-        } else {
-            secret.environment = environment
-        }
-        let source = try StoreLocation.open(fromStore, cacheDirectory: fromCacheDir, secret: secret)
+        let source = try StoreLocation.open(fromStore, cacheDirectory: fromCacheDir, secret: sourceSecret())
         guard source.location != destination.location else { throw CommandError("the source and the destination are the same store (\(source.location))") }
         var records: [(id: String, record: SnapshotRecord)]
         if snapshots.isEmpty {
@@ -70,5 +56,19 @@ struct Copy: ParsableCommand {
                 )
             }
         }
+    }
+
+    /// Where the source's password or key comes from: --from-key-file or --from-password-file; else
+    /// $SHADOWMOVER_FROM_PASSWORD(_FILE|_COMMAND) in place of the plain variables; else whatever opens
+    /// the destination.
+    private func sourceSecret() -> SecretSource {
+        var environment = ProcessInfo.processInfo.environment
+        if fromKeyFile != nil || fromPasswordFile != nil {
+            return SecretSource(keyFile: fromKeyFile, passwordFile: fromPasswordFile, environment: environment)
+        }
+        let suffixes = ["", "_FILE", "_COMMAND"]
+        guard suffixes.contains(where: { environment["SHADOWMOVER_FROM_PASSWORD" + $0] != nil }) else { return storeOptions.secret }
+        for suffix in suffixes { environment["SHADOWMOVER_PASSWORD" + suffix] = environment["SHADOWMOVER_FROM_PASSWORD" + suffix] }
+        return SecretSource(environment: environment)
     }
 }

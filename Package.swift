@@ -62,7 +62,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux", "CZlib"]),
+        .target(name: "DataMover", dependencies: ["ChunkStore", "Chunking", "Compression", "CLinux", "CZlib", "DurableFile"]),
         // The read-only snapshot filesystem (`mount`).
         .target(name: "SnapshotMount", dependencies: ["CFuse", "DataMover", "ChunkStore"]),
         .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess", "JSONFormat", "DurableFile"]),

@@ -1,3 +1,4 @@
+import DurableFile
 import Foundation
 
 /// Buffered writes to a file descriptor (stdout, a file), counting the bytes written: archives need
@@ -38,15 +39,5 @@ public final class ByteSink {
         buffer.removeAll(keepingCapacity: true)
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileSystem.Failure(path: PathBytes(name), operation: "write", code: errno)
-            }
-            done += n
-        }
-    }
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try DurableFile.writeAll(fd: fd, bytes, path: name) }
 }

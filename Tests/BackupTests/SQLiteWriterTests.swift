@@ -88,7 +88,8 @@ struct SQLiteBackupOutcome {
 }
 
 /// Not serialized as a suite: its two long tests (journal modes, freeze point) run beside each other,
-/// each on volumes and coordinator directories of its own; each runs its own cases one at a time.
+/// each on volumes and coordinator directories of its own; the journal modes run one at a time, the
+/// three freeze-point providers side by side.
 @Suite("SQLite writer under real applications")
 struct SQLiteWriterTests {
     /// Backs up `db`'s directory `count` times under `load`, restores each backup, and checks it:
@@ -154,7 +155,7 @@ struct SQLiteWriterTests {
 
     @Test(
         "100 backups under three loops of short-lived sqlite3 writers: the restored row count is the probe taken at freeze, every time",
-        .needsRoot, .serialized, arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
+        .needsRoot, arguments: [("btrfs", nil, "btrfs"), ("xfs", nil, "reflink"), ("xfs", "copy", "copy")] as [(String, String?, String)])
     func freezePoint(fs: String, provider: String?, expected: String) throws {
         guard try requireRoot("the SQLite freeze-point test (loop volumes)") else { return }
         let s = Scratch("sqlite-point-\(expected)")

@@ -97,6 +97,22 @@ struct FaultTests {
         #expect(try CLI.run(["check", "--store", store, "--read-data"]).code == 0)
     }
 
+    @Test("a restore into a full disk fails naming the file and the cause, and does not hang", .needsRoot)
+    func restoreIntoFullDisk() throws {
+        guard try requireRoot("a small loop filesystem") else { return }
+        let s = Scratch("enospc-restore")
+        let source = s.sub("source")
+        mkdirs(source)
+        write(source + "/big", randomBytes(64 << 20, seed: 14 << 8))
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        #expect(try CLI.run(["backup", source, "--store", store]).code == 0)
+        let volume = try LoopVolume("ext4", in: s, sizeMB: 32, name: "small")
+        let restored = try CLI.run(["restore", "latest", "--store", store, "--target", volume.sub("target")])
+        #expect(restored.code == 1)
+        #expect(restored.stderr.contains("No space left on device") && restored.stderr.contains("/big"), "\(restored.stderr)")
+    }
+
     @Test("prune waits for a running restore instead of repacking the packs it reads")
     func pruneDuringRestore() throws {
         let f = try PruneFixture()

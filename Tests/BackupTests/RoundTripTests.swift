@@ -142,6 +142,36 @@ struct RoundTripTests {
         }
     }
 
+    @Test(
+        "a chunk several files share, or one file repeats, is read once and written everywhere: a copy, a doubled file and a 48 MiB file of one block eight times (parts on two workers) restore identical, mtimes included"
+    )
+    func sharedChunks() throws {
+        let s = Scratch("restore-shared")
+        let source = s.sub("source")
+        mkdirs(source + "/copies")
+        let block = randomBytes(6 << 20, seed: 61)
+        write(source + "/a.bin", block)
+        write(source + "/copies/b.bin", block)
+        write(source + "/doubled.bin", block + block)
+        write(source + "/eight.bin", Array([[UInt8]](repeating: block, count: 8).joined()))
+        for (name, second) in [("a.bin", 1), ("copies/b.bin", 2), ("doubled.bin", 3), ("eight.bin", 4)] {
+            setTimes(source + "/" + name, sec: 1_700_000_000 + second, nsec: 123_456_789)
+        }
+        let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
+        let result = try backup(store, [source])
+        #expect(result.errors.isEmpty)
+        let target = s.sub("restore")
+        let summary = try restore(store, result.snapshotID, to: target)
+        #expect(summary.damage.isEmpty)
+        let total = UInt64(12 * block.count)
+        #expect(summary.bytesWritten == total)
+        // Only the block's own chunks (and those cut across a seam between two copies) are read.
+        #expect(summary.bytesReused >= total * 3 / 4, "reused \(summary.bytesReused) of \(total)")
+        let before = TreeSnapshot(source), after = TreeSnapshot(target + source)
+        #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
+        for (path, entry) in before.entries { #expect(after.entries[path] == entry, "\(path)") }
+    }
+
     @Test("a concurrent backup stores exactly what a single worker stores")
     func concurrentEqualsSingle() throws {
         let s = Scratch("workers")

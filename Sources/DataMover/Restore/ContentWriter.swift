@@ -7,52 +7,98 @@ import Foundation
 /// pages — no copy into the page cache, whose writeback on these machines is several times slower than
 /// the disk — with the unaligned ends written normally. There are two staging buffers: while one is
 /// being written (`DirectWrites`, a thread of its own), chunks are decompressed and verified into the
-/// other, so the worker's core never waits on the disk. Sparse files are written chunk by chunk,
-/// leaving all-zero chunks as holes. One per worker thread.
+/// other, so the worker's core never waits on the disk — not even at the end of a part: `write`
+/// returns with the part's last write still running and finishes the part (`whenDone`) when that
+/// write is done, while the worker is already decompressing the next one. Sparse files are written
+/// chunk by chunk, leaving all-zero chunks as holes. A chunk written more than once is read once
+/// (`SharedChunks`). One per worker thread; `drain` before it is dropped.
 final class ContentWriter {
     static let page = 4096
     /// Files smaller than this are written the ordinary way.
     static let directThreshold: UInt64 = 1 << 20
     static let openDirect: Int32 = 0o40000
     /// Bytes gathered in a staging buffer before they are written.
-    static let flushSize = 8 << 20
+    static let flushSize = 4 << 20
 
     let store: Store
+    let shared: SharedChunks
     let compressor = Compressor(codec: .none)
+    /// Where chunks go; the write in flight, if any, is always from `spare`.
     fileprivate var staging: UnsafeMutableRawBufferPointer
     fileprivate var spare: UnsafeMutableRawBufferPointer
     fileprivate let writes = DirectWrites()
+    /// The part whose last write was still running when `write` returned.
+    fileprivate var unfinished: Unfinished?
     private var scratch: [UInt8] = []
 
-    init(store: Store) {
+    /// Called once per `write`, when the part's bytes are all written: the bytes written (holes
+    /// excluded), or what stopped it.
+    typealias Completion = (Result<UInt64, Error>) -> Void
+
+    fileprivate struct Unfinished {
+        let direct: Int32
+        let path: PathBytes
+        let written: UInt64
+        let whenDone: Completion
+    }
+
+    init(store: Store, shared: SharedChunks) {
         self.store = store
-        let size = Self.flushSize + 2 * store.config.chunker.maxSize + Self.page
+        self.shared = shared
+        let size = Self.flushSize + store.config.chunker.maxSize + 2 * Self.page
         staging = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: Self.page)
         spare = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: Self.page)
     }
 
     deinit {
+        drain()
         writes.stop()
         staging.deallocate()
         spare.deallocate()
     }
 
-    /// Writes chunks `range` of `node`'s content, the first at file offset `offset`.
-    /// - Returns: the bytes written (holes excluded).
-    /// `fd` is the descriptor that created the file; `path` names it in errors only.
-    func write(fd buffered: Int32, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int) throws -> UInt64 {
-        let content = node.content ?? []
+    /// Writes chunks `range` of `node`'s content, the first at file offset `offset`, and calls
+    /// `whenDone` once they are all written (perhaps during a later `write` or `drain`) or the part has
+    /// failed. `fd` is the descriptor that created the file; `path` names it in errors only.
+    func write(fd buffered: Int32, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int, whenDone: @escaping Completion) {
         let sparse = node.sparse == true
         var file = StagedFile(writer: self, buffered: buffered, path: path, offset: offset, direct: !sparse && node.size >= Self.directThreshold)
-        defer { file.close() }
+        let written: UInt64
+        do {
+            written = try fill(&file, node.content ?? [], range: range, sparse: sparse)
+        } catch {
+            _ = try? file.settle()  // this part's write in flight is abandoned, but not its buffer
+            file.closeDirect()
+            whenDone(.failure(error))
+            return
+        }
+        if writes.isRunning && file.direct >= 0 {
+            unfinished = Unfinished(direct: file.opened, path: path, written: written, whenDone: whenDone)
+        } else {
+            file.closeDirect()
+            whenDone(.success(written))
+        }
+    }
+
+    /// Waits for the write in flight and finishes the part it belongs to. Call before dropping the writer.
+    func drain() {
+        _ = settle()
+    }
+
+    /// Reads chunks `range` of `content` into the staging buffers and writes them (the last write may
+    /// still be running on return). - Returns: the bytes written (holes excluded).
+    private func fill(_ file: inout StagedFile, _ content: [ChunkID], range: Range<Int>, sparse: Bool) throws -> UInt64 {
         var written: UInt64 = 0
-        var position = offset
+        var position = file.base + file.start
         for index in range {
             let id = content[index]
             guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
             let length = try store.checkBounds(location, expecting: .data)
             let chunk = try file.reserve(length)
-            try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
+            if !shared.copy(id, into: chunk) {
+                try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
+                shared.keep(id, UnsafeRawBufferPointer(chunk))
+            }
             position += length
             if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) {
                 file.restart(at: position)  // a zero chunk of a sparse file stays a hole
@@ -60,13 +106,31 @@ final class ContentWriter {
             }
             file.commit(length)
             written += UInt64(length)
-            if sparse {
-                try file.flush(final: true)
-                file.restart(at: position)
-            }
+            if sparse { try file.flush(final: true) }
         }
         try file.flush(final: true)
         return written
+    }
+
+    /// What `settle` found: the errno of the current part's write (0: none, or it succeeded), and
+    /// whether the filesystem refused O_DIRECT for it (its bytes were then written normally).
+    fileprivate struct Settled {
+        var error: Int32 = 0
+        var refused = false
+    }
+
+    /// Waits for the write in flight, if any. Where the filesystem refused O_DIRECT after all, writes
+    /// those bytes through the page cache instead. A write that ends a part `write` has returned from
+    /// finishes that part here (its result goes to its `whenDone`, not to the caller).
+    fileprivate func settle() -> Settled {
+        guard let done = writes.wait() else { return Settled() }
+        var result = Settled(error: done.error, refused: done.error == EINVAL)
+        if result.refused { result.error = Self.writeFully(done.buffered, done.bytes, count: done.count, at: done.offset) }
+        guard let part = unfinished else { return result }
+        unfinished = nil
+        close(part.direct)
+        part.whenDone(result.error == 0 ? .success(part.written) : .failure(FileSystem.Failure(path: part.path, operation: "write", code: result.error)))
+        return Settled()
     }
 
     /// One `write` call's view of the staging buffers: `staging[m]` holds file byte `base + m`; data
@@ -95,10 +159,8 @@ final class ContentWriter {
             end = start
         }
 
-        /// The buffer being written must be done with before `write` returns (and `direct` closes).
-        func close() {
-            _ = writer.writes.wait()
-            if opened >= 0 { Glibc.close(opened) }
+        func closeDirect() {
+            if opened >= 0 { close(opened) }
         }
 
         /// Room for `length` more bytes at `end` (flushing first when the buffer is full enough).
@@ -119,59 +181,52 @@ final class ContentWriter {
 
         /// Writes staging[from..<to] through the page cache.
         func put(_ from: Int, _ to: Int) throws {
+            guard to > from else { return }
             let error = ContentWriter.writeFully(buffered, writer.staging.baseAddress! + from, count: to - from, at: off_t(base + from))
             if error != 0 { throw FileSystem.Failure(path: path, operation: "write", code: error) }
         }
 
-        /// Waits for the buffer being written; where O_DIRECT was refused after all, writes it again
-        /// through the page cache.
+        /// Waits for the write in flight (`ContentWriter.settle`), and stops using O_DIRECT where it
+        /// was refused.
         mutating func settle() throws {
-            guard let done = writer.writes.wait() else { return }
-            if done.error == 0 { return }
-            guard done.error == EINVAL else { throw FileSystem.Failure(path: path, operation: "write", code: done.error) }
-            direct = -1  // the filesystem refused O_DIRECT after all
-            let error = ContentWriter.writeFully(buffered, done.bytes, count: done.count, at: done.offset)
-            if error != 0 { throw FileSystem.Failure(path: path, operation: "write", code: error) }
+            let settled = writer.settle()
+            if settled.refused { direct = -1 }  // the filesystem refused O_DIRECT after all
+            if settled.error != 0 { throw FileSystem.Failure(path: path, operation: "write", code: settled.error) }
         }
 
         /// Writes what is staged: whole pages with O_DIRECT on the writes thread (the other buffer takes
         /// chunks meanwhile), the unaligned ends through the page cache; `final` writes the tail too.
+        /// Returns with the O_DIRECT write running.
         mutating func flush(final: Bool) throws {
             let page = ContentWriter.page
-            if direct < 0 {
-                try put(start, end)
-                start = end
-            } else {
-                let alignedStart = (start + page - 1) & ~(page - 1)
-                let alignedEnd = end & ~(page - 1)
-                if alignedEnd > alignedStart {
-                    try put(start, alignedStart)
-                    try settle()
-                    if direct >= 0 {
-                        writer.writes.start(
-                            fd: direct, bytes: UnsafeRawPointer(writer.staging.baseAddress! + alignedStart), count: alignedEnd - alignedStart,
-                            offset: off_t(base + alignedStart))
-                    } else {
-                        try put(alignedStart, alignedEnd)
-                    }
-                    start = alignedEnd
-                }
-                if final {
-                    try settle()
-                    try put(start, end)
-                    start = end
+            guard direct >= 0 else {
+                try put(start, end)  // nothing in flight is from this buffer: it stays the one to fill
+                restart(at: base + end)
+                return
+            }
+            let alignedStart = (start + page - 1) & ~(page - 1)
+            let alignedEnd = end & ~(page - 1)
+            try put(start, min(alignedStart, end))
+            if final { try put(max(alignedEnd, alignedStart), end) }  // the tail, beside the aligned run
+            try settle()  // the spare buffer is free from here on
+            if alignedEnd > alignedStart {
+                if direct >= 0 {
+                    writer.writes.start(
+                        fd: direct, buffered: buffered, bytes: UnsafeRawPointer(writer.staging.baseAddress! + alignedStart),
+                        count: alignedEnd - alignedStart, offset: off_t(base + alignedStart))
+                } else {
+                    try put(alignedStart, alignedEnd)
                 }
             }
+            start = final ? end : max(start, alignedEnd)
             // Keep the unwritten tail (less than a page) at the same alignment, at the front of the
-            // other buffer (this one may still be being written).
+            // spare buffer, which becomes the one to fill (this one may be being written).
             let keepFrom = start & ~(page - 1)
-            if keepFrom > 0 {
-                memcpy(writer.spare.baseAddress!, writer.staging.baseAddress! + keepFrom, end - keepFrom)
-                swap(&writer.staging, &writer.spare)
-                base += keepFrom
-                start -= keepFrom
-                end -= keepFrom
-            }
+            memcpy(writer.spare.baseAddress!, writer.staging.baseAddress! + keepFrom, end - keepFrom)
+            swap(&writer.staging, &writer.spare)
+            base += keepFrom
+            start -= keepFrom
+            end -= keepFrom
         }
     }
 
@@ -205,6 +260,8 @@ final class ContentWriter {
 final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
     struct Write {
         var fd: Int32
+        /// The file's ordinary descriptor, for writing the bytes again where O_DIRECT is refused.
+        var buffered: Int32
         var bytes: UnsafeRawPointer
         var count: Int
         var offset: off_t
@@ -227,14 +284,17 @@ final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
 
     /// Starts writing `count` bytes at `bytes` to `fd` at `offset`. The caller waits for the previous
     /// write first (`wait`), and leaves the bytes alone until it has waited for this one.
-    func start(fd: Int32, bytes: UnsafeRawPointer, count: Int, offset: off_t) {
+    func start(fd: Int32, buffered: Int32, bytes: UnsafeRawPointer, count: Int, offset: off_t) {
         condition.withLock {
             precondition(!running, "DirectWrites: a write is already running")
-            pending = Write(fd: fd, bytes: bytes, count: count, offset: offset)
+            pending = Write(fd: fd, buffered: buffered, bytes: bytes, count: count, offset: offset)
             running = true
             condition.broadcast()
         }
     }
+
+    /// Whether a write was started and not yet waited for.
+    var isRunning: Bool { condition.withLock { running || finished != nil } }
 
     /// Waits for the write started last. - Returns: it, with its error; nil if none was started.
     func wait() -> Write? {

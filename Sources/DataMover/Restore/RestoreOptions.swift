@@ -31,6 +31,9 @@ public struct RestoreSummary: Sendable, Codable {
     public var otherEntries = 0
     /// Bytes of file content written (holes excluded).
     public var bytesWritten: UInt64 = 0
+    /// Bytes of those written from a copy of a chunk already read for another place in the restore
+    /// (a chunk several files or places share is read, decompressed and verified once).
+    public var bytesReused: UInt64 = 0
     /// Wall time of the restore.
     public var durationSeconds: Double = 0
     /// Damaged or missing objects and the files they made unrestorable (with `skipDamaged`).

@@ -62,7 +62,9 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         meter.start(options.progress)
         defer { meter.stop() }
 
-        var summary = try createEntries(plan, in: root)
+        let shared = sharedChunks(plan)
+        var summary = try createEntries(plan, in: root, shared: shared)
+        summary.bytesReused = shared.reusedBytes
         let damage =
             lock.withLock {
                 damagedObjects.keys.sorted().map {
@@ -118,12 +120,12 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     /// Creates the entries of `plan` below `root` in plan order (a directory before what it holds):
     /// directories, links, special files and large files on this thread, handing large files' parts to
     /// the workers as each is created; small files go to the workers in batches, who create them.
-    private func createEntries(_ plan: [Entry], in root: TargetDirectory) throws -> RestoreSummary {
+    private func createEntries(_ plan: [Entry], in root: TargetDirectory, shared: SharedChunks) throws -> RestoreSummary {
         var summary = RestoreSummary()
         let owner = geteuid() == 0
         let queue = BoundedQueue<RestoreTask>(capacity: 4 * max(1, options.workers))
         let stop = FirstFailure()
-        let workers = startWorkers(queue: queue, stop: stop, owner: owner)
+        let workers = startWorkers(queue: queue, stop: stop, owner: owner, shared: shared)
         var batch = SmallFiles()
         // The directories from the target down to the entry being created: plan order is depth first,
         // so an entry's parent is always on this stack.
@@ -164,9 +166,9 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     }
 
     /// The workers: each writes parts of large files and batches of small ones until the queue closes.
-    private func startWorkers(queue: BoundedQueue<RestoreTask>, stop: FirstFailure, owner: Bool) -> WorkerThreads {
+    private func startWorkers(queue: BoundedQueue<RestoreTask>, stop: FirstFailure, owner: Bool, shared: SharedChunks) -> WorkerThreads {
         WorkerThreads(count: max(1, options.workers), name: "restore") { [self] _ in
-            let writer = ContentWriter(store: store)
+            let writer = ContentWriter(store: store, shared: shared)
             while let task = queue.pop() {
                 if stop.isSet { continue }
                 switch task {
@@ -184,6 +186,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
                     }
                 }
             }
+            writer.drain()
         }
     }
 
@@ -272,24 +275,27 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         try applyMetadata(entry, in: directory, owner: owner)
     }
 
-    /// Writes one part of a file on a worker thread; the file's last part applies its metadata.
+    /// Writes one part of a file on a worker thread; the file's last part applies its metadata once
+    /// its bytes are written (which may be during the worker's next part: `ContentWriter.write`).
     private func restore(_ file: RestoringFile, chunks: Range<Int>, offset: Int, with writer: ContentWriter, owner: Bool, stop: FirstFailure) {
         let entry = file.entry
-        do {
-            let written = try writer.write(fd: file.fd, path: entry.path, entry.node, range: chunks, offset: offset)
-            lock.withLock { bytesWritten += written }
-            meter.done(Int(written))
-            if file.finishOne() {
-                meter.finishedFile()
-                try applyMetadata(entry, fd: file.fd, owner: owner)
+        writer.write(fd: file.fd, path: entry.path, entry.node, range: chunks, offset: offset) { [self] result in
+            do {
+                let written = try result.get()
+                lock.withLock { bytesWritten += written }
+                meter.done(Int(written))
+                if file.finishOne() {
+                    meter.finishedFile()
+                    try applyMetadata(entry, fd: file.fd, owner: owner)
+                }
+            } catch let e as StoreError {
+                noteDamage(e, file: entry.path)
+                if file.markDamaged() { try? file.directory.remove(entry.name) }
+                if !options.skipDamaged { stop.set(e) }
+                _ = file.finishOne()
+            } catch {
+                stop.set(error)
             }
-        } catch let e as StoreError {
-            noteDamage(e, file: entry.path)
-            if file.markDamaged() { try? file.directory.remove(entry.name) }
-            if !options.skipDamaged { stop.set(e) }
-            _ = file.finishOne()
-        } catch {
-            stop.set(error)
         }
     }
 
@@ -308,6 +314,21 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         guard var directory = stack.first?.directory else { throw RestoreError.target("internal: no target directory open") }
         for step in chain.reversed() { directory = try directory.openDirectory(plan[step].name) }
         return directory
+    }
+
+    /// Decompressed chunks held for their next use, at most.
+    static let sharedChunkBytes = 24 << 20
+
+    /// The uses of every chunk the plan writes: each regular file's content, a hard-linked file's
+    /// once (its other names are links).
+    private func sharedChunks(_ plan: [Entry]) -> SharedChunks {
+        var linked: Set<HardLinkKey> = []
+        var contents: [[ChunkID]] = []
+        for entry in plan where entry.node.kind == .file {
+            if entry.node.links > 1 && !linked.insert(HardLinkKey(device: entry.node.device, inode: entry.node.inode)).inserted { continue }
+            contents.append(entry.node.content ?? [])
+        }
+        return SharedChunks(contents: contents, capacity: Self.sharedChunkBytes)
     }
 
     /// Files larger than this are restored in parts by several workers.

@@ -75,6 +75,7 @@ struct RestoreCommand: ParsableCommand {
         } else {
             Output.line("restored snapshot \(id.prefix(8)) to \(target)")
             Output.line("  files: \(summary.files) (\(summary.directories) directories, \(summary.otherEntries) other), \(Output.bytes(summary.bytesWritten))")
+            if summary.bytesReused > 0 { Output.line("  reused: \(Output.bytes(summary.bytesReused)) written from chunks read once for several places") }
             Output.line(String(format: "  duration: %.2f s   throughput: %@", summary.durationSeconds, Output.rate(rate)))
         }
         if !summary.damage.isEmpty { throw ExitCode(3) }

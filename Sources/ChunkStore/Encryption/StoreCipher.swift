@@ -44,6 +44,7 @@ public struct StoreCipher: Sendable {
             blobID: derive("blob-id"), packs: derive("pack"), objects: derive("object"),
             gearSeed: derive("gear").withUnsafeBytes { Array($0) })
         hmacTemplate = HMAC<SHA256>(key: keys!.blobID)
+        derivedPackKeys = PackKeyCache()
     }
 
     /// A cipher under a fresh random master key, as a new encrypted store has (benchmarks, tests).
@@ -52,10 +53,14 @@ public struct StoreCipher: Sendable {
     private init(keys: Keys?) {
         self.keys = keys
         hmacTemplate = nil
+        derivedPackKeys = nil
     }
 
     /// HMAC state already keyed, copied per blob (the key's pads are hashed once).
     private let hmacTemplate: HMAC<SHA256>?
+    /// Pack keys derived lately: a key derivation (two HKDF passes) costs as much as opening a small
+    /// blob, and restoring 100,000 small files opens 100,000 blobs from a few dozen packs.
+    private let derivedPackKeys: PackKeyCache?
 
     /// True for a version-3 (encrypted) store.
     public var isEncrypted: Bool { keys != nil }
@@ -94,12 +99,32 @@ public struct StoreCipher: Sendable {
 
     /// The keys of pack `pack` (nil in a plaintext store).
     public func packKeys(_ pack: ChunkID) -> PackKeys? {
-        guard let keys else { return nil }
+        guard let keys, let derivedPackKeys else { return nil }
+        if let known = derivedPackKeys.keys(of: pack) { return known }
         let both = HKDF<SHA256>.deriveKey(inputKeyMaterial: keys.packs, salt: pack.bytes, info: Array("shadowmover/v3/pack".utf8), outputByteCount: 64)
-        return both.withUnsafeBytes { b in
+        let derived = both.withUnsafeBytes { b in
             PackKeys(
                 blobs: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[0..<32])),
                 trailer: SymmetricKey(data: UnsafeRawBufferPointer(rebasing: b[32..<64])))
+        }
+        derivedPackKeys.remember(derived, of: pack)
+        return derived
+    }
+
+    /// The keys of the packs used lately, shared by every copy of a cipher; thread-safe.
+    final class PackKeyCache: @unchecked Sendable {  // `known` guarded by `lock`
+        private let lock = NSLock()
+        private var known: [ChunkID: PackKeys] = [:]
+        /// Packs remembered at most (about 100 bytes each); past this the cache starts again.
+        static let capacity = 4096
+
+        func keys(of pack: ChunkID) -> PackKeys? { lock.withLock { known[pack] } }
+
+        func remember(_ keys: PackKeys, of pack: ChunkID) {
+            lock.withLock {
+                if known.count >= Self.capacity { known.removeAll(keepingCapacity: true) }
+                known[pack] = keys
+            }
         }
     }
 

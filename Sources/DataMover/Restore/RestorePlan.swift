@@ -9,11 +9,13 @@ extension Restorer {
     func makePlan(_ record: SnapshotRecord, target: PathBytes) throws -> (plan: [Entry], damage: [DamageReport]) {
         var plan: [Entry] = []
         var damage: [DamageReport] = []
+        let trees = TreeReadAhead(store: store, threads: options.workers)
+        defer { trees.stop() }
         if let sub = options.subPath {
             let node = try find(sub, in: record.tree)
-            walk(node: node, at: target.appending(node.nameBytes), parent: -1, depth: 0, into: &plan, damage: &damage)
+            walk(node: node, at: target.appending(node.nameBytes), parent: -1, depth: 0, trees: trees, into: &plan, damage: &damage)
         } else {
-            walk(tree: record.tree, at: target, parent: -1, depth: 0, into: &plan, damage: &damage)
+            walk(tree: record.tree, at: target, parent: -1, depth: 0, trees: trees, into: &plan, damage: &damage)
         }
         return (plan, damage)
     }
@@ -33,7 +35,7 @@ extension Restorer {
         throw RestoreError.pathNotInSnapshot(path)
     }
 
-    func walk(node: Node, at path: PathBytes, parent: Int, depth: Int, into plan: inout [Entry], damage: inout [DamageReport]) {
+    func walk(node: Node, at path: PathBytes, parent: Int, depth: Int, trees: TreeReadAhead, into plan: inout [Entry], damage: inout [DamageReport]) {
         var node = node
         if node.contentLists != nil {  // a large file: its chunk ids are read from its content lists
             do {
@@ -54,11 +56,11 @@ extension Restorer {
         }
         plan.append(Entry(path: path, parent: parent, node: node))
         if node.kind == .directory, let sub = node.subtree {
-            walk(tree: sub, at: path, parent: plan.count - 1, depth: depth + 1, into: &plan, damage: &damage)
+            walk(tree: sub, at: path, parent: plan.count - 1, depth: depth + 1, trees: trees, into: &plan, damage: &damage)
         }
     }
 
-    func walk(tree id: ChunkID, at path: PathBytes, parent: Int, depth: Int, into plan: inout [Entry], damage: inout [DamageReport]) {
+    func walk(tree id: ChunkID, at path: PathBytes, parent: Int, depth: Int, trees: TreeReadAhead, into plan: inout [Entry], damage: inout [DamageReport]) {
         guard depth <= Tree.maximumDepth else {
             damage.append(
                 DamageReport(object: "tree \(id)", reason: "it nests deeper than \(Tree.maximumDepth) directories", affectedFiles: ["everything under \(path)"])
@@ -67,7 +69,7 @@ extension Restorer {
         }
         let tree: Tree
         do {
-            tree = try store.loadTree(id)
+            tree = try trees.tree(id)
         } catch StoreError.damagedTree(_, let reason) {
             damage.append(DamageReport(object: "tree \(id)", reason: reason, affectedFiles: ["everything under \(path)"]))
             return
@@ -76,7 +78,7 @@ extension Restorer {
             return
         }
         for node in tree.nodes {
-            walk(node: node, at: path.appending(node.nameBytes), parent: parent, depth: depth, into: &plan, damage: &damage)
+            walk(node: node, at: path.appending(node.nameBytes), parent: parent, depth: depth, trees: trees, into: &plan, damage: &damage)
         }
     }
 

@@ -61,7 +61,7 @@ public struct Checker {
     /// Check's steps. - Parameter readFraction: nil: structure only; 0–1: read and verify that share
     /// of the packs.
     public func run(readFraction: Double?) -> Report {
-        let run = Run(store: store)
+        let run = Run(store: store, readers: workers)
         run.checkIndexSegments()
         run.checkPacksAgainstIndex()
         run.checkSnapshotsAndTrees()
@@ -78,6 +78,8 @@ public struct Checker {
     /// The state of one check: what was found so far, and what later steps need.
     final class Run {
         let store: Store
+        /// Threads loading trees ahead of the walks.
+        let readers: Int
         var report = Report()
         /// Blob → problem, for the affected-files walk.
         var bad: [ChunkID: String] = [:]
@@ -87,7 +89,10 @@ public struct Checker {
         private var seenTrees = Set<ChunkID>()
         private var treeProblems: [(snapshot: String, path: String, tree: ChunkID, problem: String)] = []
 
-        init(store: Store) { self.store = store }
+        init(store: Store, readers: Int) {
+            self.store = store
+            self.readers = readers
+        }
 
         /// Index segments that could not be read.
         func checkIndexSegments() {
@@ -131,8 +136,10 @@ public struct Checker {
             for d in damaged { report.findings.append(Finding(object: "snapshot record", problem: "\(d)", affects: [])) }
             report.snapshots = records.count
             var sizeProblems: [String: (problem: String, affects: [String])] = [:]
+            let trees = TreeReadAhead(store: store, threads: readers)
+            defer { trees.stop() }
             for (id, record) in records {
-                walk(record.tree, "", id) { node, path in
+                walk(record.tree, "", id, trees: trees) { node, path in
                     let ids = chunks(of: node)
                     for chunk in ids where bad[chunk] == nil && store.index.lookup(chunk) == nil {
                         bad[chunk] = "it is referenced but not in the index"
@@ -155,8 +162,10 @@ public struct Checker {
         func nameAffectedFiles() {
             guard !bad.isEmpty else { return }
             var references: [ChunkID: [String]] = [:]
+            let trees = TreeReadAhead(store: store, threads: readers)
+            defer { trees.stop() }
             for (id, record) in records {
-                walk(record.tree, "", id) { node, path in
+                walk(record.tree, "", id, trees: trees) { node, path in
                     for blob in chunks(of: node) + node.metadataBlobs where bad[blob] != nil {
                         references[blob, default: []].append("\(id.prefix(8)):\(path)")
                     }
@@ -168,11 +177,11 @@ public struct Checker {
         }
 
         /// Calls `visit` for every entry below tree `id`; a tree that cannot be read is a finding once.
-        private func walk(_ id: ChunkID, _ path: String, _ snapshot: String, depth: Int = 0, visit: (Node, String) -> Void) {
+        private func walk(_ id: ChunkID, _ path: String, _ snapshot: String, depth: Int = 0, trees: TreeReadAhead, visit: (Node, String) -> Void) {
             let tree: Tree
             do {
                 guard depth <= Tree.maximumDepth else { throw StoreError.damagedTree(id: id, reason: "it nests deeper than \(Tree.maximumDepth) directories") }
-                tree = try store.loadTree(id)
+                tree = try trees.tree(id)
             } catch {
                 if seenTrees.insert(id).inserted { treeProblems.append((snapshot, path.isEmpty ? "/" : path, id, "\(error)")) }
                 return
@@ -181,7 +190,7 @@ public struct Checker {
             for node in tree.nodes {
                 let full = path + "/" + node.name
                 visit(node, full)
-                if let sub = node.subtree { walk(sub, full, snapshot, depth: depth + 1, visit: visit) }
+                if let sub = node.subtree { walk(sub, full, snapshot, depth: depth + 1, trees: trees, visit: visit) }
             }
         }
 

@@ -11,8 +11,8 @@ public struct ShadowMover: ParsableCommand {
         commandName: "shadowmover",
         abstract: "Application-consistent, deduplicated, compressed backups of live Linux volumes.",
         discussion: """
-            Choose the store with --store PATH or the SHADOWMOVER_STORE environment variable.
-            Exit codes: 0 success, 1 failure, 3 backup completed but some files could not be read
+            Choose the store with --store PATH or the SHADOWMOVER_STORE environment variable. \
+            Exit codes: 0 success, 1 failure, 3 backup completed but some files could not be read \
             (or, for restore --skip-damaged, some files could not be restored).
             """,
         version: ShadowMoverVersion.current,

@@ -11,9 +11,9 @@ struct BackupCommand: ParsableCommand {
         commandName: "backup",
         abstract: "Back up files and directories into the store.",
         discussion: """
-            Runs a shadow copy session when writers take part or the paths lie on a snapshot-capable
-            volume (btrfs, XFS with reflink): writers are frozen for the shadow copy only, and the data
-            is read from it. --no-shadow-copy reads the live files. Unreadable files are reported and
+            Runs a shadow copy session when writers take part or the paths lie on a snapshot-capable \
+            volume (btrfs, XFS with reflink): writers are frozen for the shadow copy only, and the data \
+            is read from it. --no-shadow-copy reads the live files. Unreadable files are reported and \
             skipped; the backup of the rest still commits and the exit code is 3.
             """)
 

@@ -13,10 +13,10 @@ struct BenchFreeze: ParsableCommand {
         commandName: "freeze",
         abstract: "Freeze window of shadow copies on a loop volume of its own, with writers appending and fsyncing.",
         discussion: """
-            Creates a loop-mounted volume (btrfs for --provider btrfs, XFS with reflink for reflink, ext4
-            for copy, unless --fs says otherwise), fills it with FILES files of SIZE bytes in all, split
-            among the writers' directories, and takes REPEAT shadow copy sets while WRITERS journal writers
-            append and fsync continuously. Reports the freeze window (first freeze sent → last thaw
+            Creates a loop-mounted volume (btrfs for --provider btrfs, XFS with reflink for reflink, ext4 \
+            for copy, unless --fs says otherwise), fills it with FILES files of SIZE bytes in all, split \
+            among the writers' directories, and takes REPEAT shadow copy sets while WRITERS journal writers \
+            append and fsync continuously. Reports the freeze window (first freeze sent → last thaw \
             answered) and the longest write stall a writer saw. Needs root.
             """)
 

@@ -9,9 +9,9 @@ struct BenchGenerate: ParsableCommand {
         commandName: "generate",
         abstract: "Write a benchmark tree: small-files (100,000 files in 1,000 directories) or large-file (one 4 GiB file).",
         discussion: """
-            Content is mixed: runs of random bytes (incompressible) and of text-like words (compress
-            several times) a few KiB to 68 KiB long, and now and then 4–12 MiB repeated from the last
-            32 MiB (deduplicates). The 4 GiB file stores at about 1.25× dedup and 1.4× compression.
+            Content is mixed: runs of random bytes (incompressible) and of text-like words (compress \
+            several times) a few KiB to 68 KiB long, and now and then 4–12 MiB repeated from the last \
+            32 MiB (deduplicates). The 4 GiB file stores at about 1.25× dedup and 1.4× compression. \
             Deterministic: the same shape gives the same bytes on every run.
             """)
 

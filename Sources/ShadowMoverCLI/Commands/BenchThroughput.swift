@@ -6,12 +6,12 @@ struct BenchThroughput: ParsableCommand {
         commandName: "throughput",
         abstract: "Back up PATH into a scratch store (first, then --force: every chunk known), restore and check it, and report MB/s and peak memory.",
         discussion: """
-            Each phase runs as a child process of this binary, so its peak memory is its own. The page
-            cache is warmed by reading PATH once first. By default an encrypted store and one without
-            encryption are measured side by side, alternating round by round, and the medians compared:
-            the cost of encryption on the data path. The encrypted store is opened with a key file; what a
-            password adds (scrypt, once per command) is measured apart. Instead of PATH, --shape generates
-            a tree in the scratch directory (`bench generate`): small-files (100,000 files of 0–16 KiB) or
+            Each phase runs as a child process of this binary, so its peak memory is its own. The page \
+            cache is warmed by reading PATH once first. By default an encrypted store and one without \
+            encryption are measured side by side, alternating round by round, and the medians compared: \
+            the cost of encryption on the data path. The encrypted store is opened with a key file; what a \
+            password adds (scrypt, once per command) is measured apart. Instead of PATH, --shape generates \
+            a tree in the scratch directory (`bench generate`): small-files (100,000 files of 0–16 KiB) or \
             large-file (one 4 GiB file). Build with -c release before measuring.
             """)
 

@@ -6,9 +6,9 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Verify the store: structure always, every byte with --read-data.",
         discussion: """
-            Structure: the config, every index segment against the packs' trailers, every snapshot record
-            and every tree reachable from them, every chunk they reference. --read-data reads and verifies
-            every blob; --read-data=N% a random sample of N percent of the packs. Findings name the damaged
+            Structure: the config, every index segment against the packs' trailers, every snapshot record \
+            and every tree reachable from them, every chunk they reference. --read-data reads and verifies \
+            every blob; --read-data=N% a random sample of N percent of the packs. Findings name the damaged \
             object and the snapshots and files it affects. Exit code 0 only when the store is clean.
             """)
 

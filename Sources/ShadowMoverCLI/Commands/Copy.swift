@@ -8,11 +8,11 @@ struct Copy: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy snapshots from another store into this one (local or S3, either way).",
         discussion: """
-            --store names the destination, --from-store the source. The source's password comes from
-            --from-password-file, --from-key-file, $SHADOWMOVER_FROM_PASSWORD(_FILE|_COMMAND), or, when
-            none is given, from wherever the destination's comes. Blobs are copied as they are when
-            both stores cut and name chunks alike (same chunker parameters and chunk-id key);
-            otherwise every file is re-chunked for the destination, which the command says first. A
+            --store names the destination, --from-store the source. The source's password comes from \
+            --from-password-file, --from-key-file, $SHADOWMOVER_FROM_PASSWORD(_FILE|_COMMAND), or, when \
+            none is given, from wherever the destination's comes. Blobs are copied as they are when \
+            both stores cut and name chunks alike (same chunker parameters and chunk-id key); \
+            otherwise every file is re-chunked for the destination, which the command says first. A \
             snapshot the destination already holds (same time, host and paths) is skipped.
             """)
 

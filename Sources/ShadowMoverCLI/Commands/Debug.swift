@@ -14,8 +14,8 @@ struct DebugChunk: ParsableCommand {
         commandName: "chunk",
         abstract: "Print the chunks FastCDC cuts a file into: offset, length, SHA-256 and (with a store) the store's blob id.",
         discussion: """
-            With --unkeyed the reference gear table is used, so the cut points can be compared with other
-            FastCDC 2020 implementations. Without it the store's keyed table (and, unless overridden, its
+            With --unkeyed the reference gear table is used, so the cut points can be compared with other \
+            FastCDC 2020 implementations. Without it the store's keyed table (and, unless overridden, its \
             chunk sizes) are used, as a backup into that store would cut the file.
             """)
 

@@ -8,9 +8,9 @@ struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write one file of a snapshot to stdout, or a directory as a tar or zip archive.",
         discussion: """
-            PATH is as backed up (e.g. /srv/app/config.toml); '/' is the whole snapshot. A file is
-            written as it is; a directory (or any path with --archive) as an archive whose entries are
-            named from the path's own name down, the way `restore --path` names them. Every chunk is
+            PATH is as backed up (e.g. /srv/app/config.toml); '/' is the whole snapshot. A file is \
+            written as it is; a directory (or any path with --archive) as an archive whose entries are \
+            named from the path's own name down, the way `restore --path` names them. Every chunk is \
             verified first. An archive is not written to a terminal: redirect stdout or give --target.
             """)
 

@@ -6,10 +6,10 @@ struct Find: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find files by name across snapshots.",
         discussion: """
-            PATTERN is a shell glob (*, ?, [...]): without a '/' it matches an entry's name, with one
-            its whole path as backed up (e.g. '/srv/*/app.db'). Every snapshot is searched, newest first,
-            unless --snapshot names some; --path limits the search to a directory; --newer and --older
-            compare modification times ('2026-11-30', '2026-11-30 14:00', or ISO 8601; local time unless
+            PATTERN is a shell glob (*, ?, [...]): without a '/' it matches an entry's name, with one \
+            its whole path as backed up (e.g. '/srv/*/app.db'). Every snapshot is searched, newest first, \
+            unless --snapshot names some; --path limits the search to a directory; --newer and --older \
+            compare modification times ('2026-11-30', '2026-11-30 14:00', or ISO 8601; local time unless \
             it ends in Z).
             """)
 

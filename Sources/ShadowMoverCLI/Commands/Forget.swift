@@ -7,10 +7,10 @@ struct Forget: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove snapshots by a retention policy (a dry run unless --apply).",
         discussion: """
-            Snapshots are grouped by host and paths; in each group a snapshot any rule keeps stays.
-            Or name the snapshots to remove (ids, unique prefixes, or `latest`) instead of rules.
-            Without --apply nothing is removed: the plan is shown. Removing every snapshot is refused
-            unless --allow-empty. Only snapshot records are removed; `prune` frees their data, or
+            Snapshots are grouped by host and paths; in each group a snapshot any rule keeps stays. \
+            Or name the snapshots to remove (ids, unique prefixes, or `latest`) instead of rules. \
+            Without --apply nothing is removed: the plan is shown. Removing every snapshot is refused \
+            unless --allow-empty. Only snapshot records are removed; `prune` frees their data, or \
             --prune right after (as `restic forget --prune`).
             """)
 

@@ -9,9 +9,9 @@ struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a new, empty chunk store.",
         discussion: """
-            The store is encrypted (AES-256-GCM) unless --no-encryption is given: its password comes from
-            --password-file, $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND or a prompt (asked twice), or
-            --key-file names a key file to create. Keep the password or key file: without one the store cannot be read.
+            The store is encrypted (AES-256-GCM) unless --no-encryption is given: its password comes from \
+            --password-file, $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND or a prompt (asked twice), or \
+            --key-file names a key file to create. Keep the password or key file: without one the store cannot be read. \
             The chunker settings are fixed for the store's life; the codec can be changed per backup.
             """)
 

@@ -6,9 +6,9 @@ struct Key: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage an encrypted store's keys: passwords and key files that open it.",
         discussion: """
-            Each key slot wraps the store's one master key, so adding or removing a slot re-encrypts nothing.
-            Open the store as usual (--password-file, $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND,
-            --key-file, or the prompt); give the new password with --new-password-file or
+            Each key slot wraps the store's one master key, so adding or removing a slot re-encrypts nothing. \
+            Open the store as usual (--password-file, $SHADOWMOVER_PASSWORD, $SHADOWMOVER_PASSWORD_COMMAND, \
+            --key-file, or the prompt); give the new password with --new-password-file or \
             $SHADOWMOVER_NEW_PASSWORD (or at the prompt, twice), or a new key file with --new-key-file.
             """,
         subcommands: [KeyList.self, KeyAdd.self, KeyRemove.self, KeyPasswd.self])

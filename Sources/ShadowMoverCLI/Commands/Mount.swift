@@ -7,11 +7,11 @@ struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Mount the store's snapshots read-only (FUSE) to browse and copy files out.",
         discussion: """
-            MOUNTPOINT shows snapshots/<time>/…, latest, ids/<id>/…, hosts/<host>/<time> and
-            tags/<tag>/<time>, with every file's metadata (modes, owners, times, extended attributes,
-            symlinks, devices). Files are read on demand, every chunk verified; damaged data fails the
-            reads of the files it belongs to (EIO) and is logged here. The command stays in the
-            foreground: Ctrl-C, SIGTERM or `umount MOUNTPOINT` unmounts. The snapshots shown are those
+            MOUNTPOINT shows snapshots/<time>/…, latest, ids/<id>/…, hosts/<host>/<time> and \
+            tags/<tag>/<time>, with every file's metadata (modes, owners, times, extended attributes, \
+            symlinks, devices). Files are read on demand, every chunk verified; damaged data fails the \
+            reads of the files it belongs to (EIO) and is logged here. The command stays in the \
+            foreground: Ctrl-C, SIGTERM or `umount MOUNTPOINT` unmounts. The snapshots shown are those \
             that existed when it was mounted.
             """)
 

@@ -6,7 +6,7 @@ struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete data no snapshot references; repack packs that are mostly unused.",
         discussion: """
-            Takes an exclusive lock. Crash-safe at every step: new packs and the new index are written
+            Takes an exclusive lock. Crash-safe at every step: new packs and the new index are written \
             before anything old is deleted. Refuses to run when a snapshot or tree cannot be read.
             """)
 

@@ -10,9 +10,9 @@ struct RestoreCommand: ParsableCommand {
         commandName: "restore",
         abstract: "Restore a snapshot (or one path of it) into a target directory.",
         discussion: """
-            Every chunk is verified against its SHA-256 before it is written. The target must be empty
-            unless --overwrite is given. With --path, that path of the snapshot is restored into the
-            target under its own name. Damaged data stops the restore and names the damaged objects and
+            Every chunk is verified against its SHA-256 before it is written. The target must be empty \
+            unless --overwrite is given. With --path, that path of the snapshot is restored into the \
+            target under its own name. Damaged data stops the restore and names the damaged objects and \
             the files they affect; --skip-damaged restores everything else and exits with code 3.
             """)
 

@@ -6,8 +6,8 @@ struct Tag: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add, remove or set the tags of snapshots.",
         discussion: """
-            A snapshot's id is the hash of its record, so a snapshot whose tags change gets a new id
-            (restic does the same); the old record is removed after the new one is written. `forget
+            A snapshot's id is the hash of its record, so a snapshot whose tags change gets a new id \
+            (restic does the same); the old record is removed after the new one is written. `forget \
             --keep-tag` keeps snapshots by tag.
             """)
 

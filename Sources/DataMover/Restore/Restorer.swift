@@ -317,7 +317,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     }
 
     /// Decompressed chunks held for their next use, at most.
-    static let sharedChunkBytes = 24 << 20
+    static let sharedChunkBytes = 16 << 20
 
     /// The uses of every chunk the plan writes: each regular file's content, a hard-linked file's
     /// once (its other names are links).

@@ -5,7 +5,8 @@ import Foundation
 /// one tree at a time while the others wait. The walker asks for each tree with `tree(_:)`, which
 /// returns it loaded — or loads it on the spot when no thread has started on it — and queues the
 /// tree's subtrees, first one on top, as a depth-first walk wants them. At most `window` trees are
-/// loaded or loading ahead of the walk; a tree's error is the walker's, for that tree. Call `stop` when done (the loaders hold it).
+/// loaded or loading ahead of the walk; a tree's error is the walker's, for that tree. Call `stop`
+/// when done: the loader threads hold the object until then.
 public final class TreeReadAhead: @unchecked Sendable {  // state guarded by `condition`
     private let store: Store
     private let window: Int

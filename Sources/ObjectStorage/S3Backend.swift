@@ -18,14 +18,18 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
     public var partSize = 8 << 20
     /// Parts uploaded at once.
     public var parallelParts = 4
+    /// Restore's look-ahead: the packs' blobs about to be read, fetched in large ranged GETs.
+    private let readAhead: ReadAhead
 
     /// Parses `s3:http(s)://host[:port]/bucket[/prefix]`; credentials from the environment unless given.
-    /// `SHADOWMOVER_S3_CONNECTIONS` (parallel requests, default 8) and `SHADOWMOVER_S3_RETRIES` (default
-    /// 8, about 15 s of back-off in all) tune the client.
+    /// `SHADOWMOVER_S3_CONNECTIONS` (parallel requests, default 8), `SHADOWMOVER_S3_RETRIES` (default
+    /// 8, about 15 s of back-off in all) and `SHADOWMOVER_S3_READ_AHEAD_MIB` (restore's look-ahead,
+    /// default 128) tune the client.
     public init(url: String, credentials: S3Credentials? = nil) throws {
         let env = ProcessInfo.processInfo.environment
         let parallelRequests = env["SHADOWMOVER_S3_CONNECTIONS"].flatMap(Int.init) ?? 8
         let retries = env["SHADOWMOVER_S3_RETRIES"].flatMap(Int.init) ?? 8
+        let readAheadMiB = env["SHADOWMOVER_S3_READ_AHEAD_MIB"].flatMap(Int.init) ?? 128
         guard url.hasPrefix("s3:"), let parsed = URL(string: String(url.dropFirst(3))), let scheme = parsed.scheme,
             scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty
         else {
@@ -41,8 +45,14 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         endpoint.host = host
         endpoint.port = parsed.port
         client = S3Client(endpoint: endpoint.url!, bucket: bucket, credentials: credentials, parallelRequests: parallelRequests, retries: retries)
-        prefix = parts.dropFirst().joined(separator: "/")
+        let prefix = parts.dropFirst().joined(separator: "/")
+        self.prefix = prefix
         location = url
+        // Two of the connections stay free for the workers' own reads (trees, blobs not looked ahead).
+        readAhead = ReadAhead(budget: readAheadMiB << 20, fetchers: max(1, parallelRequests - 2)) { [client] key, offset, buffer in
+            guard let n = try client.get(prefix.isEmpty ? key : "\(prefix)/\(key)", at: offset, into: buffer) else { throw StoreError.missingObject(key) }
+            return n
+        }
     }
 
     func objectKey(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
@@ -74,8 +84,10 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         return try client.get(objectKey(key))
     }
 
-    /// A ranged GET into `buffer`. - Returns: bytes read.
+    /// The bytes from restore's look-ahead when it holds them, else a ranged GET into `buffer`.
+    /// - Returns: bytes read.
     public func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if let n = readAhead.read(key, at: offset, into: buffer) { return n }
         guard let n = try client.get(objectKey(key), at: offset, into: buffer) else { throw StoreError.missingObject(key) }
         return n
     }
@@ -92,6 +104,9 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
 
     /// Removes an object.
     public func delete(_ key: String) throws { try client.delete(objectKey(key)) }
+
+    /// Starts fetching `ranges` of `key` in large GETs, several at once (`ReadAhead`).
+    public func prefetch(_ key: String, ranges: [Range<Int>]) { readAhead.add(key, ranges: ranges) }
 
     /// Always nil: objects are read over HTTP.
     public func localFile(_ key: String) -> String? { nil }

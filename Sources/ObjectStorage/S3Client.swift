@@ -74,17 +74,21 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         self.hostHeader = (endpoint.host ?? "") + port
     }
 
-    struct Response {
-        var status: UInt
-        var headers: HTTPHeaders
+    struct Response: Sendable {
+        var status: UInt = 0
+        var headers: HTTPHeaders = [:]
+        /// The body, unless it went into the caller's buffer.
         var body: ByteBuffer?
+        /// Bytes written into the caller's buffer.
+        var received = 0
         var text: String { body.map { String(buffer: $0) } ?? "" }
     }
 
-    /// Sends one request (retrying as above) and returns the answer, whatever its status.
+    /// Sends one request (retrying as above) and returns the answer, whatever its status. A successful
+    /// answer's body goes into `destination` when one is given (see `ResponseReceiver`).
     func send(
         _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [],
-        body: [UnsafeRawBufferPointer] = [], operation: String
+        body: [UnsafeRawBufferPointer] = [], into destination: UnsafeMutableRawBufferPointer? = nil, skipping: Int = 0, operation: String
     ) throws -> Response {
         let path = "/" + SigV4.encode(bucket) + (key.map { "/" + SigV4.encode($0, keepSlash: true) } ?? "")
         let queryString = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
@@ -104,14 +108,14 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
             var headers = HTTPHeaders(signed)
             if let buffer { headers.replaceOrAdd(name: "Content-Length", value: "\(buffer.readableBytes)") }
             let request = try HTTPClient.Request(url: url, method: method, headers: headers, body: buffer.map { .byteBuffer($0) })
-            let outcome: Result<HTTPClient.Response, Error>
+            let receiver = ResponseReceiver(into: destination, skipping: skipping)
+            let outcome: Result<Response, Error>
             slots.wait()
-            outcome = Result { try Self.http.execute(request: request, deadline: .now() + .seconds(300)).wait() }
+            outcome = Result { try Self.http.execute(request: request, delegate: receiver, deadline: .now() + .seconds(300)).wait() }
             slots.signal()
             switch outcome {
-            case .success(let r):
-                let response = Response(status: r.status.code, headers: r.headers, body: r.body)
-                let retryable = r.status.code >= 500 || r.status.code == 429
+            case .success(let response):
+                let retryable = response.status >= 500 || response.status == 429
                 if !retryable || attempt > retries { return response }
             case .failure(let error):
                 if attempt > retries { throw S3Error.unreachable(endpoint: endpoint.absoluteString, underlying: "\(error)") }
@@ -200,17 +204,16 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
         guard done.status == 200, S3Error.code(done.text) == nil else { throw Self.fail(done, "complete multipart upload", key) }
     }
 
-    /// Reads bytes `offset..<offset+buffer.count` of `key` into `buffer`; nil when there is no such object.
+    /// Reads bytes `offset..<offset+buffer.count` of `key` into `buffer`, as they arrive; nil when there
+    /// is no such object.
     public func get(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
         guard buffer.count > 0 else { return 0 }
-        let r = try send(.GET, key: key, headers: [("Range", "bytes=\(offset)-\(offset + buffer.count - 1)")], operation: "GET")
+        let r = try send(
+            .GET, key: key, headers: [("Range", "bytes=\(offset)-\(offset + buffer.count - 1)")], into: buffer, skipping: offset, operation: "GET")
         if r.status == 404 { return nil }
         if r.status == 416 { return 0 }  // the range starts at or past the end
-        guard r.status == 206 || r.status == 200, var body = r.body else { throw Self.fail(r, "GET", key) }
-        if r.status == 200 { body.moveReaderIndex(forwardBy: min(offset, body.readableBytes)) }  // no range support
-        let n = min(body.readableBytes, buffer.count)
-        body.withUnsafeReadableBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
-        return n
+        guard r.status == 206 || r.status == 200 else { throw Self.fail(r, "GET", key) }
+        return r.received
     }
 
     /// The whole object, or nil when there is none.
@@ -254,6 +257,50 @@ public final class S3Client: @unchecked Sendable {  // immutable after init; the
 
 /// Buffers read as one byte string (a pack is its blob area and its trailer). Only read, by several
 /// threads, while the caller keeps the buffers alive.
+/// Receives one response: its status and headers, and its body — straight into `destination` when
+/// the caller gave one and the answer is a success (a ranged GET's bytes, copied once, however large),
+/// else into a buffer of its own (a listing, an error document).
+final class ResponseReceiver: HTTPClientResponseDelegate, @unchecked Sendable {  // called on one event loop
+    typealias Response = S3Client.Response
+    private let destination: UnsafeMutableRawBufferPointer?
+    /// Bytes to drop first: a server that ignores `Range` answers 200 with the whole object.
+    private var skip: Int
+    private var response = Response()
+
+    init(into destination: UnsafeMutableRawBufferPointer?, skipping: Int) {
+        self.destination = destination
+        self.skip = skipping
+    }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        response.status = head.status.code
+        response.headers = head.headers
+        if head.status.code != 200 { skip = 0 }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
+        var part = part
+        if let destination, response.status == 200 || response.status == 206 {
+            let dropped = min(skip, part.readableBytes)
+            part.moveReaderIndex(forwardBy: dropped)
+            skip -= dropped
+            let n = min(part.readableBytes, destination.count - response.received)
+            if n > 0 {
+                part.withUnsafeReadableBytes { destination.baseAddress!.advanced(by: response.received).copyMemory(from: $0.baseAddress!, byteCount: n) }
+                response.received += n
+            }
+        } else if response.body == nil {
+            response.body = part
+        } else {
+            response.body!.writeBuffer(&part)
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response { response }
+}
+
 struct Concatenation: @unchecked Sendable {
     let parts: [UnsafeRawBufferPointer]
     var count: Int { parts.reduce(0) { $0 + $1.count } }

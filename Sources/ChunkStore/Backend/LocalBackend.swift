@@ -65,7 +65,9 @@ public final class LocalBackend: StorageBackend, @unchecked Sendable {  // `file
     /// lie out of order in their pack (an encrypted store's shuffled packs defeat sequential read-ahead).
     public func prefetch(_ key: String, ranges: [Range<Int>]) {
         guard let fd = try? files.open(path(key), key: key).fd else { return }
-        for r in ranges { _ = posix_fadvise(fd, off_t(r.lowerBound), off_t(r.count), Int32(POSIX_FADV_WILLNEED)) }
+        for piece in MergedRanges(ranges, gap: 64 << 10) {
+            _ = posix_fadvise(fd, off_t(piece.range.lowerBound), off_t(piece.range.count), Int32(POSIX_FADV_WILLNEED))
+        }
     }
 
     /// A file's size, nil when missing.

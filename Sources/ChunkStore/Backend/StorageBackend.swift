@@ -46,8 +46,9 @@ public protocol StorageBackend: AnyObject, Sendable {
     /// Removes what interrupted writes left (local temporary files); only called under the exclusive lock.
     func removeTemporaries() throws -> Int
 
-    /// Says that byte `ranges` of object `key` will be read soon, so that a backend that can start
-    /// reading them ahead (a local disk) does. A hint only: it may do nothing, and never fails.
+    /// Says that byte `ranges` of object `key` (sorted, without repeats: one per blob) will be read soon,
+    /// each once, so that a backend that can start reading them ahead does: a local disk asks the kernel,
+    /// an object store fetches them in large ranged GETs. A hint only: it may do nothing, and never fails.
     func prefetch(_ key: String, ranges: [Range<Int>])
 }
 
@@ -64,6 +65,32 @@ extension StorageBackend {
     public func names(_ prefix: String) throws -> [String] {
         try list(prefix).map { String($0.dropFirst(prefix.count)) }
     }
+}
+
+/// Byte ranges of one object merged for reading ahead: neighbours fewer than `gap` bytes apart become
+/// one piece, and a piece grows past `limit` bytes only when a single range is that long.
+public struct MergedRanges: Sequence {
+    /// A piece to read: `range`, which covers the ranges merged into it, `wanted` bytes in all.
+    public struct Piece: Equatable {
+        public var range: Range<Int>
+        public var wanted: Int
+    }
+    private var pieces: [Piece] = []
+
+    /// Merges `ranges`, sorted by their lower bounds.
+    public init(_ ranges: [Range<Int>], gap: Int, limit: Int = .max) {
+        for r in ranges {
+            if let last = pieces.last, r.lowerBound <= last.range.upperBound + gap,
+                case let end = Swift.max(last.range.upperBound, r.upperBound), end - last.range.lowerBound <= limit
+            {
+                pieces[pieces.count - 1] = Piece(range: last.range.lowerBound..<end, wanted: last.wanted + r.count)
+            } else {
+                pieces.append(Piece(range: r, wanted: r.count))
+            }
+        }
+    }
+
+    public func makeIterator() -> IndexingIterator<[Piece]> { pieces.makeIterator() }
 }
 
 /// The keys of a store's objects (docs/FORMAT.md, "Layout").

@@ -75,8 +75,9 @@ extension Store {
         }
     }
 
-    /// Tells the backend that the blobs `ids` will be read soon (restore's look-ahead), as one list of
-    /// ranges per pack, neighbours merged. Unknown ids are left for the read to report.
+    /// Tells the backend that the blobs `ids` will be read soon (restore's look-ahead), as the byte
+    /// ranges of each pack, sorted and without repeats; the backend merges neighbours as suits it.
+    /// Unknown ids are left for the read to report.
     public func prefetch<C: Collection>(_ ids: C) where C.Element == ChunkID {
         var ranges: [ChunkID: [Range<Int>]] = [:]
         for id in ids {
@@ -84,15 +85,9 @@ extension Store {
             ranges[l.pack, default: []].append(Int(l.entry.offset)..<Int(l.entry.offset) + Int(l.entry.storedLength))
         }
         for (pack, list) in ranges {
-            var merged: [Range<Int>] = []
-            for r in list.sorted(by: { $0.lowerBound < $1.lowerBound }) {
-                if let last = merged.last, r.lowerBound <= last.upperBound + (64 << 10) {
-                    merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
-                } else {
-                    merged.append(r)
-                }
-            }
-            backend.prefetch(ObjectKey.pack(pack), ranges: merged)
+            var sorted: [Range<Int>] = []
+            for r in list.sorted(by: { $0.lowerBound < $1.lowerBound }) where sorted.last != r { sorted.append(r) }
+            backend.prefetch(ObjectKey.pack(pack), ranges: sorted)
         }
     }
 

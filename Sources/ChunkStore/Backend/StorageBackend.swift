@@ -68,7 +68,8 @@ extension StorageBackend {
 }
 
 /// Byte ranges of one object merged for reading ahead: neighbours fewer than `gap` bytes apart become
-/// one piece, and a piece grows past `limit` bytes only when a single range is that long.
+/// one piece, unless `apart` says the bytes between them must not be read again (they are held
+/// already); a piece grows past `limit` bytes only when a single range is that long.
 public struct MergedRanges: Sequence {
     /// A piece to read: `range`, which covers the ranges merged into it, `wanted` bytes in all.
     public struct Piece: Equatable {
@@ -78,10 +79,11 @@ public struct MergedRanges: Sequence {
     private var pieces: [Piece] = []
 
     /// Merges `ranges`, sorted by their lower bounds.
-    public init(_ ranges: [Range<Int>], gap: Int, limit: Int = .max) {
+    public init(_ ranges: [Range<Int>], gap: Int, limit: Int = .max, apart: (Range<Int>) -> Bool = { _ in false }) {
         for r in ranges {
             if let last = pieces.last, r.lowerBound <= last.range.upperBound + gap,
-                case let end = Swift.max(last.range.upperBound, r.upperBound), end - last.range.lowerBound <= limit
+                case let end = Swift.max(last.range.upperBound, r.upperBound), end - last.range.lowerBound <= limit,
+                r.lowerBound <= last.range.upperBound || !apart(last.range.upperBound..<r.lowerBound)
             {
                 pieces[pieces.count - 1] = Piece(range: last.range.lowerBound..<end, wanted: last.wanted + r.count)
             } else {

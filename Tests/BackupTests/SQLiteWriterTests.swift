@@ -35,7 +35,7 @@ final class ShortLivedLoad {
             loops.append(
                 try Self.start(
                     """
-                    python3 -c "
+                    \(Shell.python) -c "
                     import sqlite3, os, time
                     c = sqlite3.connect('\(database)', timeout=30)
                     while not os.path.exists('\(stopFile)'):
@@ -201,7 +201,7 @@ struct SQLiteWriterTests {
         // Later: more rows, some of them only in a -wal left by a killed process.
         #expect(try Shell.run(["sqlite3", db, "INSERT INTO t SELECT v + 100 FROM t LIMIT 50;"]).code == 0)
         let killed = try Child([
-            "python3", "-c",
+            Shell.python, "-c",
             "import sqlite3,os,time; c=sqlite3.connect('\(db)', isolation_level=None); c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (999)'); open('\(db).ready','w').close(); time.sleep(60)",
         ])
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: db + ".ready") { usleep(20_000) }

@@ -33,17 +33,21 @@ enum Shell {
     }
     static func tool(_ name: String) -> String { root + "/tools/" + name }
     static var faultWriter: String { root + "/Tests/BackupTests/Fixtures/fault-writer.py" }
+    /// Debian's Python (install-deps installs it), called directly: a `python3` found on PATH may be a
+    /// version manager's shim, a shell script that starts a dozen processes before Python does.
+    static let python = "/usr/bin/python3"
 
     @discardableResult
     static func run(_ argv: [String], within limit: Duration = Subprocess.limit, sourceLocation: SourceLocation = #_sourceLocation) throws -> CLI.Result {
         try Subprocess.run(argv, within: limit, sourceLocation: sourceLocation)
     }
 
+    /// Runs one statement with the sqlite3 shell (waiting up to 5 s for a lock, as a live database under
+    /// load may hold one) and returns its output. One process, not a Python interpreter per query:
+    /// the SQLite tests ask ~1,200 questions, and each interpreter (through a version-manager shim
+    /// where there is one) cost more CPU than the backup it checked.
     static func sqlite(_ db: String, _ sql: String) throws -> String {
-        let r = try run([
-            "python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.execute(sys.argv[2]).fetchone(); c.commit(); print(r[0] if r else '')",
-            db, sql,
-        ])
+        let r = try run(["sqlite3", "-batch", "-cmd", ".timeout 5000", db, sql])
         guard r.code == 0 else { throw ShellError("sqlite3 failed: \(r.stderr)") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -65,7 +69,7 @@ final class InsertLoad {
 
     init(database: String) throws {
         process = try Child([
-            "python3", "-c",
+            Shell.python, "-c",
             """
             import sqlite3, sys, time
             c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
@@ -357,7 +361,7 @@ struct ShadowCopyTests {
         // The SQLite lock died with the agent: writing works at once.
         #expect(try Shell.sqlite(db, "SELECT count(*) FROM t") == "0")
         let insert = try Shell.run([
-            "python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=1); c.execute('INSERT INTO t VALUES (1)'); c.commit()", db,
+            Shell.python, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=1); c.execute('INSERT INTO t VALUES (1)'); c.commit()", db,
         ])
         #expect(insert.code == 0)
         // The orphan is visible, then cleaned up by the next run.

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A writer for fault tests: logs every event it receives, and misbehaves on request.
 
   fault-writer.py LOG [--name N] [--files DIR] [--hang EVENT] [--crash EVENT] [--exit-after EVENT] [--remove EVENT:PATH] [--garbage EVENT]

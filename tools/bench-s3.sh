@@ -83,6 +83,14 @@ def boto_put(bucket, objects):
         keys = list(pool.map(lambda item: (s3.upload_fileobj(io.BytesIO(item[1]), bucket, f"boto/{item[0]}", Config=transfer), f"boto/{item[0]}")[1], enumerate(objects)))
     return keys
 
+def empty_and_delete(bucket):
+    """Removes a round's bucket: the single-node cluster holds 20 GiB, and rounds add up."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=bucket)
+
 def boto_get(bucket, keys):
     with ThreadPoolExecutor(8) as pool:
         return sum(pool.map(lambda key: len(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), keys))
@@ -109,6 +117,7 @@ for r in range(rounds):
     stored_keys = timed("boto3 PUT stored", results, lambda: boto_put(bucket, (blob for _ in range(max(1, stored // len(blob))))))
     timed("boto3 GET stored", results, lambda: boto_get(bucket, stored_keys))
     stored_moved = len(stored_keys) * len(blob)
+    empty_and_delete(bucket)
 
 med = {label: tuple(statistics.median(v[i] for v in runs) for i in range(3)) for label, runs in results.items()}
 mb = lambda b, s: b / s / 1e6

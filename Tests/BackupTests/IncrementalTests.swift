@@ -7,11 +7,8 @@ import Testing
 struct IncrementalTests {
     @Test("unchanged files re-use the parent's chunk lists without being read; changes and --force read again")
     func filesCache() throws {
-        let s = Scratch("cache")
-        let source = s.sub("source")
-        makeEveryKindTree(at: source)
-        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
-        let first = try backup(store, [source])
+        let b = try EveryKindBackup("cache")
+        let (s, source, store, first) = (b.s, b.source, b.store, b.result)
         #expect(first.record.summary.filesUnchanged == 0)
         let second = try backup(store, [source])
         #expect(second.record.summary.bytesRead == 0)

@@ -69,6 +69,22 @@ func restore(_ store: Store, _ snapshot: String, to target: String, subPath: Str
     return try Restorer(store: store, options: o).run(snapshot: record)
 }
 
+/// Backs `source` up into a new store in `s` and restores it into `s`/restore, expecting no errors, no
+/// damage, and the restored tree identical to the source in content and metadata.
+/// - Returns: the store, and the restore's target and summary, for the caller's own checks.
+func expectRoundTrip(_ source: String, in s: Scratch) throws -> (store: Store, target: String, summary: RestoreSummary) {
+    let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
+    let result = try backup(store, [source])
+    #expect(result.errors.isEmpty)
+    let target = s.sub("restore")
+    let summary = try restore(store, result.snapshotID, to: target)
+    #expect(summary.damage.isEmpty)
+    let before = TreeSnapshot(source), after = TreeSnapshot(target + source)
+    #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
+    for (path, entry) in before.entries { #expect(after.entries[path] == entry, "\(path)") }
+    return (store, target, summary)
+}
+
 /// The tree id of the directory at `path` in a snapshot's root tree.
 func subtree(_ store: Store, _ root: ChunkID, _ path: String) throws -> ChunkID? {
     var id = root
@@ -79,15 +95,29 @@ func subtree(_ store: Store, _ root: ChunkID, _ path: String) throws -> ChunkID?
     return id
 }
 
+/// A tree of every entry kind at `source` in a new scratch directory `name`, backed up into a new store
+/// with small chunks: the start of most round-trip tests.
+struct EveryKindBackup {
+    let s: Scratch
+    let source: String
+    let store: Store
+    let result: BackupResult
+
+    init(_ name: String) throws {
+        s = Scratch(name)
+        source = s.sub("source")
+        makeEveryKindTree(at: source)
+        store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
+        result = try backup(store, [source])
+    }
+}
+
 @Suite("Backup and restore")
 struct RoundTripTests {
     @Test("a tree with every entry kind restores identical in content and metadata")
     func everyEntryKind() throws {
-        let s = Scratch("roundtrip")
-        let source = s.sub("source")
-        makeEveryKindTree(at: source)
-        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
-        let result = try backup(store, [source])
+        let b = try EveryKindBackup("roundtrip")
+        let (s, source, store, result) = (b.s, b.source, b.store, b.result)
         #expect(result.errors.isEmpty)
         let target = s.sub("restore")
         let summary = try restore(store, result.snapshotID, to: target)
@@ -122,16 +152,8 @@ struct RoundTripTests {
         var large = randomBytes(35 << 20, seed: 9)
         large += Array(String(repeating: "thaw freeze ", count: (35 << 20) / 12).utf8) + [1, 2, 3]
         write(source + "/large.bin", large)
-        let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
-        let result = try backup(store, [source])
-        #expect(result.errors.isEmpty)
-        let target = s.sub("restore")
-        let summary = try restore(store, result.snapshotID, to: target)
-        #expect(summary.damage.isEmpty)
+        let (store, target, summary) = try expectRoundTrip(source, in: s)
         #expect(summary.files == 600 + 11 * 40 + 1)
-        let before = TreeSnapshot(source), after = TreeSnapshot(target + source)
-        #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
-        for (path, entry) in before.entries { #expect(after.entries[path] == entry, "\(path)") }
         #expect(try Data(contentsOf: URL(fileURLWithPath: target + source + "/large.bin")) == Data(large))
         for workers in [1, 3] {
             var checker = Checker(store: store)
@@ -164,20 +186,12 @@ struct RoundTripTests {
             setTimes(source + "/\(twin)/inner/small", sec: 1_600_000_000, nsec: 0)
             setTimes(source + "/\(twin)/inner", sec: 1_600_000_001, nsec: 0)
         }
-        let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
-        let result = try backup(store, [source])
-        #expect(result.errors.isEmpty)
-        let target = s.sub("restore")
-        let summary = try restore(store, result.snapshotID, to: target)
-        #expect(summary.damage.isEmpty)
+        let summary = try expectRoundTrip(source, in: s).summary
         let total = UInt64(12 * block.count + 2 * "the same small file".utf8.count)
         #expect(summary.bytesWritten == total)
         // Only the block's own chunks and those cut across a seam between two copies need reading (about
         // three quarters is reused); two workers that want one chunk at once may each read it.
         #expect(summary.bytesReused >= total / 2, "reused \(summary.bytesReused) of \(total)")
-        let before = TreeSnapshot(source), after = TreeSnapshot(target + source)
-        #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
-        for (path, entry) in before.entries { #expect(after.entries[path] == entry, "\(path)") }
     }
 
     @Test("a concurrent backup stores exactly what a single worker stores")
@@ -186,14 +200,22 @@ struct RoundTripTests {
         let source = s.sub("source")
         makeEveryKindTree(at: source)
         for i in 0..<40 { write(source + "/many-\(i)", randomBytes(1000 + i * 3000, seed: UInt64(100 + i))) }
+        _ = try expectSameAsOneWorker(source, workers: 4, in: s)
+    }
+
+    /// Backs `source` up into two new stores, with one worker and with `workers`, and expects the same
+    /// tree of the source, chunks, new chunks and stored bytes. - Returns: the second store and its backup.
+    func expectSameAsOneWorker(_ source: String, workers: Int, in s: Scratch) throws -> (Store, BackupResult) {
         let one = try Store.initialize(at: s.sub("one"), parameters: smallChunks, keyed: false)
-        let four = try Store.initialize(at: s.sub("four"), parameters: smallChunks, keyed: false)
+        let many = try Store.initialize(at: s.sub("many"), parameters: smallChunks, keyed: false)
         let a = try backup(one, [source], workers: 1)
-        let b = try backup(four, [source], workers: 4)
+        let b = try backup(many, [source], workers: workers)
         // The trees above the source hold /tmp, which other tests change; compare the source's own tree.
-        #expect(try subtree(one, a.record.tree, source) == subtree(four, b.record.tree, source))
-        #expect(a.record.summary.bytesAdded == b.record.summary.bytesAdded)
+        #expect(try subtree(one, a.record.tree, source) == subtree(many, b.record.tree, source))
+        #expect(a.record.summary.chunks == b.record.summary.chunks)
         #expect(a.record.summary.chunksNew == b.record.summary.chunksNew)
+        #expect(a.record.summary.bytesStored == b.record.summary.bytesStored)
+        return (many, b)
     }
 
     @Test("large files cut by one reader and hashed by all workers give exactly the single-worker store", arguments: [false, true])
@@ -207,14 +229,7 @@ struct RoundTripTests {
         if mixed {
             for i in 0..<60 { write(source + "/small-\(i)", randomBytes(500 + i * 7000, seed: UInt64(900 + i))) }
         }
-        let one = try Store.initialize(at: s.sub("one"), parameters: smallChunks, keyed: false)
-        let many = try Store.initialize(at: s.sub("many"), parameters: smallChunks, keyed: false)
-        let a = try backup(one, [source], workers: 1)
-        let b = try backup(many, [source], workers: 3)
-        #expect(try subtree(one, a.record.tree, source) == subtree(many, b.record.tree, source))
-        #expect(a.record.summary.chunks == b.record.summary.chunks)
-        #expect(a.record.summary.chunksNew == b.record.summary.chunksNew)
-        #expect(a.record.summary.bytesStored == b.record.summary.bytesStored)
+        let (many, b) = try expectSameAsOneWorker(source, workers: 3, in: s)
         let target = s.sub("restore")
         _ = try restore(many, b.snapshotID, to: target)
         #expect(FileManager.default.contents(atPath: target + source + "/huge-1") == FileManager.default.contents(atPath: source + "/huge-1"))
@@ -223,11 +238,8 @@ struct RoundTripTests {
 
     @Test("backing up the same tree twice adds nothing the second time")
     func secondBackupAddsNothing() throws {
-        let s = Scratch("dedup")
-        let source = s.sub("source")
-        makeEveryKindTree(at: source)
-        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
-        let first = try backup(store, [source])
+        let b = try EveryKindBackup("dedup")
+        let (_, source, store, first) = (b.s, b.source, b.store, b.result)
         #expect(first.record.summary.bytesAdded > 3_000_000)
         // --force: every file is read again (no files cache), and every chunk is found in the index.
         var forced = BackupOptions(paths: [source])
@@ -263,11 +275,8 @@ struct RoundTripTests {
 
     @Test("restore of a sub-path places it in the target under its own name")
     func subPathRestore() throws {
-        let s = Scratch("subpath")
-        let source = s.sub("source")
-        makeEveryKindTree(at: source)
-        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks)
-        let result = try backup(store, [source])
+        let b = try EveryKindBackup("subpath")
+        let (s, source, store, result) = (b.s, b.source, b.store, b.result)
         let target = s.sub("restore")
         _ = try restore(store, result.snapshotID, to: target, subPath: source + "/dir/nested")
         #expect(FileManager.default.contents(atPath: target + "/nested/deeper/leaf") == Data(randomBytes(70_000, seed: 2)))

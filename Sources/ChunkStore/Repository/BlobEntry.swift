@@ -55,6 +55,19 @@ public struct BlobEntry: Sendable, Equatable {
         self.storedLength = storedLength
         self.rawLength = rawLength
     }
+
+    /// Appends where and how the blob is stored as both a pack trailer and an index segment write it
+    /// after their own leading fields (docs/FORMAT.md): offset, stored and raw lengths (LE32), type,
+    /// codec, two zero bytes.
+    func appendPlacement(to out: inout [UInt8]) {
+        out.appendLE32(offset)
+        out.appendLE32(storedLength)
+        out.appendLE32(rawLength)
+        out.append(type.rawValue)
+        out.append(codec.rawValue)
+        out.append(0)
+        out.append(0)
+    }
 }
 
 /// A blob's entry together with the pack that holds it.

@@ -148,13 +148,7 @@ public final class IndexSegment: @unchecked Sendable {  // immutable after init
     static func appendEntry(_ e: BlobEntry, pack: UInt32, to out: inout [UInt8]) {
         out.append(e.id)
         out.appendLE32(pack)
-        out.appendLE32(e.offset)
-        out.appendLE32(e.storedLength)
-        out.appendLE32(e.rawLength)
-        out.append(e.type.rawValue)
-        out.append(e.codec.rawValue)
-        out.append(0)
-        out.append(0)
+        e.appendPlacement(to: &out)
     }
 }
 

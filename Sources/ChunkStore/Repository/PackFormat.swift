@@ -30,13 +30,7 @@ public enum PackFormat {
         out.reserveCapacity(entries.count * entrySize + footerSize + StoreCipher.tagLength)
         for e in entries {
             out.append(e.id)
-            out.appendLE32(e.offset)
-            out.appendLE32(e.storedLength)
-            out.appendLE32(e.rawLength)
-            out.append(e.type.rawValue)
-            out.append(e.codec.rawValue)
-            out.append(0)
-            out.append(0)
+            e.appendPlacement(to: &out)
         }
         if cipher.isEncrypted {
             out = cipher.sealTrailer(out, pack: pack)

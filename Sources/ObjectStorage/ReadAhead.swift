@@ -24,7 +24,7 @@ final class ReadAhead: @unchecked Sendable {  // state guarded by `condition`
     private final class Piece {
         let key: String
         let range: Range<Int>
-        /// Where its bytes go: `range.count` bytes, its own until it is removed.
+        /// Where its bytes go (its first `range.count` bytes), its own until it is removed.
         let buffer: UnsafeMutableRawBufferPointer
         /// Bytes of hinted blobs in it not read yet.
         var wanted: Int
@@ -168,7 +168,8 @@ final class ReadAhead: @unchecked Sendable {  // state guarded by `condition`
         while !queued.isEmpty {
             let piece = queued.removeFirst()
             condition.unlock()
-            let result = Result { try fetch(piece.key, piece.range.lowerBound, piece.buffer) }
+            // The buffer may be larger (a reused one): ask for the piece's bytes only.
+            let result = Result { try fetch(piece.key, piece.range.lowerBound, UnsafeMutableRawBufferPointer(rebasing: piece.buffer[..<piece.range.count])) }
             condition.lock()
             switch result {
             case .success(let n): piece.arrived = n

@@ -201,9 +201,15 @@ final class ReadAhead: @unchecked Sendable {  // state guarded by `condition`
         piece.removed = true
         held -= piece.range.count
         spare.append(piece.buffer)
-        // Mapped memory beyond the budget is unmapped, largest spare first.
         spare.sort { $0.count < $1.count }
-        while held + spare.reduce(0, { $0 + $1.count }) > budget, let largest = spare.popLast() { munmap(largest.baseAddress, largest.count) }
+        trimSpares(keeping: 0)
+    }
+
+    /// Unmaps spares, largest first, until the pieces, `extra` bytes about to be mapped and the spares
+    /// fit the budget.
+    /// Called with the lock held.
+    private func trimSpares(keeping extra: Int) {
+        while held + extra + spare.reduce(0, { $0 + $1.count }) > budget, let largest = spare.popLast() { munmap(largest.baseAddress, largest.count) }
     }
 
     /// A buffer of at least `count` bytes: the smallest spare that is large enough, or a new mapping
@@ -211,7 +217,7 @@ final class ReadAhead: @unchecked Sendable {  // state guarded by `condition`
     private func allocate(_ count: Int) -> UnsafeMutableRawBufferPointer? {
         if let i = spare.firstIndex(where: { $0.count >= count }) { return spare.remove(at: i) }  // sorted by size
         let size = (count + (1 << 20) - 1) & ~((1 << 20) - 1)
-        while held + size + spare.reduce(0, { $0 + $1.count }) > budget, let largest = spare.popLast() { munmap(largest.baseAddress, largest.count) }
+        trimSpares(keeping: size)
         guard let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else { return nil }
         return UnsafeMutableRawBufferPointer(start: memory, count: size)
     }

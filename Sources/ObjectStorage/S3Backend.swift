@@ -50,12 +50,20 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
         location = url
         // Two of the connections stay free for the workers' own reads (trees, blobs not looked ahead).
         readAhead = ReadAhead(budget: readAheadMiB << 20, fetchers: max(1, parallelRequests - 2)) { [client] key, offset, buffer in
-            guard let n = try client.get(prefix.isEmpty ? key : "\(prefix)/\(key)", at: offset, into: buffer) else { throw StoreError.missingObject(key) }
-            return n
+            try S3Backend.get(client, key, under: prefix, at: offset, into: buffer)
         }
     }
 
-    func objectKey(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
+    func objectKey(_ key: String) -> String { Self.objectKey(key, under: prefix) }
+
+    static func objectKey(_ key: String, under prefix: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
+
+    /// A ranged GET of store object `key` into `buffer` (the read, and restore's look-ahead, which
+    /// starts before the backend exists). - Returns: bytes read; a missing object throws.
+    static func get(_ client: S3Client, _ key: String, under prefix: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let n = try client.get(objectKey(key, under: prefix), at: offset, into: buffer) else { throw StoreError.missingObject(key) }
+        return n
+    }
 
     /// Creates the bucket if it is missing; refuses a prefix that already holds objects.
     public func prepareNew() throws {
@@ -88,8 +96,7 @@ public final class S3Backend: StorageBackend, @unchecked Sendable {  // immutabl
     /// - Returns: bytes read.
     public func read(_ key: String, at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if let n = readAhead.read(key, at: offset, into: buffer) { return n }
-        guard let n = try client.get(objectKey(key), at: offset, into: buffer) else { throw StoreError.missingObject(key) }
-        return n
+        return try Self.get(client, key, under: prefix, at: offset, into: buffer)
     }
 
     /// The object's size (HEAD), nil when missing.

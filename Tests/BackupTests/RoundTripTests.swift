@@ -61,10 +61,14 @@ func backup(_ store: Store, _ paths: [String], workers: Int = 2) throws -> Backu
     return try Backup(store: store, options: o).run()
 }
 
-func restore(_ store: Store, _ snapshot: String, to target: String, subPath: String? = nil, skipDamaged: Bool = false) throws -> RestoreSummary {
+func restore(
+    _ store: Store, _ snapshot: String, to target: String, subPath: String? = nil, skipDamaged: Bool = false,
+    options adjust: (inout RestoreOptions) -> Void = { _ in }
+) throws -> RestoreSummary {
     var o = RestoreOptions(target: target)
     o.subPath = subPath
     o.skipDamaged = skipDamaged
+    adjust(&o)
     let (_, record) = try store.resolveSnapshot(snapshot)
     return try Restorer(store: store, options: o).run(snapshot: record)
 }
@@ -72,12 +76,14 @@ func restore(_ store: Store, _ snapshot: String, to target: String, subPath: Str
 /// Backs `source` up into a new store in `s` and restores it into `s`/restore, expecting no errors, no
 /// damage, and the restored tree identical to the source in content and metadata.
 /// - Returns: the store, and the restore's target and summary, for the caller's own checks.
-func expectRoundTrip(_ source: String, in s: Scratch) throws -> (store: Store, target: String, summary: RestoreSummary) {
+func expectRoundTrip(
+    _ source: String, in s: Scratch, options adjust: (inout RestoreOptions) -> Void = { _ in }
+) throws -> (store: Store, target: String, summary: RestoreSummary) {
     let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
     let result = try backup(store, [source])
     #expect(result.errors.isEmpty)
     let target = s.sub("restore")
-    let summary = try restore(store, result.snapshotID, to: target)
+    let summary = try restore(store, result.snapshotID, to: target, options: adjust)
     #expect(summary.damage.isEmpty)
     let before = TreeSnapshot(source), after = TreeSnapshot(target + source)
     #expect(before.entries.keys.sorted() == after.entries.keys.sorted())
@@ -192,6 +198,30 @@ struct RoundTripTests {
         // Only the block's own chunks and those cut across a seam between two copies need reading (about
         // three quarters is reused); two workers that want one chunk at once may each read it.
         #expect(summary.bytesReused >= total / 2, "reused \(summary.bytesReused) of \(total)")
+    }
+
+    @Test(
+        "with no memory to hold chunks between their uses, a chunk used again is read back from the file it was first restored to: a 40 MiB file (two parts), its copy and a file repeating its first 12 MiB restore identical, the copies mostly from the first file"
+    )
+    func sharedChunksReadBack() throws {
+        let s = Scratch("restore-read-back")
+        let source = s.sub("source")
+        mkdirs(source + "/later")
+        let block = randomBytes(40 << 20, seed: 62)
+        write(source + "/a.bin", block)
+        write(source + "/later/copy.bin", block)
+        write(source + "/later/twice.bin", Array(block[..<(12 << 20)]) + Array(block[..<(12 << 20)]))
+        for workers in [1, 2] {
+            let run = Scratch("restore-read-back-\(workers)")
+            let summary = try expectRoundTrip(source, in: run) {
+                $0.sharedChunkBytes = 0
+                $0.workers = workers
+            }.summary
+            #expect(summary.bytesWritten == UInt64(block.count * 2 + (24 << 20)))
+            // The copy's and the repeat's chunks are the first file's (but for those cut across the
+            // seam in twice.bin); a worker that wants one while it is still being written reads it.
+            #expect(summary.bytesReused >= UInt64(block.count / 2), "\(workers) workers: reused \(summary.bytesReused)")
+        }
     }
 
     @Test("a concurrent backup stores exactly what a single worker stores")

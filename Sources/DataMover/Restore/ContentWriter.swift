@@ -11,7 +11,8 @@ import Foundation
 /// returns with the part's last write still running and finishes the part (`whenDone`) when that
 /// write is done, while the worker is already decompressing the next one. Sparse files are written
 /// chunk by chunk, leaving all-zero chunks as holes. A chunk written more than once is read once
-/// (`SharedChunks`). One per worker thread; `drain` before it is dropped.
+/// (`SharedChunks`): once a part is on the filesystem, the places of its chunks that are used again
+/// are handed to it. One per worker thread; `drain` before it is dropped.
 final class ContentWriter {
     static let page = 4096
     /// Files smaller than this are written the ordinary way.
@@ -37,8 +38,11 @@ final class ContentWriter {
 
     fileprivate struct Unfinished {
         let direct: Int32
+        let file: ChunkSource
         let path: PathBytes
         let written: UInt64
+        /// Where the part's chunks that are used again went (for `SharedChunks.wrote`).
+        let firsts: [(id: ChunkID, offset: Int)]
         let whenDone: Completion
     }
 
@@ -59,13 +63,14 @@ final class ContentWriter {
 
     /// Writes chunks `range` of `node`'s content, the first at file offset `offset`, and calls
     /// `whenDone` once they are all written (perhaps during a later `write` or `drain`) or the part has
-    /// failed. `fd` is the descriptor that created the file; `path` names it in errors only.
-    func write(fd buffered: Int32, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int, whenDone: @escaping Completion) {
+    /// failed. `target` holds the descriptor that created the file; `path` names it in errors only.
+    func write(to target: ChunkSource, path: PathBytes, _ node: Node, range: Range<Int>, offset: Int, whenDone: @escaping Completion) {
         let sparse = node.sparse == true
-        var file = StagedFile(writer: self, buffered: buffered, path: path, offset: offset, direct: !sparse && node.size >= Self.directThreshold)
+        var file = StagedFile(writer: self, buffered: target.fd, path: path, offset: offset, direct: !sparse && node.size >= Self.directThreshold)
+        var firsts: [(id: ChunkID, offset: Int)] = []
         let written: UInt64
         do {
-            written = try fill(&file, node.content ?? [], range: range, sparse: sparse)
+            written = try fill(&file, node.content ?? [], range: range, sparse: sparse, firsts: &firsts)
         } catch {
             _ = try? file.settle()  // this part's write in flight is abandoned, but not its buffer
             file.closeDirect()
@@ -73,9 +78,10 @@ final class ContentWriter {
             return
         }
         if writes.isRunning && file.direct >= 0 {
-            unfinished = Unfinished(direct: file.opened, path: path, written: written, whenDone: whenDone)
+            unfinished = Unfinished(direct: file.opened, file: target, path: path, written: written, firsts: firsts, whenDone: whenDone)
         } else {
             file.closeDirect()
+            shared.wrote(firsts, in: target)
             whenDone(.success(written))
         }
     }
@@ -86,8 +92,11 @@ final class ContentWriter {
     }
 
     /// Reads chunks `range` of `content` into the staging buffers and writes them (the last write may
-    /// still be running on return). - Returns: the bytes written (holes excluded).
-    private func fill(_ file: inout StagedFile, _ content: [ChunkID], range: Range<Int>, sparse: Bool) throws -> UInt64 {
+    /// still be running on return); `firsts` gets the file offsets of the chunks read from the store
+    /// that are used again. - Returns: the bytes written (holes excluded).
+    private func fill(
+        _ file: inout StagedFile, _ content: [ChunkID], range: Range<Int>, sparse: Bool, firsts: inout [(id: ChunkID, offset: Int)]
+    ) throws -> UInt64 {
         var written: UInt64 = 0
         var position = file.base + file.start
         for index in range {
@@ -96,8 +105,14 @@ final class ContentWriter {
             let length = try store.checkBounds(location, expecting: .data)
             let chunk = try file.reserve(length)
             if !shared.copy(id, into: chunk) {
-                try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
+                do {
+                    try store.readBlob(location, expecting: .data, into: chunk, scratch: &scratch, compressor: compressor)
+                } catch {
+                    shared.abandon(id)
+                    throw error
+                }
                 shared.keep(id, UnsafeRawBufferPointer(chunk))
+                if shared.isShared(id) { firsts.append((id, position)) }
             }
             position += length
             if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) {
@@ -129,6 +144,7 @@ final class ContentWriter {
         guard let part = unfinished else { return result }
         unfinished = nil
         close(part.direct)
+        if result.error == 0 { shared.wrote(part.firsts, in: part.file) }
         part.whenDone(result.error == 0 ? .success(part.written) : .failure(FileSystem.Failure(path: part.path, operation: "write", code: result.error)))
         return Settled()
     }

@@ -14,6 +14,9 @@ public struct RestoreOptions: Sendable {
     public var skipDamaged = false
     /// Threads writing file contents (the CLI's default: `Store.readers`).
     public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Decompressed chunks held in memory between their uses, at most (a chunk used again that finds
+    /// no room is read back from the file it was first restored to).
+    public var sharedChunkBytes = 16 << 20
     /// Where and how often reports of where the restore stands go (nil: none).
     public var progress: ProgressSink?
 

@@ -279,7 +279,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
     /// its bytes are written (which may be during the worker's next part: `ContentWriter.write`).
     private func restore(_ file: RestoringFile, chunks: Range<Int>, offset: Int, with writer: ContentWriter, owner: Bool, stop: FirstFailure) {
         let entry = file.entry
-        writer.write(fd: file.fd, path: entry.path, entry.node, range: chunks, offset: offset) { [self] result in
+        writer.write(to: file, path: entry.path, entry.node, range: chunks, offset: offset) { [self] result in
             do {
                 let written = try result.get()
                 lock.withLock { bytesWritten += written }
@@ -316,9 +316,6 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         return directory
     }
 
-    /// Decompressed chunks held for their next use, at most.
-    static let sharedChunkBytes = 16 << 20
-
     /// The uses of every chunk the plan writes: each regular file's content, a hard-linked file's
     /// once (its other names are links).
     private func sharedChunks(_ plan: [Entry]) -> SharedChunks {
@@ -328,7 +325,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
             if entry.node.links > 1 && !linked.insert(HardLinkKey(device: entry.node.device, inode: entry.node.inode)).inserted { continue }
             contents.append(entry.node.content ?? [])
         }
-        return SharedChunks(contents: contents, capacity: Self.sharedChunkBytes)
+        return SharedChunks(contents: contents, capacity: options.sharedChunkBytes)
     }
 
     /// Files larger than this are restored in parts by several workers.

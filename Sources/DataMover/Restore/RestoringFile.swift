@@ -7,7 +7,7 @@ extension Restorer {
     /// A file whose contents are being restored: the descriptor that created it (every write and its
     /// metadata go through it), its directory (to remove it by name if its data is damaged), and how
     /// many of its parts are still being written. The descriptor closes with the last reference.
-    final class RestoringFile: @unchecked Sendable {  // `left` and `damaged` guarded by `lock`
+    final class RestoringFile: ChunkSource, @unchecked Sendable {  // `left` and `damaged` guarded by `lock`
         let fd: Int32
         let directory: TargetDirectory
         let entry: Entry

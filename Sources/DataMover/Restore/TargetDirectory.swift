@@ -77,10 +77,11 @@ final class TargetDirectory: @unchecked Sendable {  // immutable; the descriptor
     }
 
     /// Creates the regular file `name` (mode 0600 until its metadata is applied) and returns its
-    /// descriptor, open for writing. `O_EXCL` and `O_NOFOLLOW`: an entry already there — a symlink
-    /// above all — makes this fail instead of being written through.
+    /// descriptor, open for reading too (`SharedChunks` reads chunks back through it). `O_EXCL` and
+    /// `O_NOFOLLOW`: an entry already there — a symlink above all — makes this fail instead of being
+    /// written through.
     func createFile(_ name: [UInt8]) throws -> Int32 {
-        let file = withName(name) { openat(fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        let file = withName(name) { openat(fd, $0, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         if file < 0 { throw failure("create", name) }
         return file
     }

@@ -118,6 +118,9 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
         condition.withLock { finishReading(id) }
     }
 
+    /// Workers waiting for a chunk another is reading.
+    var waitingWorkers: Int { condition.withLock { waiting.values.reduce(0, +) } }
+
     /// Whether chunk `id` has uses still to come (its first writer notes where it went).
     func isShared(_ id: ChunkID) -> Bool { condition.withLock { remaining[id] != nil } }
 

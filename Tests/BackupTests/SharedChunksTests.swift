@@ -1,0 +1,95 @@
+import ChunkStore
+import Foundation
+import Testing
+
+@testable import DataMover
+
+/// Restore's chunks used more than once (`SharedChunks`): read once, then copied from memory, from the
+/// file they were first written to, or after waiting for the worker reading them.
+@Suite("Restore: chunks read once")
+struct SharedChunksTests {
+    /// A restored file of known bytes, opened for reading.
+    final class File: ChunkSource, @unchecked Sendable {
+        let fd: Int32
+        init(_ s: Scratch, _ bytes: [UInt8]) {
+            let path = s.sub("file-\(UUID().uuidString.prefix(8))")
+            write(path, bytes)
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+        }
+        deinit { close(fd) }
+    }
+
+    let a = randomBytes(100_000, seed: 71)
+    var id: ChunkID { ChunkID(hashing: a) }
+
+    /// Asks `shared` for the chunk: its bytes, or nil when the caller must read it.
+    static func copy(_ shared: SharedChunks, _ id: ChunkID, count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        let found = out.withUnsafeMutableBytes { shared.copy(id, into: $0) }
+        return found ? out : nil
+    }
+
+    static func keep(_ shared: SharedChunks, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { shared.keep(ChunkID(hashing: bytes), $0) }
+    }
+
+    @Test("a chunk used three times is read once: held in memory, then read back from its file once written there; its last use forgets it")
+    func heldThenReadBack() throws {
+        let s = Scratch("shared-chunks")
+        let shared = SharedChunks(contents: [[id], [id, id]], capacity: 1 << 20)
+        #expect(Self.copy(shared, id, count: a.count) == nil)  // the first use reads it
+        Self.keep(shared, a)
+        #expect(Self.copy(shared, id, count: a.count) == a)  // held
+        var file: File? = File(s, [UInt8](repeating: 7, count: 10) + a)
+        weak var released = file
+        shared.wrote([(id, 10)], in: file!)
+        file = nil
+        #expect(released != nil, "the file stays open while a use is to come")
+        #expect(Self.copy(shared, id, count: a.count) == a)  // read back (the held copy was dropped)
+        #expect(shared.reusedBytes == UInt64(2 * a.count))
+        #expect(released == nil, "the last use releases the file")
+        #expect(Self.copy(shared, id, count: a.count) == nil)
+    }
+
+    @Test("with no room in memory, a use before the chunk is on the disk reads it again; a use after reads it back")
+    func noRoom() throws {
+        let s = Scratch("shared-chunks-no-room")
+        let shared = SharedChunks(contents: [[id], [id], [id]], capacity: 0)
+        #expect(Self.copy(shared, id, count: a.count) == nil)
+        Self.keep(shared, a)
+        #expect(Self.copy(shared, id, count: a.count) == nil)  // not held, not yet written
+        Self.keep(shared, a)
+        let file = File(s, a)
+        shared.wrote([(id, 0)], in: file)
+        #expect(Self.copy(shared, id, count: a.count) == a)
+        #expect(shared.reusedBytes == UInt64(a.count))
+    }
+
+    @Test("a worker that wants a chunk another is reading waits for it, even with no room in memory; if the read fails it reads the chunk itself")
+    func waitsForTheReader() async throws {
+        for fails in [false, true] {
+            let shared = SharedChunks(contents: [[id], [id]], capacity: 0)
+            #expect(Self.copy(shared, id, count: a.count) == nil)  // this worker reads it
+            let waiter = Task.detached { [a, id] in Self.copy(shared, id, count: a.count) }
+            while shared.waitingWorkers == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            if fails {
+                shared.abandon(id)
+                #expect(await waiter.value == nil, "after a failed read the waiter reads it itself")
+            } else {
+                Self.keep(shared, a)
+                #expect(await waiter.value == a)
+                #expect(shared.reusedBytes == UInt64(a.count))
+            }
+        }
+    }
+
+    @Test("a chunk used once is never held, waited for or read back")
+    func usedOnce() throws {
+        let shared = SharedChunks(contents: [[id]], capacity: 1 << 20)
+        #expect(Self.copy(shared, id, count: a.count) == nil)
+        #expect(Self.copy(shared, id, count: a.count) == nil, "no wait: nobody marks a chunk used once as being read")
+        Self.keep(shared, a)
+        #expect(Self.copy(shared, id, count: a.count) == nil)
+        #expect(shared.reusedBytes == 0)
+    }
+}

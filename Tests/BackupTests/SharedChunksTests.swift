@@ -66,18 +66,30 @@ struct SharedChunksTests {
     }
 
     @Test("a worker that wants a chunk another is reading waits for it, even with no room in memory; if the read fails it reads the chunk itself")
-    func waitsForTheReader() async throws {
+    func waitsForTheReader() throws {
+        /// The waiter's result, set on its own thread.
+        final class Outcome: @unchecked Sendable {
+            let done = DispatchSemaphore(value: 0)
+            var bytes: [UInt8]?
+        }
         for fails in [false, true] {
             let shared = SharedChunks(contents: [[id], [id]], capacity: 0)
             #expect(Self.copy(shared, id, count: a.count) == nil)  // this worker reads it
-            let waiter = Task.detached { [a, id] in Self.copy(shared, id, count: a.count) }
-            while shared.waitingWorkers == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            let outcome = Outcome()
+            let (a, id) = (a, id)
+            Thread {
+                outcome.bytes = Self.copy(shared, id, count: a.count)
+                outcome.done.signal()
+            }.start()
+            while shared.waitingWorkers == 0 { usleep(1000) }
             if fails {
                 shared.abandon(id)
-                #expect(await waiter.value == nil, "after a failed read the waiter reads it itself")
+                outcome.done.wait()
+                #expect(outcome.bytes == nil, "after a failed read the waiter reads it itself")
             } else {
                 Self.keep(shared, a)
-                #expect(await waiter.value == a)
+                outcome.done.wait()
+                #expect(outcome.bytes == a)
                 #expect(shared.reusedBytes == UInt64(a.count))
             }
         }

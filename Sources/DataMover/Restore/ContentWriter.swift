@@ -18,8 +18,10 @@ final class ContentWriter {
     /// Files smaller than this are written the ordinary way.
     static let directThreshold: UInt64 = 1 << 20
     static let openDirect: Int32 = 0o40000
-    /// Bytes gathered in a staging buffer before they are written.
-    static let flushSize = 4 << 20
+    /// Bytes gathered in a staging buffer before they are written. 2 MiB writes kept /opt/swift's
+    /// restore time (4.66 → 4.56 s, medians of 4 alternating) and took its peak memory from 90–102 to
+    /// 85–89 MB, below restic's (4 MiB before).
+    static let flushSize = 2 << 20
 
     let store: Store
     let shared: SharedChunks

@@ -56,8 +56,12 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         let root = try TargetDirectory.openTarget(target)
         let (plan, treeDamage) = try makePlan(record, target: target)
         if !treeDamage.isEmpty && !options.skipDamaged { throw RestoreError.damaged(treeDamage) }
-        let files = plan.filter { $0.node.kind == .file }
-        meter.found(bytes: files.reduce(0) { $0 + $1.node.size }, files: files.count)
+        var (fileCount, fileBytes) = (0, UInt64(0))  // counted in place: a filtered copy of a 100,000-file plan is ~20 MB
+        for entry in plan where entry.node.kind == .file {
+            fileCount += 1
+            fileBytes += entry.node.size
+        }
+        meter.found(bytes: fileBytes, files: fileCount)
         meter.totalKnown()
         meter.start(options.progress)
         defer { meter.stop() }

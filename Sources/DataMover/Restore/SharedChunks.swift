@@ -23,8 +23,9 @@ protocol ChunkSource: AnyObject, Sendable {
 /// reading it too. A use that finds none of these reads the chunk from the store again. Safe to use
 /// from every worker at once.
 final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
-    /// Restored files held open at most for reading chunks back.
-    static let maximumSources = 256
+    /// Restored files held open at most for reading chunks back. Each holds two descriptors (the
+    /// file's and, through `RestoringFile`, its directory's): 256 of the usual limit of 1,024.
+    static let maximumSources = 128
 
     private let condition = NSCondition()
     /// Uses still to come, for the chunks used more than once.

@@ -70,6 +70,9 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
                 if let bytes = held[id], bytes.count == destination.count {
                     useOne(id)
                     copiedBytes += UInt64(bytes.count)
+                    if heldBytes > capacity, held.removeValue(forKey: id) != nil {  // it was held for a waiter only
+                        heldBytes -= bytes.count
+                    }
                     return .bytes(bytes)
                 }
                 if let place = written[id] { return .file(place.source, place.offset) }

@@ -30,7 +30,7 @@ struct SharedChunksTests {
     }
 
     static func keep(_ shared: SharedChunks, _ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { shared.keep(ChunkID(hashing: bytes), $0) }
+        _ = bytes.withUnsafeBytes { shared.keep(ChunkID(hashing: bytes), $0) }
     }
 
     @Test("a chunk used three times is read once: held in memory, then read back from its file once written there; its last use forgets it")
@@ -41,7 +41,7 @@ struct SharedChunksTests {
         Self.keep(shared, a)
         #expect(Self.copy(shared, id, count: a.count) == a)  // held
         var file: File? = File(s, [UInt8](repeating: 7, count: 10) + a)
-        weak var released = file
+        weak let released = file
         shared.wrote([(id, 10)], in: file!)
         file = nil
         #expect(released != nil, "the file stays open while a use is to come")

@@ -7,7 +7,7 @@ import Glibc
 
 /// Small POSIX helpers for the store: every object is written temp → fsync → rename → fsync directory,
 /// so a crash leaves either the whole object or nothing under its final name.
-enum FileIO {
+public enum FileIO {
     static func check(_ rc: Int32, _ path: String, _ operation: String) throws {
         if rc < 0 { throw StoreError.io(path: path, operation: operation, errno: errno) }
     }
@@ -108,8 +108,9 @@ enum FileIO {
         return out
     }
 
-    /// Reads until `buffer` is full or end of file; returns the bytes read.
-    static func preadFully(fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws -> Int {
+    /// Reads until `buffer` is full or end of file; returns the bytes read. `path` names the file in
+    /// the error.
+    public static func preadFully(fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws -> Int {
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))

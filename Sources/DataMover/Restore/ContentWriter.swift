@@ -113,8 +113,7 @@ final class ContentWriter {
                     shared.abandon(id)
                     throw error
                 }
-                shared.keep(id, UnsafeRawBufferPointer(chunk))
-                if shared.isShared(id) { firsts.append((id, position)) }
+                if shared.keep(id, UnsafeRawBufferPointer(chunk)) { firsts.append((id, position)) }
             }
             position += length
             if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) {

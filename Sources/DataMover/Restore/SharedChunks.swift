@@ -95,7 +95,8 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
         case .file(let source, let offset):
             // `source` is held here, so its descriptor stays open even if the chunk's last other use
             // releases it meanwhile.
-            guard Self.readFully(source.fd, into: destination, at: offset) else { return false }
+            let got = try? FileIO.preadFully(fd: source.fd, into: destination, at: offset, path: "a restored file")
+            guard got == destination.count else { return false }
             condition.withLock {
                 useOne(id)
                 copiedBytes += UInt64(destination.count)
@@ -105,15 +106,20 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
     }
 
     /// Counts a use of chunk `id`, just read and verified into `bytes`, and keeps a copy when it is
-    /// used again later and there is room (or a worker waits for it).
-    func keep(_ id: ChunkID, _ bytes: UnsafeRawBufferPointer) {
+    /// used again later and there is room (or a worker waits for it). - Returns: whether it is used
+    /// again later (the caller then tells `wrote` where this use went).
+    @discardableResult
+    func keep(_ id: ChunkID, _ bytes: UnsafeRawBufferPointer) -> Bool {
         condition.withLock {
             defer { finishReading(id) }
-            guard let left = remaining[id] else { return }
+            guard let left = remaining[id] else { return false }
             useOne(id)
-            guard left > 1, held[id] == nil, written[id] == nil, heldBytes + bytes.count <= capacity || waiting[id] != nil else { return }
-            held[id] = Array(bytes)
-            heldBytes += bytes.count
+            guard left > 1 else { return false }
+            if held[id] == nil, written[id] == nil, heldBytes + bytes.count <= capacity || waiting[id] != nil {
+                held[id] = Array(bytes)
+                heldBytes += bytes.count
+            }
+            return true
         }
     }
 
@@ -124,9 +130,6 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
 
     /// Workers waiting for a chunk another is reading.
     var waitingWorkers: Int { condition.withLock { waiting.values.reduce(0, +) } }
-
-    /// Whether chunk `id` has uses still to come (its first writer notes where it went).
-    func isShared(_ id: ChunkID) -> Bool { condition.withLock { remaining[id] != nil } }
 
     /// The chunks `firsts` (id, file offset) are now on the filesystem in `source`: later uses read
     /// them back from there, and their held copies are dropped.
@@ -163,17 +166,5 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
             let left = (sourceUses[key] ?? 1) - 1
             sourceUses[key] = left > 0 ? left : nil
         }
-    }
-
-    /// pread until `destination` is full. - Returns: false on an error or end of file.
-    private static func readFully(_ fd: Int32, into destination: UnsafeMutableRawBufferPointer, at offset: Int) -> Bool {
-        var done = 0
-        while done < destination.count {
-            let n = pread(fd, destination.baseAddress! + done, destination.count - done, off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            done += n
-        }
-        return true
     }
 }

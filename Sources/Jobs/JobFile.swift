@@ -129,14 +129,17 @@ public struct JobFile: Sendable {
             return nil
         }
 
-        mutating func number() -> Double? {
-            switch entry.value {
-            case .integer(let i) where i > 0: return Double(i)
-            case .float(let d) where d > 0: return d
-            default:
-                fail("'\(key)' takes a positive number of seconds")
-                return nil
-            }
+        /// A positive number of seconds, at most `CoordinatorOptions.longestSeconds` (a year).
+        mutating func seconds() -> Duration? {
+            let number: Double? =
+                switch entry.value {
+                case .integer(let i) where i > 0: Double(i)
+                case .float(let d) where d > 0: d
+                default: nil
+                }
+            if let number, let duration = CoordinatorOptions.duration(seconds: number) { return duration }
+            fail("'\(key)' takes a positive number of seconds, at most \(Int(CoordinatorOptions.longestSeconds)) (a year), not \(entry.value)")
+            return nil
         }
 
         mutating func bool() -> Bool? {
@@ -183,12 +186,12 @@ public struct JobFile: Sendable {
                     e.fail("provider '\(v)' is not btrfs, reflink or copy")
                 }
             }
-        case "shadow_copy.freeze_timeout": if let v = e.number() { job.coordinator.freezeTimeout = .milliseconds(Int64(v * 1000)) }
-        case "shadow_copy.commit_timeout": if let v = e.number() { job.coordinator.commitTimeout = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.freeze_timeout": if let v = e.seconds() { job.coordinator.freezeTimeout = v }
+        case "shadow_copy.commit_timeout": if let v = e.seconds() { job.coordinator.commitTimeout = v }
         case "shadow_copy.retries": if let v = e.int() { job.coordinator.retries = v }
-        case "shadow_copy.retry_backoff": if let v = e.number() { job.coordinator.retryBackoff = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.retry_backoff": if let v = e.seconds() { job.coordinator.retryBackoff = v }
         case "shadow_copy.keep": if let v = e.bool() { job.coordinator.keep = v }
-        case "shadow_copy.wait": if let v = e.number() { job.coordinator.wait = .milliseconds(Int64(v * 1000)) }
+        case "shadow_copy.wait": if let v = e.seconds() { job.coordinator.wait = v }
         case "retention.keep_last": if let v = e.int() { job.retention.last = v }
         case "retention.keep_hourly": if let v = e.int() { job.retention.hourly = v }
         case "retention.keep_daily": if let v = e.int() { job.retention.daily = v }

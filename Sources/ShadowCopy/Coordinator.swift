@@ -25,6 +25,17 @@ public struct CoordinatorOptions: Sendable {
 
     /// The defaults (docs/WRITERS.md lists them).
     public init() {}
+
+    /// The longest limit, back-off or wait a user may give: a year ("wait as long as it takes"). A
+    /// longer one is a typo, and a huge or infinite one would not fit a `Duration` in milliseconds.
+    public static let longestSeconds: Double = 365 * 24 * 3600
+
+    /// `seconds` (a limit, back-off or wait as typed in a job file or on the command line) as a
+    /// duration, or nil unless it is a finite number from 0 to `longestSeconds`.
+    public static func duration(seconds: Double) -> Duration? {
+        guard seconds.isFinite, seconds >= 0, seconds <= longestSeconds else { return nil }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
 }
 
 /// The requester side of VSS on Linux: drives writers through a session and has providers take the

@@ -40,7 +40,7 @@ enum Output {
         } else {
             return nil
         }
-        if let seconds = options.progressInterval { reporting.interval = .milliseconds(Int64(max(0.001, seconds) * 1000)) }
+        if let seconds = options.progressInterval { reporting.interval = .milliseconds(Int64(max(1, (seconds * 1000).rounded()))) }
         return reporting
     }
 

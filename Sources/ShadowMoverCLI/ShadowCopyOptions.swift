@@ -45,6 +45,9 @@ struct SessionOptions: ParsableArguments {
     @Option(help: "Retries after retryable writer failures.") var retries = 3
     @Option(help: "First back-off between retries, in seconds (doubles each time).") var retryBackoff: Double = 1
 
+    /// Checked when the command line is parsed, so a bad limit fails before anything is opened.
+    func validate() throws { _ = try coordinatorOptions() }
+
     func coordinatorOptions() throws -> CoordinatorOptions {
         var o = CoordinatorOptions()
         if let provider {
@@ -55,21 +58,28 @@ struct SessionOptions: ParsableArguments {
         }
         o.keep = keep
         if let wait {
-            if wait == "forever" {
-                o.wait = .seconds(365 * 24 * 3600)
-            } else {
-                guard let s = Double(wait), s >= 0 else { throw ValidationError("--wait takes a number of seconds") }
-                o.wait = .milliseconds(Int64(s * 1000))
+            guard
+                let duration = wait == "forever"
+                    ? .seconds(CoordinatorOptions.longestSeconds) : Double(wait).flatMap({ CoordinatorOptions.duration(seconds: $0) })
+            else {
+                throw ValidationError(
+                    "--wait takes a number of seconds from 0 to \(Int(CoordinatorOptions.longestSeconds)) (a year), or forever; not '\(wait)'")
             }
+            o.wait = duration
         }
         o.selection = select.isEmpty ? nil : select
-        guard freezeTimeout > 0, commitTimeout > 0, retries >= 0, retryBackoff >= 0 else {
-            throw ValidationError("timeouts must be positive and retries not negative")
+        func seconds(_ value: Double, _ option: String, positive: Bool) throws -> Duration {
+            guard !positive || value > 0, let duration = CoordinatorOptions.duration(seconds: value) else {
+                let longest = Int(CoordinatorOptions.longestSeconds)
+                throw ValidationError("\(option) takes a number of seconds \(positive ? "above" : "from") 0 up to \(longest) (a year), not \(value)")
+            }
+            return duration
         }
-        o.freezeTimeout = .milliseconds(Int64(freezeTimeout * 1000))
-        o.commitTimeout = .milliseconds(Int64(commitTimeout * 1000))
+        guard retries >= 0 else { throw ValidationError("--retries cannot be negative, not \(retries)") }
+        o.freezeTimeout = try seconds(freezeTimeout, "--freeze-timeout", positive: true)
+        o.commitTimeout = try seconds(commitTimeout, "--commit-timeout", positive: true)
         o.retries = retries
-        o.retryBackoff = .milliseconds(Int64(retryBackoff * 1000))
+        o.retryBackoff = try seconds(retryBackoff, "--retry-backoff", positive: false)
         return o
     }
 }

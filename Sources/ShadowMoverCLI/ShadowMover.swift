@@ -91,6 +91,12 @@ struct StoreOptions: ParsableArguments {
 struct ProgressOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seconds between progress reports (terminal: 0.25, --json: 1).", visibility: .hidden))
     var progressInterval: Double?
+
+    func validate() throws {
+        if let seconds = progressInterval, !(seconds.isFinite && seconds > 0 && seconds <= 3600) {
+            throw ValidationError("--progress-interval takes a number of seconds above 0 up to 3600, not \(seconds)")
+        }
+    }
 }
 
 /// Output format.

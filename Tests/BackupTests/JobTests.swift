@@ -96,4 +96,32 @@ struct JobFileInputTests {
         #expect(r.code == 1)
         #expect(r.stderr.contains("deep.toml:1") && r.stderr.contains("nest deeper"), "\(r.stderr)")
     }
+
+    // Found by the job-file fuzzer: a time limit too large for a Duration in milliseconds trapped.
+    @Test("a time limit that is huge, infinite or not a number is an error naming its line and option, not a crash")
+    func hugeSeconds() throws {
+        let s = Scratch("huge-seconds")
+        let path = s.sub("huge.toml")
+        let keys = ["freeze_timeout", "commit_timeout", "retry_backoff", "wait"]
+        let values = ["1e300", "inf", "nan", "31536001", "-1"]
+        for key in keys {
+            for value in values {
+                write(path, Array("store = \"/tmp/store\"\nsources = [\"/tmp\"]\n[shadow_copy]\nenabled = true\n\(key) = \(value)\n".utf8))
+                let r = try CLI.run(["job", "validate", path])
+                #expect(r.code == 1, "\(key) = \(value)")
+                #expect(r.stderr.contains("huge.toml:5: 'shadow_copy.\(key)' takes a positive number of seconds, at most 31536000"), "\(r.stderr)")
+            }
+            write(path, Array("store = \"/tmp/store\"\nsources = [\"/tmp\"]\n[shadow_copy]\nenabled = true\n\(key) = 31536000\n".utf8))
+            #expect(try CLI.run(["job", "validate", path]).code == 0, "a year is allowed for \(key)")
+        }
+        for option in ["--freeze-timeout", "--commit-timeout", "--retry-backoff", "--wait"] {
+            for value in ["1e300", "inf", "nan", "-5"] {
+                let r = try CLI.run(["backup", "--store", s.sub("store"), "--writers-dir", "/nonexistent", option, value, s.sub("none")])
+                #expect(r.code != 0 && r.stderr.contains(option) && r.stderr.contains("seconds"), "\(option) \(value): \(r.stderr)")
+                #expect(!r.stderr.contains("Fatal error"), "\(r.stderr)")
+            }
+        }
+        let r = try CLI.run(["backup", "--store", s.sub("store"), "--no-shadow-copy", "--progress-interval", "inf", s.sub("none")])
+        #expect(r.code != 0 && r.stderr.contains("--progress-interval"), "\(r.stderr)")
+    }
 }

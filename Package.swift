@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SnapshotMount", targets: ["SnapshotMount"]),
         .library(name: "ObjectStorage", targets: ["ObjectStorage"]),
         .library(name: "ShadowCopy", targets: ["ShadowCopy"]),
+        .library(name: "JobFormat", targets: ["JobFormat"]),
         .library(name: "Jobs", targets: ["Jobs"]),
         .library(name: "JSONFormat", targets: ["JSONFormat"]),
     ],
@@ -66,11 +67,16 @@ let package = Package(
         // The read-only snapshot filesystem (`mount`).
         .target(name: "SnapshotMount", dependencies: ["CFuse", "DataMover", "ChunkStore"]),
         .target(name: "ShadowCopy", dependencies: ["CLinux", "CSQLite", "CLibPQ", "ChildProcess", "JSONFormat", "DurableFile"]),
-        .target(name: "Jobs", dependencies: ["ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess", "JSONFormat", "DurableFile"]),
+        // Job files (TOML) and retention rules: parsers of untrusted input, kept apart from running jobs so
+        // that they (and their fuzzer) build without the S3 client's network stack.
+        .target(name: "JobFormat", dependencies: ["ShadowCopy", "ChunkStore", "Chunking", "Compression"]),
+        .target(
+            name: "Jobs",
+            dependencies: ["JobFormat", "ShadowCopy", "DataMover", "ChunkStore", "ObjectStorage", "CSQLite", "ChildProcess", "JSONFormat", "DurableFile"]),
         .target(
             name: "ShadowMoverCLI",
             dependencies: [
-                "Jobs", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "JSONFormat", "DurableFile", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
+                "Jobs", "JobFormat", "ShadowCopy", "DataMover", "SnapshotMount", "ChunkStore", "JSONFormat", "DurableFile", "ObjectStorage", "Chunking", "Compression", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -81,7 +87,9 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackupTests",
-            dependencies: ["ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "Jobs", "shadowmover", "ChildProcess"],
+            dependencies: [
+                "ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "JobFormat", "Jobs", "shadowmover", "ChildProcess",
+            ],
             exclude: ["Fixtures"]
         ),
     ],

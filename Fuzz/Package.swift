@@ -13,7 +13,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ChunkStore", package: "ShadowMover"),
                 .product(name: "ShadowCopy", package: "ShadowMover"),
-                .product(name: "Jobs", package: "ShadowMover"),
+                .product(name: "JobFormat", package: "ShadowMover"),
                 .product(name: "JSONFormat", package: "ShadowMover"),
             ]
         )

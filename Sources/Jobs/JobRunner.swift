@@ -2,6 +2,7 @@ import ChunkStore
 import DataMover
 import Foundation
 import JSONFormat
+import JobFormat
 import ObjectStorage
 import ShadowCopy
 

@@ -1,5 +1,6 @@
 import ChunkStore
 import Foundation
+import JobFormat
 import Jobs
 import Testing
 

@@ -6,7 +6,7 @@ import JSONFormat
 // chosen by SHADOWMOVER_FUZZ_TARGET (tools/fuzz.sh sets it); each must reject bad input with an error,
 // never crash, hang or allocate more than its input justifies.
 @testable import ChunkStore
-@testable import Jobs
+@testable import JobFormat
 @testable import ShadowCopy
 
 /// The parsers under test, by the name tools/fuzz.sh and the corpus directories use.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChunkStore
 import Foundation
+import JobFormat
 import Jobs
 
 struct Forget: ParsableCommand {

@@ -1,7 +1,6 @@
 import ChunkStore
 import Chunking
 import Compression
-import DataMover
 import Foundation
 import ShadowCopy
 

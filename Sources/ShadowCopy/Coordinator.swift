@@ -31,10 +31,11 @@ public struct CoordinatorOptions: Sendable {
     public static let longestSeconds: Double = 365 * 24 * 3600
 
     /// `seconds` (a limit, back-off or wait as typed in a job file or on the command line) as a
-    /// duration, or nil unless it is a finite number from 0 to `longestSeconds`.
+    /// duration in whole milliseconds (rounded up: a positive limit never becomes 0), or nil unless it
+    /// is a finite number from 0 to `longestSeconds`.
     public static func duration(seconds: Double) -> Duration? {
         guard seconds.isFinite, seconds >= 0, seconds <= longestSeconds else { return nil }
-        return .milliseconds(Int64((seconds * 1000).rounded()))
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
     }
 }
 

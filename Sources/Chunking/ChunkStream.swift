@@ -8,8 +8,10 @@ import Foundation
 /// compressor. A view stays valid until the next call to `fill` or `append`, which may move unconsumed
 /// bytes to the front.
 ///
-/// Cut points do not depend on how the input was split: `nextChunk` only cuts when at least `maxSize`
-/// bytes are buffered or the input has ended, so `FastCDC.cut` always sees the same bytes.
+/// Cut points do not depend on how the input was split: `nextChunk` resumes the search for the current
+/// chunk's end where the last call left it (`FastCDC.Scan`), so each byte is hashed once, and a chunk is
+/// returned as soon as its end is certain — a cut point found, `maxSize` reached, or the input ended.
+/// Only the uncut start of one chunk ever waits in the buffer for more input.
 ///
 /// Not thread-safe: one stream belongs to one worker at a time.
 public final class ChunkStream {
@@ -19,12 +21,14 @@ public final class ChunkStream {
     private var start = 0  // first unconsumed byte
     private var end = 0  // one past the last buffered byte
     private var ended = false
+    private var scan: FastCDC.Scan
     /// Offset in the whole stream of the next chunk to be returned.
     public private(set) var offset: UInt64 = 0
 
     /// - Parameter capacity: buffer size; at least `maxSize` plus room for a read (default: twice `maxSize`).
     public init(chunker: FastCDC, capacity: Int? = nil) {
         self.chunker = chunker
+        scan = chunker.start
         let wanted = max(capacity ?? 2 * chunker.parameters.maxSize, chunker.parameters.maxSize + (1 << 16))
         storage = UnsafeMutableRawBufferPointer.allocate(byteCount: wanted, alignment: 64)
     }
@@ -36,14 +40,12 @@ public final class ChunkStream {
         start = 0
         end = 0
         ended = false
+        scan = chunker.start
         offset = 0
     }
 
     /// Bytes buffered but not yet returned as chunks.
     public var buffered: Int { end - start }
-
-    /// Whether the buffer holds enough to cut without more input.
-    public var canCut: Bool { buffered >= chunker.parameters.maxSize || (ended && buffered > 0) }
 
     /// Lets `read` write into the free tail of the buffer; it returns how many bytes it wrote, 0 for
     /// the end of the input. Unconsumed bytes are first moved to the front when that frees space.
@@ -80,9 +82,10 @@ public final class ChunkStream {
 
     /// The next chunk, or nil when more input is needed (or everything was returned).
     public func nextChunk() -> UnsafeRawBufferPointer? {
-        guard canCut else { return nil }
+        guard end > start else { return nil }
         let view = UnsafeRawBufferPointer(rebasing: storage[start..<end])
-        let length = chunker.cut(view)
+        guard let length = chunker.cut(view, resuming: &scan, final: ended) else { return nil }
+        scan = chunker.start
         let chunk = UnsafeRawBufferPointer(rebasing: view[..<length])
         start += length
         offset += UInt64(length)
@@ -90,7 +93,7 @@ public final class ChunkStream {
     }
 
     private func compactIfNeeded() {
-        // Move the unconsumed tail (less than maxSize bytes, or nextChunk would have cut) to the front
+        // Move the unconsumed tail (the uncut start of one chunk, less than maxSize bytes) to the front
         // once the free space after it is smaller than what is already consumed.
         guard start > 0, storage.count - end < start || start == end else { return }
         let count = end - start

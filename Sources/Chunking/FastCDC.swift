@@ -54,30 +54,64 @@ public struct FastCDC: Sendable {
         self.maskL = Self.masks[bits - parameters.normalization]
     }
 
+    /// Where the search for one chunk's cut point stands while its bytes arrive piece by piece: the
+    /// next pair of bytes to test (counted from the chunk's start) and the Gear hash so far. The hash
+    /// depends only on bytes already seen, so a search resumed over a longer buffer finds exactly the
+    /// cut point a search over the whole buffer finds.
+    public struct Scan: Sendable, Equatable {
+        var pair: Int
+        var hash: UInt64
+    }
+
+    /// The state of a search that has not looked at any byte of a new chunk yet.
+    public var start: Scan { Scan(pair: parameters.minSize / 2, hash: 0) }
+
     /// Length of the chunk that starts at the beginning of `buffer`.
     ///
     /// `buffer` must hold at least `maxSize` bytes, or every byte left in the stream; the result is then
     /// independent of how much more the caller could have passed.
-    @inline(__always)
     public func cut(_ buffer: UnsafeRawBufferPointer) -> Int {
-        var remaining = buffer.count
-        let minSize = parameters.minSize
-        if remaining <= minSize { return remaining }
+        var scan = start
+        return cut(buffer, resuming: &scan, final: true)!
+    }
+
+    /// Continues the search for the end of the chunk at the start of `buffer`, from where `scan` left
+    /// it, over the bytes the buffer holds now.
+    ///
+    /// - Parameters:
+    ///   - scan: `start` for a new chunk; on a nil result, where to resume once more bytes arrive
+    ///     (the buffer may have moved; it must begin with the same bytes).
+    ///   - final: whether `buffer` holds every byte left in the stream.
+    /// - Returns: the chunk's length, or nil when the buffer holds fewer than `maxSize` bytes, the
+    ///   stream goes on, and no cut point was found yet. A length is returned as soon as it is certain,
+    ///   and it is the length `cut` returns on the whole stream.
+    @inline(__always)
+    public func cut(_ buffer: UnsafeRawBufferPointer, resuming scan: inout Scan, final: Bool) -> Int? {
+        let count = buffer.count
         var center = parameters.averageSize
-        if remaining > parameters.maxSize {
-            remaining = parameters.maxSize
-        } else if remaining < center {
-            center = remaining
+        let end: Int?  // the chunk's length if no cut point is found, when that is certain
+        if count >= parameters.maxSize {
+            end = parameters.maxSize
+        } else if final {
+            if count <= parameters.minSize { return count }
+            center = min(center, count)
+            end = count
+        } else {
+            // The stream's length is unknown, but either it reaches the average size (and `center`
+            // is right) or it ends before, where the stricter mask is used to the end anyway.
+            end = nil
         }
+        let pairs = (end ?? count) / 2
         let bytes = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        return gear.withUnsafeBufferPointer { g in
+        let found: Int? = gear.withUnsafeBufferPointer { g in
             gearShifted.withUnsafeBufferPointer { gs in
                 let g = g.baseAddress!, gs = gs.baseAddress!
-                var hash: UInt64 = 0
-                var index = minSize / 2
+                var hash = scan.hash
+                var index = scan.pair
+                defer { scan = Scan(pair: index, hash: hash) }
                 let maskS = self.maskS, maskSls = self.maskS << 1
                 let maskL = self.maskL, maskLls = self.maskL << 1
-                let centerPairs = center / 2
+                let centerPairs = min(center / 2, pairs)
                 while index < centerPairs {
                     let a = index &* 2
                     hash = (hash << 2) &+ gs[Int(bytes[a])]
@@ -86,8 +120,7 @@ public struct FastCDC: Sendable {
                     if hash & maskS == 0 { return a &+ 1 }
                     index &+= 1
                 }
-                let lastPairs = remaining / 2
-                while index < lastPairs {
+                while index < pairs {
                     let a = index &* 2
                     hash = (hash << 2) &+ gs[Int(bytes[a])]
                     if hash & maskLls == 0 { return a }
@@ -95,9 +128,10 @@ public struct FastCDC: Sendable {
                     if hash & maskL == 0 { return a &+ 1 }
                     index &+= 1
                 }
-                return remaining
+                return nil
             }
         }
+        return found ?? end
     }
 
     /// Every chunk of a complete in-memory buffer, as (offset, length) pairs.

@@ -10,16 +10,21 @@ func streamedLengths(_ chunker: FastCDC, _ data: [UInt8], capacity: Int? = nil, 
     let stream = ChunkStream(chunker: chunker, capacity: capacity)
     var result: [Int] = []
     var position = 0
+    var finished = false
     data.withUnsafeBytes { all in
         while true {
-            while position < all.count && !stream.canCut {
+            if let chunk = stream.nextChunk() {
+                result.append(chunk.count)
+            } else if finished {
+                break
+            } else if position == all.count {
+                stream.finish()
+                finished = true
+            } else {
                 let piece = min(nextSize(), all.count - position)
                 let taken = stream.append(UnsafeRawBufferPointer(rebasing: all[position..<(position + piece)]))
                 position += taken
             }
-            if position == all.count { stream.finish() }
-            guard let chunk = stream.nextChunk() else { break }
-            result.append(chunk.count)
         }
     }
     return result
@@ -58,6 +63,24 @@ struct FastCDCTests {
             #expect(streamed == whole, "pieces of up to \(maxPiece) bytes")
         }
         #expect(whole.reduce(0, +) == data.count)
+    }
+
+    @Test("a stream that ends below, at or just past each size limit cuts as the whole buffer does")
+    func streamEndsNearLimits() {
+        let p = ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: 32768, normalization: 2)
+        let chunker = FastCDC(parameters: p)
+        // Text has few cut points, so chunks run to the average and maximum sizes and the stream's end
+        // falls inside a search that has already scanned part of a chunk.
+        let data = Corpus.text.bytes(seed: 11, count: 200_000)
+        let limits = [1, p.minSize, p.averageSize, p.maxSize, 2 * p.maxSize + p.averageSize]
+        let lengthsToTry = limits.flatMap { [$0 - 1, $0, $0 + 1, $0 + 2, $0 + 777] }.filter { $0 > 0 }
+        var rng = SplitMix(seed: 3)
+        for count in lengthsToTry {
+            let piece = Array(data[..<count])
+            let whole = lengths(chunker, piece)
+            #expect(streamedLengths(chunker, piece) { Int(rng.next() % 3000) + 1 } == whole, "\(count) bytes")
+            #expect(streamedLengths(chunker, piece) { 1 } == whole, "\(count) bytes, one at a time")
+        }
     }
 
     @Test("every chunk but the last is at least min; every chunk is at most max", arguments: [0, 1, 2, 3])

@@ -48,13 +48,15 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         var ended = false
         var size: UInt64 = 0
         while true {
-            while !ended && !stream.canCut {
+            if let chunk = stream.nextChunk() {
+                content.append(try saver.save(chunk, type: .data))
+            } else if ended {
+                break
+            } else {
                 let n = try stream.fill { free in try self.read(fd, into: free, path: path) }
                 if n == 0 { ended = true }
                 size += UInt64(n)
             }
-            guard let chunk = stream.nextChunk() else { break }
-            content.append(try saver.save(chunk, type: .data))
         }
         saver.stats.bytesRead += size
         return (.chunks(content), size)
@@ -80,11 +82,13 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         var size: UInt64 = 0
         var ended = false
         var previous: (buffer: UnsafeMutableRawBufferPointer, tail: Range<Int>)?
+        let chunker = saver.store.chunker
+        var scan = chunker.start
         while !ended {
             let buffer = try job.takeBuffer(helping: lanes, saver: saver)
             var filled = 0
             if let p = previous {
-                // The uncut tail of the last buffer starts this one (at most maxSize bytes).
+                // The uncut tail of the last buffer starts this one (less than maxSize bytes).
                 buffer.baseAddress!.copyMemory(from: p.buffer.baseAddress! + p.tail.lowerBound, byteCount: p.tail.count)
                 filled = p.tail.count
                 job.release(p.buffer, batch: false)
@@ -96,14 +100,16 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
                 filled += n
                 size += UInt64(n)
             }
-            // Cut every chunk that has maxSize bytes after its start (or all, at the end): the cut
-            // points are exactly those of sequential chunking.
+            // Cut every chunk whose end is certain (the search for the uncut tail's end resumes in
+            // the next buffer): the cut points are exactly those of sequential chunking.
             var position = 0
             var chunks: [(offset: Int, length: Int)] = []
-            while position < filled && (ended || filled - position >= maxSize) {
-                let length = saver.store.chunker.cut(UnsafeRawBufferPointer(rebasing: buffer[position..<filled]))
+            while position < filled,
+                let length = chunker.cut(UnsafeRawBufferPointer(rebasing: buffer[position..<filled]), resuming: &scan, final: ended)
+            {
                 chunks.append((position, length))
                 position += length
+                scan = chunker.start
             }
             let batch = ChunkBatch(job: job, buffer: buffer, chunks: chunks, firstIndex: job.reserve(chunks.count, in: buffer))
             if !lanes.lanes.tryPush(batch: batch) { try job.run(batch, saver) }

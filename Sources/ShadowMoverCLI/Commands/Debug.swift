@@ -56,16 +56,17 @@ struct DebugChunk: ParsableCommand {
         var items: [Item] = []
         var ended = false
         while true {
-            while !ended && !stream.canCut {
+            let offset = stream.offset
+            guard let chunk = stream.nextChunk() else {
+                if ended { break }
                 let n = try stream.fill { free in
                     let n = read(fd, free.baseAddress!, free.count)
                     if n < 0 { throw ValidationError("cannot read \(file): \(String(cString: strerror(errno)))") }
                     return n
                 }
                 if n == 0 { ended = true }
+                continue
             }
-            let offset = stream.offset
-            guard let chunk = stream.nextChunk() else { break }
             let digest = SHA256.hash(data: chunk).map { String(format: "%02x", $0) }.joined()
             items.append(Item(offset: offset, length: chunk.count, sha256: digest, id: cipher?.blobID(chunk).hex))
         }

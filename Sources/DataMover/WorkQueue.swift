@@ -46,6 +46,11 @@ final class BoundedQueue<Element>: @unchecked Sendable {  // state guarded by `c
 
 /// Work for the backup workers in two lanes: chunk batches of large files (served first, so a file
 /// being read never waits long for its buffers) and whole files from the scanner. Both are bounded.
+///
+/// Batches come from workers, not from the scanner: a worker reading a large file adds them until it
+/// is done. So the lanes end only when they are closed, empty, and no file handed out is still being
+/// read — otherwise the workers left idle when the scanner finishes would leave a last large file to
+/// its reader alone.
 final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `condition`
     enum Work {
         case file(File)
@@ -58,6 +63,7 @@ final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `
     private let fileCapacity: Int
     private let batchCapacity: Int
     private var closed = false
+    private var filesInProgress = 0  // handed out by `pop`, not yet `finished`
 
     init(fileCapacity: Int, batchCapacity: Int) {
         self.fileCapacity = fileCapacity
@@ -102,18 +108,28 @@ final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `
         return batches.removeFirst()
     }
 
-    /// Batches first, then files; nil once closed and empty.
+    /// Batches first, then files; nil once closed, empty, and every file handed out is `finished`.
+    /// Whoever takes a file calls `finished` once done with it (also when it failed or was skipped).
     func pop() -> Work? {
         condition.lock()
         defer { condition.unlock() }
-        while batches.isEmpty && files.isEmpty && !closed { condition.wait() }
+        while batches.isEmpty && files.isEmpty && !(closed && filesInProgress == 0) { condition.wait() }
         if !batches.isEmpty {
             condition.broadcast()
             return .batch(batches.removeFirst())
         }
         guard !files.isEmpty else { return nil }
+        filesInProgress += 1
         condition.broadcast()
         return .file(files.removeFirst())
+    }
+
+    /// A file taken from `pop` is done: it adds no more batches.
+    func finished() {
+        condition.lock()
+        filesInProgress -= 1
+        condition.broadcast()
+        condition.unlock()
     }
 
     func wake() {

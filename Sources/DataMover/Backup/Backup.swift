@@ -63,17 +63,18 @@ public final class Backup: @unchecked Sendable {
             let saver = savers[i]
             let reader = FileReader(saver: saver, lanes: lanes)
             while let work = lanes.lanes.pop() {
-                if failure.isSet {
-                    if case .batch(let b) = work { b.job.fail(CancellationError()); b.job.release(b.buffer, batch: true) }
-                    continue
-                }
-                do {
-                    switch work {
-                    case .file(let job): try save(job, reader: reader)
-                    case .batch(let batch): try batch.job.run(batch, saver)
+                switch work {
+                case .file(let job):
+                    defer { lanes.lanes.finished() }
+                    guard !failure.isSet else { continue }
+                    do { try save(job, reader: reader) } catch { failure.set(error) }
+                case .batch(let batch):
+                    guard !failure.isSet else {
+                        batch.job.fail(CancellationError())
+                        batch.job.release(batch.buffer, batch: true)
+                        continue
                     }
-                } catch {
-                    failure.set(error)
+                    do { try batch.job.run(batch, saver) } catch { failure.set(error) }
                 }
             }
             do { try saver.finish() } catch { failure.set(error) }

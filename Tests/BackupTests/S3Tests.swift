@@ -287,12 +287,15 @@ struct S3Tests {
         while backup.isRunning && Date() < deadline {
             if !StoreLock.list(opened).isEmpty {
                 sawLock = true
+                // Held still, so it cannot finish (and let go of its lock) before prune looks.
+                kill(backup.processIdentifier, SIGSTOP)
                 let prune = try cli(ceph, ["prune", "--store", store])
+                kill(backup.processIdentifier, SIGCONT)
                 #expect(prune.code == 1)
                 #expect(prune.stderr.contains("backup"), "\(prune.stderr)")
                 break
             }
-            usleep(20_000)
+            usleep(2_000)
         }
         backup.waitUntilExit()
         #expect(sawLock, "prune met the running backup")
@@ -344,6 +347,13 @@ struct S3Tests {
         #expect(next.code == 0, "\(next.stderr)")
     }
 
+    /// Bytes the filesystem has allocated to `path` (0 if it does not exist yet): a restore sizes its
+    /// file first and writes its data after, so this is how far the writing has come.
+    private func allocatedBytes(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_blocks) * 512 : 0
+    }
+
     @Test("the gateway restarted during a restore: retries carry it through")
     func gatewayRestartedDuringRestore() throws {
         guard let ceph = CephS3.require() else { return }
@@ -354,14 +364,25 @@ struct S3Tests {
         write(source + "/big", randomBytes(150_000_000, seed: 51 << 8))
         #expect(try cli(ceph, ["backup", "--store", store, source]).code == 0)
         let target = scratch.sub("restore")
-        let restore = try ceph.start(["restore", "latest", "--store", store, "--target", target, "--workers", "1"], cache: scratch.sub("cache-r"))
-        usleep(700_000)
+        // A short look-ahead, so most of the file is still to be fetched when the gateway goes.
+        var env = ceph.environment(cache: scratch.sub("cache-r"))
+        env["SHADOWMOVER_S3_READ_AHEAD_MIB"] = "8"
+        env["SHADOWMOVER_S3_CONNECTIONS"] = "2"
+        let restore = try startCLI(["restore", "latest", "--store", store, "--target", target, "--workers", "1"], environment: env)
+        // Once the restore has written the file's first bytes, hold it still and stop the gateway under
+        // it (whatever this machine's speed: no fixed sleep), then let it go on against a dead gateway.
+        let file = target + source + "/big"
+        let deadline = Date().addingTimeInterval(60)
+        while restore.isRunning && Date() < deadline && allocatedBytes(file) == 0 { usleep(1_000) }
+        kill(restore.processIdentifier, SIGSTOP)
+        let written = allocatedBytes(file)
         let wasRunning = restore.isRunning
         ceph.stopGateway()
+        kill(restore.processIdentifier, SIGCONT)
         usleep(1_000_000)
         ceph.startGateway()
         restore.waitUntilExit()
-        #expect(wasRunning, "the restore was still running when the gateway stopped")
+        #expect(wasRunning && written > 0 && written < 100_000_000, "the restore was stopped mid-file (\(written) bytes written)")
         #expect(restore.terminationStatus == 0)
         #expect(contents(target + source) == contents(source))
     }

@@ -288,9 +288,7 @@ struct S3Tests {
             if !StoreLock.list(opened).isEmpty {
                 sawLock = true
                 // Held still, so it cannot finish (and let go of its lock) before prune looks.
-                kill(backup.processIdentifier, SIGSTOP)
-                let prune = try cli(ceph, ["prune", "--store", store])
-                kill(backup.processIdentifier, SIGCONT)
+                let prune = try backup.heldStill { try cli(ceph, ["prune", "--store", store]) }
                 #expect(prune.code == 1)
                 #expect(prune.stderr.contains("backup"), "\(prune.stderr)")
                 break
@@ -327,9 +325,7 @@ struct S3Tests {
         let opened = try StoreLocation.open(store, cacheDirectory: scratch.sub("cache"))
         let deadline = Date().addingTimeInterval(60)
         while p.isRunning && Date() < deadline && StoreLock.list(opened).isEmpty { usleep(5_000) }
-        kill(p.processIdentifier, SIGSTOP)
-        ceph.stopGateway()
-        kill(p.processIdentifier, SIGCONT)
+        p.heldStill { ceph.stopGateway() }
         p.waitUntilExit()
         let message = err.text(by: .now() + 10)
         ceph.startGateway()
@@ -374,11 +370,11 @@ struct S3Tests {
         let file = target + source + "/big"
         let deadline = Date().addingTimeInterval(60)
         while restore.isRunning && Date() < deadline && allocatedBytes(file) == 0 { usleep(1_000) }
-        kill(restore.processIdentifier, SIGSTOP)
-        let written = allocatedBytes(file)
-        let wasRunning = restore.isRunning
-        ceph.stopGateway()
-        kill(restore.processIdentifier, SIGCONT)
+        let (written, wasRunning) = restore.heldStill {
+            let state = (allocatedBytes(file), restore.isRunning)
+            ceph.stopGateway()
+            return state
+        }
         usleep(1_000_000)
         ceph.startGateway()
         restore.waitUntilExit()

@@ -263,6 +263,14 @@ final class Child: @unchecked Sendable {
 
     func terminate() { process.send(SIGTERM) }
 
+    /// Runs `body` with the child stopped (SIGSTOP), and lets it go on after (SIGCONT), also when
+    /// `body` throws: for holding it still in a state a test has seen it reach.
+    func heldStill<T>(_ body: () throws -> T) rethrows -> T {
+        process.send(SIGSTOP)
+        defer { process.send(SIGCONT) }
+        return try body()
+    }
+
     /// Waits for the child to exit, at most `limit`; then kills it and its descendants, prints the
     /// process tree and records a test failure. - Returns: whether it exited by itself.
     @discardableResult

@@ -76,13 +76,13 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
 
     /// A large file: this thread reads and cuts; batches of chunks go to all workers.
     private func saveLarge(fd: Int32, path: PathBytes) throws -> (content: SavedContent, size: UInt64) {
-        let maxSize = saver.store.chunker.parameters.maxSize
+        let chunker = saver.store.chunker
+        let maxSize = chunker.parameters.maxSize
         let job = LargeFile(lanes: lanes, bufferBytes: maxSize + 2 * Self.readSize)
         defer { job.abandon(lanes, saver: saver) }
         var size: UInt64 = 0
         var ended = false
         var previous: (buffer: UnsafeMutableRawBufferPointer, tail: Range<Int>)?
-        let chunker = saver.store.chunker
         var scan = chunker.start
         while !ended {
             let buffer = try job.takeBuffer(helping: lanes, saver: saver)

@@ -35,7 +35,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // PostgreSQL's libpq: the PostgreSQL writer's events are synchronous calls on one held session,
         // which libpq does directly (postgres-nio would bring an event loop and minutes of build time).
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // Opened on first use (dlopen), not linked: see Sources/CLibPQ/include/CLibPQ.h.
+        .target(name: "CLibPQ"),
         // libfuse 3 for `mount`, behind a small C shim (CFuse) that picks fuse's versioned API.
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CFuse", dependencies: ["CFuse3"]),

@@ -21,6 +21,7 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
     /// "postgres:DATA DIRECTORY".
     public var label: String { "postgres:\(dataDirectory ?? connection)" }
     private var conn: OpaquePointer?
+    private var pq: SMLibPQ!  // set by connect(), before any other call
     private var dataDirectory: String?
     private var inBackup = false
     private var startWALFile: String?
@@ -97,28 +98,44 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
 
     // MARK: libpq
 
+    /// libpq, opened on first use (see CLibPQ.h).
+    private static let libpq: Result<SMLibPQ, WriterError> = {
+        var reason = [CChar](repeating: 0, count: 512)
+        guard let table = sm_libpq(&reason, reason.count) else {
+            return .failure(
+                WriterError(
+                    .nonRetryable,
+                    "cannot load PostgreSQL's client library for --postgres (\(reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })) — install it: apt-get install libpq5"
+                ))
+        }
+        return .success(table.pointee)
+    }()
+
     private func connect() throws {
         guard conn == nil else { return }
+        pq = try Self.libpq.get()
         // The session is named "shadowmover" unless the connection string names it: an administrator
         // sees in pg_stat_activity which session holds a backup.
         let keywords: [UnsafeMutablePointer<CChar>?] = [strdup("dbname"), strdup("fallback_application_name")]
         let values: [UnsafeMutablePointer<CChar>?] = [strdup(connection), strdup("shadowmover")]
         defer { for p in keywords + values { free(p) } }
         let k = keywords.map { UnsafePointer($0) } + [nil], v = values.map { UnsafePointer($0) } + [nil]
-        let c = PQconnectdbParams(k, v, 1)  // 1: "dbname" may be a whole connection string
-        guard let c, PQstatus(c) == CONNECTION_OK else {
-            let message = c.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
-            if let c { PQfinish(c) }
+        let c = pq.connectdbParams(k, v, 1)  // 1: "dbname" may be a whole connection string
+        guard let c, pq.status(c) == CONNECTION_OK else {
+            let message = c.map { Self.text(pq.errorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
+            if let c { pq.finish(c) }
             throw WriterError(.nonRetryable, "cannot connect to PostgreSQL (\(connection)): \(message) — check --postgres and that the server runs")
         }
         conn = c
     }
 
     private func disconnect() {
-        if let conn { PQfinish(conn) }
+        if let conn { pq.finish(conn) }
         conn = nil
         inBackup = false
     }
+
+    private static func text(_ cString: UnsafeMutablePointer<CChar>?) -> String { cString.map { String(cString: $0) } ?? "" }
 
     private func value(_ sql: String, _ parameters: [String] = []) throws -> String {
         guard let v = try rows(sql, parameters).first?.first else { throw WriterError(.nonRetryable, "\(label): \(sql) returned nothing") }
@@ -132,15 +149,15 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
         defer { for p in cStrings { free(p) } }
         var pointers = cStrings.map { UnsafePointer<CChar>($0) }
         let result = pointers.withUnsafeMutableBufferPointer { buffer in
-            PQexecParams(conn, sql, Int32(parameters.count), nil, buffer.baseAddress, nil, nil, 0)
+            pq.execParams(conn, sql, Int32(parameters.count), nil, buffer.baseAddress, nil, nil, 0)
         }
-        defer { PQclear(result) }
-        let status = PQresultStatus(result)
+        defer { pq.clear(result) }
+        let status = pq.resultStatus(result)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
-            let message = String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
-            let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }  // PG_DIAG_SQLSTATE
+            let message = Self.text(pq.errorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let sqlState = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }  // PG_DIAG_SQLSTATE
             if sqlState == "42501" {  // insufficient_privilege
-                let role = PQuser(conn).map { String(cString: $0) } ?? "the role"
+                let role = pq.user(conn).map { String(cString: $0) } ?? "the role"
                 throw WriterError(
                     .nonRetryable,
                     """
@@ -152,8 +169,8 @@ public final class PostgresWriter: Writer, @unchecked Sendable {  // one event a
             let retryable = message.contains("another backup") || message.contains("recovery is in progress")
             throw WriterError(retryable ? .retryable : .nonRetryable, "\(label): \(sql.prefix(60)) failed: \(message)")
         }
-        return (0..<PQntuples(result)).map { r in
-            (0..<PQnfields(result)).map { c in String(cString: PQgetvalue(result, r, c)) }
+        return (0..<pq.ntuples(result)).map { r in
+            (0..<pq.nfields(result)).map { c in Self.text(pq.getvalue(result, r, c)) }
         }
     }
 }

@@ -1,5 +1,6 @@
-import Chunking
 import Testing
+
+@testable import Chunking
 
 func lengths(_ chunker: FastCDC, _ data: [UInt8]) -> [Int] {
     data.withUnsafeBytes { chunker.chunks(of: $0).map(\.length) }
@@ -80,6 +81,45 @@ struct FastCDCTests {
             let whole = lengths(chunker, piece)
             #expect(streamedLengths(chunker, piece) { Int(rng.next() % 3000) + 1 } == whole, "\(count) bytes")
             #expect(streamedLengths(chunker, piece) { 1 } == whole, "\(count) bytes, one at a time")
+        }
+    }
+
+    @Test("the search in two interleaved hash chains finds the cut point, or the end state, of the search in one")
+    func twoChainsAsOne() {
+        let data = Corpus.random.bytes(seed: 21, count: 1 << 17) + Corpus.text.bytes(seed: 22, count: 1 << 17)
+        let table = GearTable.reference
+        var rng = SplitMix(seed: 23)
+        data.withUnsafeBufferPointer { bytes in
+            table.entries.withUnsafeBufferPointer { gear in
+                table.shifted.withUnsafeBufferPointer { shifted in
+                    var found = (a: 0, b: 0, none: 0)
+                    for _ in 0..<3000 {
+                        let first = Int(rng.next() % 64)
+                        let start = first + Int(rng.next() % 300)
+                        let limit = min(start + Int(rng.next() % 30_000), bytes.count / 2)
+                        // 4 to 19 random bits below bit 48: cut points from every few bytes to none at all.
+                        var mask: UInt64 = 0
+                        for _ in 0..<(4 + rng.next() % 16) { mask |= 1 << (rng.next() % 48) }
+                        let search = FastCDC.GearSearch(
+                            bytes: bytes.baseAddress!, gear: gear.baseAddress!, shifted: shifted.baseAddress!, first: first)
+                        let hash = search.hash(from: first, to: start)
+                        #expect(hash == search.hash(from: max(first, start - 32), to: start), "the hash forgets all but 32 pairs")
+                        var one = FastCDC.Scan(pair: start, hash: hash), two = one
+                        let serial = search.serial(&one, to: limit, mask: mask)
+                        let interleaved = search.search(&two, to: limit, mask: mask)
+                        #expect(interleaved == serial, "pairs \(start)..<\(limit), mask \(String(mask, radix: 16))")
+                        if serial == nil { #expect(two == one) }
+                        let middle = start + (limit - start) / 2
+                        switch serial {
+                        case nil: found.none += 1
+                        case let cut? where cut < 2 * middle: found.a += 1
+                        default: found.b += 1
+                        }
+                    }
+                    // Every case happened: a cut in the first half, in the second, none.
+                    #expect(found.a > 200 && found.b > 200 && found.none > 200, "\(found)")
+                }
+            }
         }
     }
 

@@ -6,8 +6,9 @@ struct BenchThroughput: ParsableCommand {
         commandName: "throughput",
         abstract: "Back up PATH into a scratch store (first, then --force: every chunk known), restore and check it, and report MB/s and peak memory.",
         discussion: """
-            Each phase runs as a child process of this binary, so its peak memory is its own. The page \
-            cache is warmed by reading PATH once first. By default an encrypted store and one without \
+            Each phase runs as a child process of this binary, so its peak memory is its own, and starts \
+            after a sync, so the last phase's writeback is not on its time. The page cache is warmed by \
+            reading PATH once first. By default an encrypted store and one without \
             encryption are measured side by side, alternating round by round, and the medians compared: \
             the cost of encryption on the data path. The encrypted store is opened with a key file; what a \
             password adds (scrypt, once per command) is measured apart. Instead of PATH, --shape generates \
@@ -165,6 +166,8 @@ struct BenchThroughput: ParsableCommand {
         var pid: pid_t = 0
         let argv = ([me] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        // What the last phase left dirty is written out first, not on this phase's time and cores.
+        sync()
         let start = ContinuousClock.now
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -2,7 +2,8 @@
 # Compares ShadowMover with restic and borg on the same directory, side by side, alternating the
 # order each round, and prints medians and ShadowMover/peer ratios for: first backup, forced re-read
 # (every file read again, every chunk already stored), restore, reading and verifying every chunk
-# (check --read-data; borg check --verify-data), and peak memory.
+# (check --read-data; borg check --verify-data), and peak memory. A restore's time runs until its data
+# is written out (the restore, then sync).
 #
 #   tools/compare-peers.sh PATH [ROUNDS]        (default 3 rounds; build with `swift build -c release` first)
 #   tools/compare-peers.sh small-files [ROUNDS] (100,000 files of 0–16 KiB, generated: `shadowmover bench generate`)
@@ -71,6 +72,15 @@ measure() {  # tool phase round command...
     printf "  %-12s %-10s %8.2f s %8d KiB\n" "$tool" "$phase" "$seconds" "$kb"
 }
 
+# A restore is measured until its data is on the target's device: the restore, then sync. restic and
+# borg write through the page cache and exit while much of it is still to be written back;
+# ShadowMover writes large files with O_DIRECT. The sync before it settles what earlier phases left.
+measure_restore() {  # tool round command...
+    local tool=$1 round=$2; shift 2
+    sync
+    measure "$tool" restore "$round" sh -c '"$@" && sync' sh "$@"
+}
+
 run_shadowmover() {
     local r=$1 repo="$scratch/sm-repo" target="$scratch/target"
     rm -rf "$repo" "$target"
@@ -78,7 +88,7 @@ run_shadowmover() {
     measure shadowmover backup "$r" "$sm" backup --no-shadow-copy --store "$repo" "$path"
     measure shadowmover reread "$r" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
     target=$(restore_target); warm "$repo"
-    measure shadowmover restore "$r" "$sm" restore latest --store "$repo" --target "$target"
+    measure_restore shadowmover "$r" "$sm" restore latest --store "$repo" --target "$target"
     release_target
     measure shadowmover check "$r" "$sm" check --read-data --store "$repo"
     rm -rf "$repo" "$target"
@@ -91,7 +101,7 @@ run_restic() {
     measure restic backup "$r" restic -r "$repo" backup -q "$path"
     measure restic reread "$r" restic -r "$repo" backup -q --force "$path"
     target=$(restore_target); warm "$repo"
-    measure restic restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    measure_restore restic "$r" restic -r "$repo" restore latest -q --target "$target"
     release_target
     measure restic check "$r" restic -r "$repo" check -q --read-data
     rm -rf "$repo" "$target"
@@ -104,7 +114,7 @@ run_borg() {
     measure borg backup "$r" borg create --compression lz4 "$repo::a1" "$path"
     measure borg reread "$r" borg create --compression lz4 --files-cache=disabled "$repo::a2" "$path"
     target=$(restore_target); warm "$repo"
-    (cd "$target" && measure borg restore "$r" borg extract "$repo::a2")
+    (cd "$target" && measure_restore borg "$r" borg extract "$repo::a2")
     release_target
     measure borg check "$r" borg check --verify-data "$repo"
     rm -rf "$repo" "$target"
@@ -116,7 +126,7 @@ run_shadowmover_s3() {
     XDG_CACHE_HOME="$scratch/sm-cache" "$sm" init --store "$repo" > /dev/null
     measure shadowmover-s3 backup "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" backup --no-shadow-copy --store "$repo" "$path"
     measure shadowmover-s3 reread "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" backup --no-shadow-copy --force --store "$repo" "$path"
-    measure shadowmover-s3 restore "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" restore latest --store "$repo" --target "$target"
+    measure_restore shadowmover-s3 "$r" env XDG_CACHE_HOME="$scratch/sm-cache" "$sm" restore latest --store "$repo" --target "$target"
     rm -rf "$target" "$scratch/sm-cache"
 }
 
@@ -126,7 +136,7 @@ run_restic_s3() {
     restic init --repo "$repo" -q > /dev/null
     measure restic-s3 backup "$r" restic -r "$repo" backup -q "$path"
     measure restic-s3 reread "$r" restic -r "$repo" backup -q --force "$path"
-    measure restic-s3 restore "$r" restic -r "$repo" restore latest -q --target "$target"
+    measure_restore restic-s3 "$r" restic -r "$repo" restore latest -q --target "$target"
     rm -rf "$target"
 }
 

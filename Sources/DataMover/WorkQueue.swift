@@ -89,15 +89,6 @@ final class WorkLanes<File, Batch>: @unchecked Sendable {  // state guarded by `
         return true
     }
 
-    /// A batch if one is waiting.
-    func tryPopBatch() -> Batch? {
-        condition.lock()
-        defer { condition.unlock() }
-        guard !batches.isEmpty else { return nil }
-        condition.broadcast()
-        return batches.removeFirst()
-    }
-
     /// Waits up to `timeout` for a batch (used by a worker waiting for its own batches to finish).
     func popBatch(timeout: Duration) -> Batch? {
         condition.lock()

@@ -8,13 +8,13 @@ struct BenchThroughput: ParsableCommand {
         discussion: """
             Each phase runs as a child process of this binary, so its peak memory is its own, and starts \
             after a sync, so the last phase's writeback is not on its time; a restore is timed until its \
-            data is written out (a sync after it). The page cache is warmed by \
-            reading PATH once first. By default an encrypted store and one without \
-            encryption are measured side by side, alternating round by round, and the medians compared: \
-            the cost of encryption on the data path. The encrypted store is opened with a key file; what a \
-            password adds (scrypt, once per command) is measured apart. Instead of PATH, --shape generates \
-            a tree in the scratch directory (`bench generate`): small-files (100,000 files of 0–16 KiB) or \
-            large-file (one 4 GiB file). Build with -c release before measuring.
+            data is written out (a sync after it). The page cache is warmed by reading PATH once first. \
+            By default an encrypted store and one without encryption are measured side by side, \
+            alternating round by round, and the medians compared: the cost of encryption on the data \
+            path. The encrypted store is opened with a key file; what a password adds (scrypt, once per \
+            command) is measured apart. Instead of PATH, --shape generates a tree in the scratch directory \
+            (`bench generate`): small-files (100,000 files of 0–16 KiB) or large-file (one 4 GiB file). \
+            Build with -c release before measuring.
             """)
 
     @OptionGroup var output: OutputOptions
@@ -161,9 +161,8 @@ struct BenchThroughput: ParsableCommand {
         return total
     }
 
-    /// Runs this binary with `args`; returns wall time, peak RSS (KiB) and CPU share.
-    /// Runs this binary with `args`; with `writtenOut`, the time runs on until what it wrote is on
-    /// the device (a sync after it), as a restore's should.
+    /// Runs this binary with `args`; returns wall time, peak RSS (KiB) and CPU share. With `writtenOut`
+    /// the time runs on until what it wrote is on the device (a sync after it), as a restore's should.
     static func child(_ args: [String], writtenOut: Bool = false) throws -> (seconds: Double, peakKB: Double, cpu: Double) {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
         var pid: pid_t = 0

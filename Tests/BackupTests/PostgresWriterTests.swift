@@ -252,4 +252,34 @@ struct PostgresWriterTests {
         #expect(r.stderr.contains("cannot connect to PostgreSQL") && r.stderr.contains("--postgres"), "\(r.stderr)")
         #expect(storeListing(store) == before)
     }
+
+    @Test("without libpq, --postgres is a clear error naming the package that changes nothing, and the other commands run")
+    func withoutLibPQ() throws {
+        guard try requireRoot("the missing-libpq test") else { return }
+        let s = Scratch("pg-nolib")
+        let volume = try LoopVolume("btrfs", in: s, sizeMB: 320)
+        mkdirs(volume.sub("data"))
+        FileManager.default.createFile(atPath: volume.sub("data/file"), contents: Data("kept".utf8))
+        let store = s.sub("store")
+        #expect(try CLI.run(["init", "--store", store]).code == 0)
+        let before = storeListing(store)
+        // The binary runs in a mount namespace of its own where libpq.so.5 is an empty file.
+        FileManager.default.createFile(atPath: s.sub("empty"), contents: nil)
+        let withoutLibPQ = [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            #"lib=$(readlink -f "$(ldconfig -p | sed -n 's/.*libpq\.so\.5 .*=> //p' | head -n 1)") && "#
+                + #"mount --bind "\#(s.sub("empty"))" "$lib" && exec "$0" "$@""#,
+        ]
+        let r = try CLI.run(
+            ["backup", "--store", store, "--writers-dir", "/nonexistent", "--postgres", "host=/nowhere port=5999", volume.sub("data")],
+            prefix: withoutLibPQ, environment: coordinatorEnv(s))
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("cannot load PostgreSQL's client library") && r.stderr.contains("apt-get install libpq5"), "\(r.stderr)")
+        #expect(storeListing(store) == before)
+        // Linked, the binary would not even start there.
+        let plain = try CLI.run(
+            ["backup", "--store", store, "--no-shadow-copy", volume.sub("data")], prefix: withoutLibPQ, environment: coordinatorEnv(s))
+        #expect(plain.code == 0, "\(plain.stderr)")
+        #expect(storeListing(store) != before)
+    }
 }

@@ -343,13 +343,6 @@ struct S3Tests {
         #expect(next.code == 0, "\(next.stderr)")
     }
 
-    /// Bytes the filesystem has allocated to `path` (0 if it does not exist yet): a restore sizes its
-    /// file first and writes its data after, so this is how far the writing has come.
-    private func allocatedBytes(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_blocks) * 512 : 0
-    }
-
     @Test("the gateway restarted during a restore: retries carry it through")
     func gatewayRestartedDuringRestore() throws {
         guard let ceph = CephS3.require() else { return }

@@ -355,10 +355,10 @@ struct TreeSnapshot: Equatable {
     }
 }
 
+/// Bytes the filesystem has allocated to `path`, 0 if it does not exist (yet).
 func allocatedBytes(_ path: String) -> Int {
     var st = stat()
-    stat(path, &st)
-    return Int(st.st_blocks) * 512
+    return stat(path, &st) == 0 ? Int(st.st_blocks) * 512 : 0
 }
 
 func setTimes(_ path: String, sec: Int, nsec: Int) {

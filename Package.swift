@@ -49,10 +49,12 @@ let package = Package(
         .target(name: "ChildProcess", dependencies: ["CLinux"]),
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
+        // SHA-256 for blob ids, two messages at a time with SHA-NI: see Sources/CSHA256/include/CSHA256.h.
+        .target(name: "CSHA256"),
         .target(
             name: "ChunkStore",
             dependencies: [
-                "Chunking", "Compression", "CZlib", "ChildProcess", "JSONFormat", "DurableFile", .product(name: "Crypto", package: "swift-crypto"),
+                "Chunking", "Compression", "CZlib", "CSHA256", "ChildProcess", "JSONFormat", "DurableFile", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
@@ -89,7 +91,8 @@ let package = Package(
         .testTarget(
             name: "BackupTests",
             dependencies: [
-                "ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "JobFormat", "Jobs", "shadowmover", "ChildProcess",
+                "ChunkStore", "ObjectStorage", "DataMover", "Compression", "Chunking", "ShadowCopy", "JobFormat", "Jobs", "shadowmover", "ChildProcess", "CSHA256",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["Fixtures"]
         ),

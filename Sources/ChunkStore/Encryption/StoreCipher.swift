@@ -43,7 +43,7 @@ public struct StoreCipher: Sendable {
         keys = Keys(
             blobID: derive("blob-id"), packs: derive("pack"), objects: derive("object"),
             gearSeed: derive("gear").withUnsafeBytes { Array($0) })
-        hmacTemplate = HMAC<SHA256>(key: keys!.blobID)
+        hash = keys!.blobID.withUnsafeBytes { BlobHash(hmacKey: Array($0)) }
         derivedPackKeys = PackKeyCache()
     }
 
@@ -52,12 +52,12 @@ public struct StoreCipher: Sendable {
 
     private init(keys: Keys?) {
         self.keys = keys
-        hmacTemplate = nil
+        hash = .sha256
         derivedPackKeys = nil
     }
 
-    /// HMAC state already keyed, copied per blob (the key's pads are hashed once).
-    private let hmacTemplate: HMAC<SHA256>?
+    /// How blob ids are computed: SHA-256, or HMAC-SHA-256 under the blob-id key (its pads hashed once).
+    private let hash: BlobHash
     /// Pack keys derived lately: a key derivation (two HKDF passes) costs as much as opening a small
     /// blob, and restoring 100,000 small files opens 100,000 blobs from a few dozen packs.
     private let derivedPackKeys: PackKeyCache?
@@ -78,11 +78,10 @@ public struct StoreCipher: Sendable {
     // MARK: Blob ids
 
     /// A blob's id: SHA-256 of its raw bytes, or in an encrypted store HMAC-SHA256 under the blob-id key.
-    public func blobID(_ raw: UnsafeRawBufferPointer) -> ChunkID {
-        guard var mac = hmacTemplate else { return ChunkID(hashing: raw) }
-        mac.update(data: raw)
-        return mac.finalize().withUnsafeBytes { ChunkID(bytes: $0) }
-    }
+    public func blobID(_ raw: UnsafeRawBufferPointer) -> ChunkID { hash.id(raw) }
+
+    /// The ids of two blobs, hashed together (faster than one after the other: `BlobHash`).
+    public func blobIDs(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> (ChunkID, ChunkID) { hash.ids(a, b) }
 
     /// The id of `bytes` (keyed HMAC-SHA-256 when encrypted, SHA-256 otherwise).
     public func blobID<C: Collection>(_ bytes: C) -> ChunkID where C.Element == UInt8 {

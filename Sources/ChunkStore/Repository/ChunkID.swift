@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// The id of a blob (a data chunk or a tree): SHA-256 of its raw (uncompressed) bytes.
@@ -13,8 +12,7 @@ public struct ChunkID: Hashable, Comparable, Sendable, CustomStringConvertible, 
 
     /// Hashes `bytes`.
     public init(hashing bytes: UnsafeRawBufferPointer) {
-        let digest = SHA256.hash(data: bytes)
-        self = digest.withUnsafeBytes { ChunkID(bytes: $0) }
+        self = BlobHash.sha256.id(bytes)
     }
 
     /// The SHA-256 of `bytes`.

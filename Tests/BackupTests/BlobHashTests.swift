@@ -1,0 +1,70 @@
+import CSHA256
+import ChunkStore
+import Crypto
+import Foundation
+import Testing
+
+/// Blob ids computed by our SHA-256 (`BlobHash`, on CSHA256) against swift-crypto's (BoringSSL).
+@Suite("Blob ids: SHA-256 and HMAC-SHA-256, one or two at a time")
+struct BlobHashTests {
+    /// Lengths around every padding boundary (55/56 bytes left in the last block, whole blocks), and
+    /// chunk-sized ones.
+    static let lengths = [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096, 65_599, 262_144, 1_048_583]
+
+    func reference(_ bytes: [UInt8], key: SymmetricKey?) -> ChunkID {
+        if let key { return HMAC<SHA256>.authenticationCode(for: bytes, using: key).withUnsafeBytes { ChunkID(bytes: $0) } }
+        return SHA256.hash(data: bytes).withUnsafeBytes { ChunkID(bytes: $0) }
+    }
+
+    @Test("one message: SHA-256 and HMAC equal swift-crypto's at every padding boundary, on the fast and the portable path")
+    func single() {
+        let key = SymmetricKey(data: randomBytes(32, seed: 901))
+        let keyed = key.withUnsafeBytes { BlobHash(hmacKey: Array($0)) }
+        for length in Self.lengths {
+            let bytes = randomBytes(length, seed: UInt64(length) << 8 | 7)
+            bytes.withUnsafeBytes { raw in
+                #expect(BlobHash.sha256.id(raw) == reference(bytes, key: nil), "SHA-256 of \(length) bytes")
+                #expect(keyed.id(raw) == reference(bytes, key: key), "HMAC of \(length) bytes")
+                #expect(ChunkID(hashing: raw) == reference(bytes, key: nil))
+                var start = sm_sha256_start()
+                let portable = [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+                    sm_sha256_portable(&start, raw.baseAddress, raw.count, out.baseAddress!)
+                    count = 32
+                }
+                #expect(portable.withUnsafeBytes { ChunkID(bytes: $0) } == reference(bytes, key: nil), "portable SHA-256 of \(length) bytes")
+            }
+        }
+    }
+
+    @Test("two messages at once, of every pair of lengths (equal, either longer), give each its own digest")
+    func pairs() {
+        let key = SymmetricKey(data: randomBytes(32, seed: 902))
+        let keyed = key.withUnsafeBytes { BlobHash(hmacKey: Array($0)) }
+        let messages = Self.lengths.map { randomBytes($0, seed: UInt64($0) << 8 | 9) }
+        for a in messages {
+            for b in messages {
+                a.withUnsafeBytes { ra in
+                    b.withUnsafeBytes { rb in
+                        let plain = BlobHash.sha256.ids(ra, rb)
+                        #expect(plain.0 == reference(a, key: nil) && plain.1 == reference(b, key: nil), "SHA-256 of \(a.count) and \(b.count) bytes")
+                        let mac = keyed.ids(ra, rb)
+                        #expect(mac.0 == reference(a, key: key) && mac.1 == reference(b, key: key), "HMAC of \(a.count) and \(b.count) bytes")
+                    }
+                }
+            }
+        }
+        // The same buffer twice (restore and check may pair a chunk with an equal one).
+        messages.last!.withUnsafeBytes { r in
+            let both = BlobHash.sha256.ids(r, r)
+            #expect(both.0 == both.1 && both.0 == reference(messages.last!, key: nil))
+        }
+    }
+
+    @Test("the machines this project runs on have SHA-NI, so the tests above ran the two-lane path")
+    func accelerated() {
+        #if arch(x86_64)
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        #expect((sm_sha256_accelerated() == 1) == cpu.contains(" sha_ni"), "cpuid and /proc/cpuinfo disagree about SHA-NI")
+        #endif
+    }
+}

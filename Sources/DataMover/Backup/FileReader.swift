@@ -45,18 +45,21 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         }
         stream.reset()
         var content: [ChunkID] = []
+        var ready: [UnsafeRawBufferPointer] = []
         var ended = false
         var size: UInt64 = 0
         while true {
-            if let chunk = stream.nextChunk() {
-                content.append(try saver.save(chunk, type: .data))
-            } else if ended {
-                break
-            } else {
+            // Fill the buffer, then take every chunk whose end is certain: they are hashed in pairs,
+            // and stay valid until the next fill.
+            while !ended && stream.freeSpace >= Self.readSize {
                 let n = try stream.fill { free in try self.read(fd, into: free, path: path) }
                 if n == 0 { ended = true }
                 size += UInt64(n)
             }
+            while let chunk = stream.nextChunk() { ready.append(chunk) }
+            content += try saver.saveData(ready)
+            ready.removeAll(keepingCapacity: true)
+            if ended { break }
         }
         saver.stats.bytesRead += size
         return (.chunks(content), size)

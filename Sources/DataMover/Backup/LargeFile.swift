@@ -9,11 +9,7 @@ struct ChunkBatch: @unchecked Sendable {
     let firstIndex: Int
 
     fileprivate func process(with saver: ChunkSaver) throws {
-        var ids: [ChunkID] = []
-        ids.reserveCapacity(chunks.count)
-        for c in chunks {
-            ids.append(try saver.save(UnsafeRawBufferPointer(rebasing: buffer[c.offset..<(c.offset + c.length)]), type: .data))
-        }
+        let ids = try saver.saveData(chunks.map { UnsafeRawBufferPointer(rebasing: buffer[$0.offset..<($0.offset + $0.length)]) })
         try job.set(firstIndex, ids, saver: saver)
     }
 }

@@ -86,6 +86,51 @@ struct BadInputTests {
         #expect(!FileManager.default.fileExists(atPath: r2 + "/same-as-a"))
     }
 
+    @Test(
+        "a chunk whose bytes no longer match its id is named alone, first or second of the two hashed together, by restore and check --read-data"
+    )
+    func mismatchInAPair() throws {
+        let s = Scratch("pair-mismatch")
+        let source = s.sub("source")
+        mkdirs(source)
+        for (name, seed) in [("f", 11), ("g", 13), ("h", 15)] { write(source + "/" + name, randomBytes(600_000, seed: UInt64(seed))) }
+        // Uncompressed and unencrypted: a changed byte is still a valid blob, only its hash tells.
+        let store = try Store.initialize(at: s.sub("store"), parameters: smallChunks, codec: .none)
+        let snapshot = try backup(store, [source]).snapshotID
+        let tree = try store.loadTree(try store.loadSnapshot(id: snapshot).tree)
+        func content(_ name: String) throws -> [ChunkID] {
+            var nodes = tree.nodes
+            for part in (source + "/" + name).split(separator: "/") {
+                let node = try #require(nodes.first { $0.name == part })
+                if node.name == name { return try #require(node.content) }
+                nodes = try store.loadTree(try #require(node.subtree)).nodes
+            }
+            return []
+        }
+        // Restore verifies a file's chunks in twos from its first: 4 is first of (4, 5), 7 second of (6, 7).
+        let (f, g) = (try content("f"), try content("g"))
+        #expect(f.count > 8 && g.count > 8)
+        let victims = [f[4], g[7]]
+        for victim in victims {
+            let location = store.index.lookup(victim)!
+            flipByte(store.packPath(location.pack), at: Int(location.entry.offset) + 11)
+        }
+        let innocent = Set(f + g).subtracting(victims)
+
+        let restored = try CLI.run(["restore", snapshot, "-t", s.sub("r"), "--skip-damaged", "--store", s.sub("store")])
+        #expect(restored.code == 3)
+        #expect(FileManager.default.contents(atPath: s.sub("r") + source + "/h") == Data(randomBytes(600_000, seed: 15)))
+        #expect(!FileManager.default.fileExists(atPath: s.sub("r") + source + "/f"))
+        #expect(!FileManager.default.fileExists(atPath: s.sub("r") + source + "/g"))
+        let check = try CLI.run(["check", "--read-data", "--store", s.sub("store")])
+        #expect(check.code == 1)
+        for (what, output) in [("restore", restored.stderr), ("check", check.stdout)] {
+            #expect(victims.allSatisfy { output.contains($0.hex) }, "\(what) names both: \(output)")
+            #expect(output.contains("content does not match its SHA-256"), "\(what): \(output)")
+            #expect(!innocent.contains { output.contains($0.hex) }, "\(what) names only the changed chunks: \(output)")
+        }
+    }
+
     @Test("a damaged tree is named with the directory it held; --skip-damaged restores the rest")
     func damagedTree() throws {
         let f = try Fixture()

@@ -241,24 +241,43 @@ public struct Checker {
                     let got = try packBytes.withUnsafeMutableBytes {
                         try store.readPack(pack, at: 0, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]))
                     }
+                    // Blobs are opened in twos into `raw`, side by side, and their hashes checked together.
+                    var opened: [(location: BlobLocation, bytes: Range<Int>)] = []
+                    func checkOpened() {
+                        raw.withUnsafeBytes { r in
+                            let blobs = opened.map { (raw: UnsafeRawBufferPointer(rebasing: r[$0.bytes]), location: $0.location) }
+                            do {
+                                try store.verify(blobs[0], blobs.count > 1 ? blobs[1] : nil)
+                            } catch {
+                                for blob in blobs {  // which of the two: each alone
+                                    do { try store.verify(blob) } catch { found[blob.location.entry.id] = "\(error)" }
+                                }
+                            }
+                        }
+                        opened.removeAll()
+                    }
                     for entry in entries {
                         let location = BlobLocation(pack: pack, entry: entry)
                         do {
                             let rawLength = try store.checkBounds(location)
                             let from = Int(entry.offset), to = from + Int(entry.storedLength)
                             guard to <= got else { throw StoreError.damagedBlob(id: entry.id, pack: pack.hex, reason: "pack is truncated") }
-                            if raw.count < rawLength { raw = [UInt8](repeating: 0, count: rawLength) }
+                            let at = opened.first?.bytes.upperBound ?? 0
+                            if raw.count < at + rawLength { raw += [UInt8](repeating: 0, count: at + rawLength - raw.count) }
                             try packBytes.withUnsafeBytes { p in
                                 try raw.withUnsafeMutableBytes { r in
-                                    try store.openBlob(
+                                    try store.openUncheckedBlob(
                                         UnsafeRawBufferPointer(rebasing: p[from..<to]), location,
-                                        into: UnsafeMutableRawBufferPointer(rebasing: r[..<rawLength]), compressor: compressor)
+                                        into: UnsafeMutableRawBufferPointer(rebasing: r[at..<(at + rawLength)]), compressor: compressor)
                                 }
                             }
+                            opened.append((location, at..<(at + rawLength)))
+                            if opened.count == 2 { checkOpened() }
                         } catch {
                             found[entry.id] = "\(error)"
                         }
                     }
+                    if !opened.isEmpty { checkOpened() }
                 } catch {
                     for entry in entries { found[entry.id] = "\(error)" }
                 }

@@ -39,6 +39,16 @@ extension Store {
         _ location: BlobLocation, expecting type: BlobType? = nil, into destination: UnsafeMutableRawBufferPointer,
         scratch: inout [UInt8], compressor: Compressor
     ) throws {
+        try readUncheckedBlob(location, expecting: type, into: destination, scratch: &scratch, compressor: compressor)
+        try verify((UnsafeRawBufferPointer(destination), location))
+    }
+
+    /// `readBlob` but for the hash check, which the caller makes before it uses the bytes: with
+    /// `verify(_:_:)`, two blobs at once (`BlobHash.ids`).
+    public func readUncheckedBlob(
+        _ location: BlobLocation, expecting type: BlobType? = nil, into destination: UnsafeMutableRawBufferPointer,
+        scratch: inout [UInt8], compressor: Compressor
+    ) throws {
         let e = location.entry
         let packName = location.pack.hex
         guard try checkBounds(location, expecting: type) == destination.count else {
@@ -52,13 +62,23 @@ extension Store {
         guard got == stored else {
             throw StoreError.damagedBlob(id: e.id, pack: packName, reason: "pack is truncated")
         }
-        try scratch.withUnsafeBytes { try openBlob(UnsafeRawBufferPointer(rebasing: $0[..<stored]), location, into: destination, compressor: compressor) }
+        try scratch.withUnsafeBytes {
+            try openUncheckedBlob(UnsafeRawBufferPointer(rebasing: $0[..<stored]), location, into: destination, compressor: compressor)
+        }
     }
 
     /// Opens a blob already read from its pack (`stored`: its `storedLength` bytes): decrypts,
     /// decompresses and verifies it into `destination` (exactly `rawLength` bytes, bounds checked by
     /// the caller with `checkBounds`).
     public func openBlob(
+        _ stored: UnsafeRawBufferPointer, _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, compressor: Compressor
+    ) throws {
+        try openUncheckedBlob(stored, location, into: destination, compressor: compressor)
+        try verify((UnsafeRawBufferPointer(destination), location))
+    }
+
+    /// `openBlob` but for the hash check (`verify`).
+    public func openUncheckedBlob(
         _ stored: UnsafeRawBufferPointer, _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, compressor: Compressor
     ) throws {
         let e = location.entry
@@ -69,10 +89,24 @@ extension Store {
         } catch {
             throw StoreError.damagedBlob(id: e.id, pack: location.pack.hex, reason: "\(error)")
         }
-        guard cipher.blobID(UnsafeRawBufferPointer(destination)) == e.id else {
+    }
+
+    /// Checks that each blob's raw bytes hash to its id — two at once when `other` is given, about
+    /// a third less work than one after the other.
+    public func verify(
+        _ blob: (raw: UnsafeRawBufferPointer, location: BlobLocation), _ other: (raw: UnsafeRawBufferPointer, location: BlobLocation)? = nil
+    )
+        throws
+    {
+        func check(_ id: ChunkID, _ location: BlobLocation) throws {
+            guard id != location.entry.id else { return }
             throw StoreError.damagedBlob(
-                id: e.id, pack: location.pack.hex, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
+                id: location.entry.id, pack: location.pack.hex, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
         }
+        guard let other else { return try check(cipher.blobID(blob.raw), blob.location) }
+        let (a, b) = cipher.blobIDs(blob.raw, other.raw)
+        try check(a, blob.location)
+        try check(b, other.location)
     }
 
     /// Tells the backend that the blobs `ids` will be read soon (restore's look-ahead), as the byte

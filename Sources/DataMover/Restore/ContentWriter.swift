@@ -101,10 +101,18 @@ final class ContentWriter {
     ) throws -> UInt64 {
         var written: UInt64 = 0
         var position = file.base + file.start
-        for index in range {
+        var index = range.lowerBound
+        while index < range.upperBound {
             let id = content[index]
             guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
             let length = try store.checkBounds(location, expecting: .data)
+            if !sparse, index + 1 < range.upperBound, let next = try pairable(content[index + 1], after: length) {
+                written += try fillPair(&file, (id, location, length), next, at: position, firsts: &firsts)
+                position += length + next.length
+                index += 2
+                continue
+            }
+            index += 1
             let chunk = try file.reserve(length)
             if !shared.copy(id, into: chunk) {
                 do {
@@ -126,6 +134,45 @@ final class ContentWriter {
         }
         try file.flush(final: true)
         return written
+    }
+
+    /// The chunk to read with one of `length` bytes, so that the two are verified together: `id`,
+    /// unless it is missing (the single path reports it), used again later (its reader may be another
+    /// worker, which a pair must never wait for: that worker may wait for this one's first chunk), or
+    /// too large for the staging buffer beside the first.
+    private func pairable(_ id: ChunkID, after length: Int) throws -> (id: ChunkID, location: BlobLocation, length: Int)? {
+        guard let location = store.index.lookup(id), !shared.isShared(id) else { return nil }
+        let nextLength = try store.checkBounds(location, expecting: .data)
+        guard length + nextLength <= Self.flushSize + store.config.chunker.maxSize else { return nil }
+        return (id, location, nextLength)
+    }
+
+    /// Reads two chunks into the staging buffer side by side, verifies them together and commits
+    /// them. The first may be one used again (copied from where it was restored before, or kept for
+    /// later uses); the second is not (`pairable`). - Returns: the bytes committed.
+    private func fillPair(
+        _ file: inout StagedFile, _ first: (id: ChunkID, location: BlobLocation, length: Int), _ second: (id: ChunkID, location: BlobLocation, length: Int),
+        at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
+    ) throws -> UInt64 {
+        let both = try file.reserve(first.length + second.length)
+        let a = UnsafeMutableRawBufferPointer(rebasing: both[..<first.length])
+        let b = UnsafeMutableRawBufferPointer(rebasing: both[first.length...])
+        let readFirst = !shared.copy(first.id, into: a)
+        do {
+            if readFirst { try store.readUncheckedBlob(first.location, expecting: .data, into: a, scratch: &scratch, compressor: compressor) }
+            try store.readUncheckedBlob(second.location, expecting: .data, into: b, scratch: &scratch, compressor: compressor)
+            if readFirst {
+                try store.verify((UnsafeRawBufferPointer(a), first.location), (UnsafeRawBufferPointer(b), second.location))
+            } else {
+                try store.verify((UnsafeRawBufferPointer(b), second.location))
+            }
+        } catch {
+            if readFirst { shared.abandon(first.id) }
+            throw error
+        }
+        if readFirst, shared.keep(first.id, UnsafeRawBufferPointer(a)) { firsts.append((first.id, position)) }
+        file.commit(both.count)
+        return UInt64(both.count)
     }
 
     /// What `settle` found: the errno of the current part's write (0: none, or it succeeded), and

@@ -56,6 +56,10 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
     /// Bytes written from a chunk already read for another place (held or read back).
     var reusedBytes: UInt64 { condition.withLock { copiedBytes } }
 
+    /// Whether chunk `id` is still to be written more than once from here on. A chunk that is not
+    /// never will be: `copy` neither waits for it nor claims it.
+    func isShared(_ id: ChunkID) -> Bool { condition.withLock { remaining[id] != nil } }
+
     /// Copies chunk `id` into `destination` (its exact length) from a held copy or the file it was
     /// written to, counting the use; waits while another worker is reading it. - Returns: false
     /// when it is in none of these: the caller reads it from the store, then calls `keep` (or

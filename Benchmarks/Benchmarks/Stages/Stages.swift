@@ -69,6 +69,18 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+    // What backup, restore and check do where they have two chunks at hand (BlobHash.ids, SHA-NI).
+    Benchmark("SHA-256, two blocks at once (1 MiB blocks)") { benchmark in
+        measure(benchmark) {
+            random.withUnsafeBytes { all in
+                for o in stride(from: 0, to: all.count - (1 << 20), by: 2 << 20) {
+                    let a = UnsafeRawBufferPointer(rebasing: all[o..<(o + (1 << 20))])
+                    let b = UnsafeRawBufferPointer(rebasing: all[(o + (1 << 20))..<min(all.count, o + (2 << 20))])
+                    blackHole(BlobHash.sha256.ids(a, b))
+                }
+            }
+        }
+    }
     Benchmark("HMAC-SHA-256 blob ids, encrypted store (1 MiB blocks)") { benchmark in
         let cipher = StoreCipher.randomKey()
         measure(benchmark) {

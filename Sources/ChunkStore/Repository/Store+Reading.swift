@@ -91,13 +91,12 @@ extension Store {
         }
     }
 
+    /// A blob's raw bytes as opened (`openUncheckedBlob`), with where it came from.
+    public typealias OpenedBlob = (raw: UnsafeRawBufferPointer, location: BlobLocation)
+
     /// Checks that each blob's raw bytes hash to its id — two at once when `other` is given, about
     /// a third less work than one after the other.
-    public func verify(
-        _ blob: (raw: UnsafeRawBufferPointer, location: BlobLocation), _ other: (raw: UnsafeRawBufferPointer, location: BlobLocation)? = nil
-    )
-        throws
-    {
+    public func verify(_ blob: OpenedBlob, _ other: OpenedBlob? = nil) throws {
         func check(_ id: ChunkID, _ location: BlobLocation) throws {
             guard id != location.entry.id else { return }
             throw StoreError.damagedBlob(

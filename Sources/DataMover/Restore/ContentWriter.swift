@@ -136,11 +136,14 @@ final class ContentWriter {
         return written
     }
 
+    /// A chunk found in the index, bounds checked: its raw length.
+    private typealias Located = (id: ChunkID, location: BlobLocation, length: Int)
+
     /// The chunk to read with one of `length` bytes, so that the two are verified together: `id`,
     /// unless it is missing (the single path reports it), used again later (its reader may be another
     /// worker, which a pair must never wait for: that worker may wait for this one's first chunk), or
     /// too large for the staging buffer beside the first.
-    private func pairable(_ id: ChunkID, after length: Int) throws -> (id: ChunkID, location: BlobLocation, length: Int)? {
+    private func pairable(_ id: ChunkID, after length: Int) throws -> Located? {
         guard let location = store.index.lookup(id), !shared.isShared(id) else { return nil }
         let nextLength = try store.checkBounds(location, expecting: .data)
         guard length + nextLength <= Self.flushSize + store.config.chunker.maxSize else { return nil }
@@ -151,8 +154,7 @@ final class ContentWriter {
     /// them. The first may be one used again (copied from where it was restored before, or kept for
     /// later uses); the second is not (`pairable`). - Returns: the bytes committed.
     private func fillPair(
-        _ file: inout StagedFile, _ first: (id: ChunkID, location: BlobLocation, length: Int), _ second: (id: ChunkID, location: BlobLocation, length: Int),
-        at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
+        _ file: inout StagedFile, _ first: Located, _ second: Located, at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
     ) throws -> UInt64 {
         let both = try file.reserve(first.length + second.length)
         let a = UnsafeMutableRawBufferPointer(rebasing: both[..<first.length])

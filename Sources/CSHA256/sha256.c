@@ -213,17 +213,40 @@ void sm_sha256_portable(const SMSHA256Start *start, const void *bytes, size_t co
     digest_with(blocks_portable, start, bytes, count, digest);
 }
 
-void sm_sha256_pair(
-    const SMSHA256Start *start, const void *a, size_t aCount, uint8_t *aDigest, const void *b, size_t bCount, uint8_t *bDigest) {
-    uint32_t ha[8], hb[8];
-    memcpy(ha, start->h, sizeof ha);
-    memcpy(hb, start->h, sizeof hb);
-    const uint8_t *pa = a ? a : (const uint8_t *)"", *pb = b ? b : (const uint8_t *)"";
-    size_t aWhole = aCount / 64, bWhole = bCount / 64, both = aWhole < bWhole ? aWhole : bWhole;
-    // The blocks both have, together; the longer one's rest alone.
-    if (both > 0) blocks_pair(ha, pa, hb, pb, both);
-    if (aWhole > both) blocks(ha, pa + both * 64, aWhole - both);
-    if (bWhole > both) blocks(hb, pb + both * 64, bWhole - both);
-    finish(ha, start->length + aCount, pa + aWhole * 64, aCount % 64, blocks, aDigest);
-    finish(hb, start->length + bCount, pb + bWhole * 64, bCount % 64, blocks, bDigest);
+void sm_sha256_many(const SMSHA256Start *start, size_t count, const void *const *messages, const size_t *counts, uint8_t *digests) {
+    // Two lanes, each hashing one message at a time; a lane whose message is done takes the next, so
+    // both run together until the last message (an unequal pair would leave the longer one's rest alone).
+    struct {
+        size_t message;
+        const uint8_t *p;
+        size_t blocks;  // whole blocks left
+        uint32_t h[8];
+    } lane[2];
+    size_t next = 0;
+    int active = 0;  // lanes in use: lane[0..<active]
+    for (;;) {
+        while (active < 2 && next < count) {  // fill the free lanes
+            lane[active].message = next;
+            lane[active].p = messages[next] ? messages[next] : (const uint8_t *)"";  // no arithmetic on NULL
+            lane[active].blocks = counts[next] / 64;
+            memcpy(lane[active].h, start->h, sizeof lane[active].h);
+            active++, next++;
+        }
+        if (active == 0) return;
+        if (active == 2) {
+            size_t both = lane[0].blocks < lane[1].blocks ? lane[0].blocks : lane[1].blocks;
+            if (both > 0) blocks_pair(lane[0].h, lane[0].p, lane[1].h, lane[1].p, both);
+            for (int l = 0; l < 2; l++) lane[l].p += both * 64, lane[l].blocks -= both;
+        } else {  // the last message, alone
+            blocks(lane[0].h, lane[0].p, lane[0].blocks);
+            lane[0].p += lane[0].blocks * 64, lane[0].blocks = 0;
+        }
+        for (int l = active - 1; l >= 0; l--) {  // finish the lanes whose whole blocks are done
+            if (lane[l].blocks > 0) continue;
+            size_t m = lane[l].message;
+            finish(lane[l].h, start->length + counts[m], lane[l].p, counts[m] % 64, blocks, digests + 32 * m);
+            if (l == 0 && active == 2) lane[0] = lane[1];
+            active--;
+        }
+    }
 }

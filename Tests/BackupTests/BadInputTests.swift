@@ -87,7 +87,7 @@ struct BadInputTests {
     }
 
     @Test(
-        "a chunk whose bytes no longer match its id is named alone, first or second of the two hashed together, by restore and check --read-data"
+        "a chunk whose bytes no longer match its id is named alone by restore and check --read-data, though it was hashed together with its neighbours"
     )
     func mismatchInAPair() throws {
         let s = Scratch("pair-mismatch")
@@ -107,7 +107,8 @@ struct BadInputTests {
             }
             return []
         }
-        // Restore verifies a file's chunks in twos from its first: 4 is first of (4, 5), 7 second of (6, 7).
+        // Restore and check hash a run of chunks together (two lanes, each taking the next chunk as it
+        // finishes one): a changed chunk in the middle of each file's run.
         let (f, g) = (try content("f"), try content("g"))
         #expect(f.count > 8 && g.count > 8)
         let victims = [f[4], g[7]]

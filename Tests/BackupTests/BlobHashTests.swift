@@ -36,28 +36,33 @@ struct BlobHashTests {
         }
     }
 
-    @Test("two messages at once, of every pair of lengths (equal, either longer), give each its own digest")
-    func pairs() {
+    @Test("many messages at once — none, one, two of every pair of lengths, all of them in both orders — give each its own digest")
+    func many() {
         let key = SymmetricKey(data: randomBytes(32, seed: 902))
         let keyed = key.withUnsafeBytes { BlobHash(hmacKey: Array($0)) }
         let messages = Self.lengths.map { randomBytes($0, seed: UInt64($0) << 8 | 9) }
-        for a in messages {
-            for b in messages {
-                a.withUnsafeBytes { ra in
-                    b.withUnsafeBytes { rb in
-                        let plain = BlobHash.sha256.ids(ra, rb)
-                        #expect(plain.0 == reference(a, key: nil) && plain.1 == reference(b, key: nil), "SHA-256 of \(a.count) and \(b.count) bytes")
-                        let mac = keyed.ids(ra, rb)
-                        #expect(mac.0 == reference(a, key: key) && mac.1 == reference(b, key: key), "HMAC of \(a.count) and \(b.count) bytes")
-                    }
+        func check(_ batch: [[UInt8]], _ what: String) {
+            // One buffer, the messages side by side: most start at an unaligned address.
+            batch.flatMap { $0 }.withUnsafeBytes { all in
+                var offset = 0
+                let buffers = batch.map { message in
+                    defer { offset += message.count }
+                    return UnsafeRawBufferPointer(rebasing: all[offset..<(offset + message.count)])
                 }
+                #expect(BlobHash.sha256.ids(buffers) == batch.map { reference($0, key: nil) }, "SHA-256 of \(what)")
+                #expect(keyed.ids(buffers) == batch.map { reference($0, key: key) }, "HMAC of \(what)")
             }
         }
-        // The same buffer twice (restore and check may pair a chunk with an equal one).
-        messages.last!.withUnsafeBytes { r in
-            let both = BlobHash.sha256.ids(r, r)
-            #expect(both.0 == both.1 && both.0 == reference(messages.last!, key: nil))
+        check([], "no message")
+        check([messages[5]], "one message")
+        for a in messages {
+            for b in messages { check([a, b], "\(a.count) and \(b.count) bytes") }
         }
+        check(messages, "all lengths, shortest first")
+        check(messages.reversed(), "all lengths, longest first")
+        check(messages + messages.reversed() + messages, "\(3 * messages.count) messages")
+        // The same bytes twice (a chunk repeated in a batch).
+        check([messages.last!, messages.last!], "one message twice")
     }
 
     @Test("the machines this project runs on have SHA-NI, so the tests above ran the two-lane path")

@@ -76,7 +76,7 @@ let benchmarks: @Sendable () -> Void = {
                 for o in stride(from: 0, to: all.count - (1 << 20), by: 2 << 20) {
                     let a = UnsafeRawBufferPointer(rebasing: all[o..<(o + (1 << 20))])
                     let b = UnsafeRawBufferPointer(rebasing: all[(o + (1 << 20))..<min(all.count, o + (2 << 20))])
-                    blackHole(BlobHash.sha256.ids(a, b))
+                    blackHole(BlobHash.sha256.ids([a, b]))
                 }
             }
         }

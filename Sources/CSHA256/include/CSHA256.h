@@ -24,10 +24,11 @@ SMSHA256Start sm_sha256_absorb(SMSHA256Start start, const uint8_t *_Nonnull bloc
 /// The SHA-256 of `start`'s bytes followed by `count` bytes at `bytes`, into `digest` (32 bytes).
 void sm_sha256(const SMSHA256Start *_Nonnull start, const void *_Nullable bytes, size_t count, uint8_t *_Nonnull digest);
 
-/// Two digests at once, as two calls of `sm_sha256` from the same start would give them.
-void sm_sha256_pair(
-    const SMSHA256Start *_Nonnull start, const void *_Nullable a, size_t aCount, uint8_t *_Nonnull aDigest, const void *_Nullable b,
-    size_t bCount, uint8_t *_Nonnull bDigest);
+/// The digests of `count` messages (`messages[i]`, `counts[i]` bytes), into `digests` (32 bytes each,
+/// in order), as `sm_sha256` from `start` would give them: two at a time where the CPU has SHA-NI.
+void sm_sha256_many(
+    const SMSHA256Start *_Nonnull start, size_t count, const void *_Nullable const *_Nonnull messages, const size_t *_Nonnull counts,
+    uint8_t *_Nonnull digests);
 
 /// `sm_sha256` with the portable compression function whatever the CPU has (tests compare the two).
 void sm_sha256_portable(const SMSHA256Start *_Nonnull start, const void *_Nullable bytes, size_t count, uint8_t *_Nonnull digest);

@@ -80,8 +80,8 @@ public struct StoreCipher: Sendable {
     /// A blob's id: SHA-256 of its raw bytes, or in an encrypted store HMAC-SHA256 under the blob-id key.
     public func blobID(_ raw: UnsafeRawBufferPointer) -> ChunkID { hash.id(raw) }
 
-    /// The ids of two blobs, hashed together (faster than one after the other: `BlobHash`).
-    public func blobIDs(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> (ChunkID, ChunkID) { hash.ids(a, b) }
+    /// The ids of several blobs, hashed two at a time (faster than one after the other: `BlobHash`).
+    public func blobIDs(_ blobs: [UnsafeRawBufferPointer]) -> [ChunkID] { hash.ids(blobs) }
 
     /// The id of `bytes` (keyed HMAC-SHA-256 when encrypted, SHA-256 otherwise).
     public func blobID<C: Collection>(_ bytes: C) -> ChunkID where C.Element == UInt8 {

@@ -14,6 +14,8 @@ public struct Checker {
     public var workers: Int
     /// Reports of reading the data (nil: none).
     public var progress: ProgressSink?
+    /// Raw bytes of a pack's blobs opened before their hashes are checked, all together.
+    static let verifyBytes = 8 << 20
 
     /// One problem: the damaged object, what is wrong, and what it affects.
     public struct Finding: Codable, Sendable, CustomStringConvertible {
@@ -241,16 +243,17 @@ public struct Checker {
                     let got = try packBytes.withUnsafeMutableBytes {
                         try store.readPack(pack, at: 0, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]))
                     }
-                    // Blobs are opened in twos into `raw`, side by side, and their hashes checked together.
+                    // Blobs are opened side by side into `raw`, up to `verifyBytes`, and their hashes
+                    // checked together (two at a time: `BlobHash`).
                     var opened: [(location: BlobLocation, bytes: Range<Int>)] = []
                     func checkOpened() {
                         raw.withUnsafeBytes { r in
                             let blobs = opened.map { (raw: UnsafeRawBufferPointer(rebasing: r[$0.bytes]), location: $0.location) }
                             do {
-                                try store.verify(blobs[0], blobs.count > 1 ? blobs[1] : nil)
+                                try store.verify(blobs)
                             } catch {
-                                for blob in blobs {  // which of the two: each alone
-                                    do { try store.verify(blob) } catch { found[blob.location.entry.id] = "\(error)" }
+                                for blob in blobs {  // which: each alone
+                                    do { try store.verify([blob]) } catch { found[blob.location.entry.id] = "\(error)" }
                                 }
                             }
                         }
@@ -262,7 +265,7 @@ public struct Checker {
                             let rawLength = try store.checkBounds(location)
                             let from = Int(entry.offset), to = from + Int(entry.storedLength)
                             guard to <= got else { throw StoreError.damagedBlob(id: entry.id, pack: pack.hex, reason: "pack is truncated") }
-                            let at = opened.first?.bytes.upperBound ?? 0
+                            let at = opened.last?.bytes.upperBound ?? 0
                             if raw.count < at + rawLength { raw += [UInt8](repeating: 0, count: at + rawLength - raw.count) }
                             try packBytes.withUnsafeBytes { p in
                                 try raw.withUnsafeMutableBytes { r in
@@ -272,7 +275,7 @@ public struct Checker {
                                 }
                             }
                             opened.append((location, at..<(at + rawLength)))
-                            if opened.count == 2 { checkOpened() }
+                            if at + rawLength >= Self.verifyBytes { checkOpened() }
                         } catch {
                             found[entry.id] = "\(error)"
                         }

@@ -3,7 +3,7 @@ import CSHA256
 /// How blob ids are computed: SHA-256 of a blob's raw bytes, or in an encrypted store HMAC-SHA-256
 /// (RFC 2104) under the store's blob-id key. Both run on CSHA256, which hashes two blobs at once
 /// about 1.5× as fast as one after the other where the CPU has SHA-NI: backup, restore and check
-/// hand it pairs of chunks where they have them (`ids`).
+/// hand it every chunk they have at hand at once (`ids`).
 public struct BlobHash: Sendable {
     /// Where every hash starts: SHA-256's initial state, or (HMAC) the key's inner pad absorbed.
     private let inner: SMSHA256Start
@@ -38,15 +38,14 @@ public struct BlobHash: Sendable {
         }
     }
 
-    /// The ids of `a` and `b`, hashed together (as `id` gives them).
-    public func ids(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> (ChunkID, ChunkID) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { digests in
-            var start = inner
-            let aDigest = UnsafeMutableBufferPointer(rebasing: digests[0..<32])
-            let bDigest = UnsafeMutableBufferPointer(rebasing: digests[32..<64])
-            sm_sha256_pair(&start, a.baseAddress, a.count, aDigest.baseAddress!, b.baseAddress, b.count, bDigest.baseAddress!)
-            return (finish(aDigest), finish(bDigest))
-        }
+    /// The ids of `messages`, in order, hashed two at a time (as `id` gives them).
+    public func ids(_ messages: [UnsafeRawBufferPointer]) -> [ChunkID] {
+        guard messages.count > 1 else { return messages.map(id) }
+        let digests = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 32 * messages.count)
+        defer { digests.deallocate() }
+        var start = inner
+        sm_sha256_many(&start, messages.count, messages.map { $0.baseAddress }, messages.map(\.count), digests.baseAddress!)
+        return (0..<messages.count).map { finish(UnsafeMutableBufferPointer(rebasing: digests[(32 * $0)..<(32 * $0 + 32)])) }
     }
 
     /// The id from the (inner) digest in `digest`: itself, or HMAC's outer hash of it.

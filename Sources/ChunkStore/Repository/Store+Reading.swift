@@ -40,11 +40,11 @@ extension Store {
         scratch: inout [UInt8], compressor: Compressor
     ) throws {
         try readUncheckedBlob(location, expecting: type, into: destination, scratch: &scratch, compressor: compressor)
-        try verify((UnsafeRawBufferPointer(destination), location))
+        try verify([(UnsafeRawBufferPointer(destination), location)])
     }
 
-    /// `readBlob` but for the hash check, which the caller makes before it uses the bytes: with
-    /// `verify(_:_:)`, two blobs at once (`BlobHash.ids`).
+    /// `readBlob` but for the hash check, which the caller makes before it uses the bytes (`verify`:
+    /// several blobs at once).
     public func readUncheckedBlob(
         _ location: BlobLocation, expecting type: BlobType? = nil, into destination: UnsafeMutableRawBufferPointer,
         scratch: inout [UInt8], compressor: Compressor
@@ -74,7 +74,7 @@ extension Store {
         _ stored: UnsafeRawBufferPointer, _ location: BlobLocation, into destination: UnsafeMutableRawBufferPointer, compressor: Compressor
     ) throws {
         try openUncheckedBlob(stored, location, into: destination, compressor: compressor)
-        try verify((UnsafeRawBufferPointer(destination), location))
+        try verify([(UnsafeRawBufferPointer(destination), location)])
     }
 
     /// `openBlob` but for the hash check (`verify`).
@@ -94,18 +94,14 @@ extension Store {
     /// A blob's raw bytes as opened (`openUncheckedBlob`), with where it came from.
     public typealias OpenedBlob = (raw: UnsafeRawBufferPointer, location: BlobLocation)
 
-    /// Checks that each blob's raw bytes hash to its id — two at once when `other` is given, about
-    /// a third less work than one after the other.
-    public func verify(_ blob: OpenedBlob, _ other: OpenedBlob? = nil) throws {
-        func check(_ id: ChunkID, _ location: BlobLocation) throws {
-            guard id != location.entry.id else { return }
+    /// Checks that each blob's raw bytes hash to its id, hashing them two at a time (about a third
+    /// less work than one after the other). Throws for the first that does not.
+    public func verify(_ blobs: [OpenedBlob]) throws {
+        for (id, blob) in zip(cipher.blobIDs(blobs.map(\.raw)), blobs) where id != blob.location.entry.id {
             throw StoreError.damagedBlob(
-                id: location.entry.id, pack: location.pack.hex, reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
+                id: blob.location.entry.id, pack: blob.location.pack.hex,
+                reason: "content does not match its \(cipher.isEncrypted ? "keyed hash" : "SHA-256")")
         }
-        guard let other else { return try check(cipher.blobID(blob.raw), blob.location) }
-        let (a, b) = cipher.blobIDs(blob.raw, other.raw)
-        try check(a, blob.location)
-        try check(b, other.location)
     }
 
     /// Tells the backend that the blobs `ids` will be read soon (restore's look-ahead), as the byte

@@ -47,17 +47,7 @@ final class ChunkSaver: @unchecked Sendable {
     /// Stores data chunks, in order, each unless the store already has it, hashing them two at a time
     /// (`BlobHash`: two together cost about two thirds of two apart). - Returns: their ids.
     func saveData(_ chunks: [UnsafeRawBufferPointer]) throws -> [ChunkID] {
-        var ids: [ChunkID] = []
-        ids.reserveCapacity(chunks.count)
-        var i = 0
-        while i + 1 < chunks.count {
-            let (a, b) = store.cipher.blobIDs(chunks[i], chunks[i + 1])
-            ids.append(try save(chunks[i], id: a, type: .data))
-            ids.append(try save(chunks[i + 1], id: b, type: .data))
-            i += 2
-        }
-        if i < chunks.count { ids.append(try save(chunks[i], type: .data)) }
-        return ids
+        try zip(chunks, store.cipher.blobIDs(chunks)).map { try save($0, id: $1, type: .data) }
     }
 
     /// Stores blob `raw`, whose id is `id`, unless the store already has it. - Returns: `id`.

@@ -106,11 +106,15 @@ final class ContentWriter {
             let id = content[index]
             guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
             let length = try store.checkBounds(location, expecting: .data)
-            if !sparse, index + 1 < range.upperBound, let next = try pairable(content[index + 1], after: length) {
-                written += try fillPair(&file, (id, location, length), next, at: position, firsts: &firsts)
-                position += length + next.length
-                index += 2
-                continue
+            if !sparse {
+                let run = [(id, location, length)] + (try followers(content, after: index, in: range, room: runBytes - length))
+                if run.count > 1 {
+                    let bytes = try fillRun(&file, run, at: position, firsts: &firsts)
+                    written += UInt64(bytes)
+                    position += bytes
+                    index += run.count
+                    continue
+                }
             }
             index += 1
             let chunk = try file.reserve(length)
@@ -139,42 +143,57 @@ final class ContentWriter {
     /// A chunk found in the index, bounds checked: its raw length.
     private typealias Located = (id: ChunkID, location: BlobLocation, length: Int)
 
-    /// The chunk to read with one of `length` bytes, so that the two are verified together: `id`,
-    /// unless it is missing (the single path reports it), used again later (its reader may be another
-    /// worker, which a pair must never wait for: that worker may wait for this one's first chunk), or
-    /// too large for the staging buffer beside the first.
-    private func pairable(_ id: ChunkID, after length: Int) throws -> Located? {
-        guard let location = store.index.lookup(id), !shared.isShared(id) else { return nil }
-        let nextLength = try store.checkBounds(location, expecting: .data)
-        guard length + nextLength <= Self.flushSize + store.config.chunker.maxSize else { return nil }
-        return (id, location, nextLength)
+    /// Bytes of chunks read side by side into the staging buffer and verified together: what fits
+    /// beside a flush's worth (`reserve` then always finds room).
+    private var runBytes: Int { Self.flushSize + store.config.chunker.maxSize }
+
+    /// The chunks after `index` to read and verify with it, at most `room` bytes of them. They stop
+    /// before one missing (the single path reports it) or used again later: its reader may be another
+    /// worker, which must never be waited for while this one holds unverified chunks (that worker may
+    /// be waiting for one of them).
+    private func followers(_ content: [ChunkID], after index: Int, in range: Range<Int>, room: Int) throws -> [Located] {
+        var run: [Located] = []
+        var left = room
+        for next in (index + 1)..<range.upperBound {
+            let id = content[next]
+            guard let location = store.index.lookup(id), !shared.isShared(id) else { break }
+            let length = try store.checkBounds(location, expecting: .data)
+            guard length <= left else { break }
+            run.append((id, location, length))
+            left -= length
+        }
+        return run
     }
 
-    /// Reads two chunks into the staging buffer side by side, verifies them together and commits
-    /// them. The first may be one used again (copied from where it was restored before, or kept for
-    /// later uses); the second is not (`pairable`). - Returns: the bytes committed.
-    private func fillPair(
-        _ file: inout StagedFile, _ first: Located, _ second: Located, at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
-    ) throws -> UInt64 {
-        let both = try file.reserve(first.length + second.length)
-        let a = UnsafeMutableRawBufferPointer(rebasing: both[..<first.length])
-        let b = UnsafeMutableRawBufferPointer(rebasing: both[first.length...])
-        let readFirst = !shared.copy(first.id, into: a)
+    /// Reads chunks side by side into the staging buffer, verifies them together (two hashed at a
+    /// time: `BlobHash`) and commits them. The first may be one used again (copied from where it
+    /// was restored before, or kept for its later uses); the others are not (`followers`).
+    /// - Returns: the bytes committed.
+    private func fillRun(_ file: inout StagedFile, _ run: [Located], at position: Int, firsts: inout [(id: ChunkID, offset: Int)]) throws -> Int {
+        let total = run.reduce(0) { $0 + $1.length }
+        let staged = try file.reserve(total)
+        var places: [UnsafeMutableRawBufferPointer] = []
+        var offset = 0
+        for chunk in run {
+            places.append(UnsafeMutableRawBufferPointer(rebasing: staged[offset..<(offset + chunk.length)]))
+            offset += chunk.length
+        }
+        let first = run[0]
+        let readFirst = !shared.copy(first.id, into: places[0])
         do {
-            if readFirst { try store.readUncheckedBlob(first.location, expecting: .data, into: a, scratch: &scratch, compressor: compressor) }
-            try store.readUncheckedBlob(second.location, expecting: .data, into: b, scratch: &scratch, compressor: compressor)
-            if readFirst {
-                try store.verify((UnsafeRawBufferPointer(a), first.location), (UnsafeRawBufferPointer(b), second.location))
-            } else {
-                try store.verify((UnsafeRawBufferPointer(b), second.location))
+            var read: [Store.OpenedBlob] = []
+            for (chunk, place) in zip(run, places).dropFirst(readFirst ? 0 : 1) {
+                try store.readUncheckedBlob(chunk.location, expecting: .data, into: place, scratch: &scratch, compressor: compressor)
+                read.append((UnsafeRawBufferPointer(place), chunk.location))
             }
+            try store.verify(read)
         } catch {
             if readFirst { shared.abandon(first.id) }
             throw error
         }
-        if readFirst, shared.keep(first.id, UnsafeRawBufferPointer(a)) { firsts.append((first.id, position)) }
-        file.commit(both.count)
-        return UInt64(both.count)
+        if readFirst, shared.keep(first.id, UnsafeRawBufferPointer(places[0])) { firsts.append((first.id, position)) }
+        file.commit(total)
+        return total
     }
 
     /// What `settle` found: the errno of the current part's write (0: none, or it succeeded), and

@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "ChildProcess", dependencies: ["CLinux"]),
         .target(name: "Chunking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Compression", dependencies: ["CZstd", "CLZ4", "CZlib"]),
-        // SHA-256 for blob ids, two messages at a time with SHA-NI: see Sources/CSHA256/include/CSHA256.h.
+        // SHA-256 for blob ids, many messages in two SHA-NI lanes: see Sources/CSHA256/include/CSHA256.h.
         .target(name: "CSHA256"),
         .target(
             name: "ChunkStore",

@@ -49,7 +49,7 @@ final class FileReader: @unchecked Sendable {  // one per worker thread
         var ended = false
         var size: UInt64 = 0
         while true {
-            // Fill the buffer, then take every chunk whose end is certain: they are hashed in pairs,
+            // Fill the buffer, then take every chunk whose end is certain: they are hashed together,
             // and stay valid until the next fill.
             while !ended && stream.freeSpace >= Self.readSize {
                 let n = try stream.fill { free in try self.read(fd, into: free, path: path) }

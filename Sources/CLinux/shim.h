@@ -1,5 +1,5 @@
 // Linux interfaces that Swift's Glibc module does not expose: xattrs, ioctls built from
-// function-like macros (FICLONE, btrfs snapshots), flock, pipe2.
+// function-like macros (FICLONE, btrfs snapshots), flock, fallocate, pipe2.
 #include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <sys/ioctl.h>
@@ -17,8 +17,9 @@ static inline unsigned long long shadowmover_makedev(unsigned int major, unsigne
 static inline unsigned int shadowmover_major(unsigned long long dev) { return major(dev); }
 static inline unsigned int shadowmover_minor(unsigned long long dev) { return minor(dev); }
 
-// glibc declares these two only under _GNU_SOURCE, which would make this module's system types
-// differ from Swift's Glibc module's; they are in every glibc since 2.9 and 2.34.
+// glibc declares these three only under _GNU_SOURCE, which would make this module's system types
+// differ from Swift's Glibc module's; they are in every glibc since 2.10, 2.9 and 2.34.
+extern int fallocate(int fd, int mode, off_t offset, off_t len);
 extern int pipe2(int fds[2], int flags);
 extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
 

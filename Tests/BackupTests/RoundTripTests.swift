@@ -224,6 +224,45 @@ struct RoundTripTests {
         }
     }
 
+    @Test(
+        "restore writes the same bytes onto XFS, btrfs and tmpfs (blocks allocated ahead, O_DIRECT with the ends of each part after it): a 70 MiB file in parts on two workers, files a byte either side of a page, a sparse file and a repeated block",
+        .needsRoot, arguments: ["xfs", "btrfs", "tmpfs"])
+    func restoreOntoFilesystems(fs: String) throws {
+        guard try requireRoot("restoring onto \(fs) (a loop volume or a tmpfs mount)") else { return }
+        let s = Scratch("restore-\(fs)")
+        let source = s.sub("source")
+        mkdirs(source)
+        let block = randomBytes(3 << 20, seed: 71)
+        write(source + "/large.bin", randomBytes(64 << 20, seed: 73) + block + block + [7])
+        write(source + "/page-plus-one", randomBytes((1 << 20) + 4097, seed: 75))
+        write(source + "/page-minus-one", randomBytes((1 << 20) + 4095, seed: 77))
+        let sparse = open(source + "/sparse.img", O_CREAT | O_WRONLY, 0o600)
+        _ = block.withUnsafeBytes { pwrite(sparse, $0.baseAddress, 65536, 10 << 20) }
+        #expect(ftruncate(sparse, 24 << 20) == 0)
+        close(sparse)
+        let store = try Store.initialize(at: s.sub("store"), parameters: ChunkerParameters.default)
+        let result = try backup(store, [source])
+        #expect(result.errors.isEmpty)
+
+        let target: String
+        var volume: LoopVolume?
+        if fs == "tmpfs" {
+            target = s.sub("tmpfs")
+            mkdirs(target)
+            #expect(mount("none", target, "tmpfs", 0, "size=200m") == 0, "mount tmpfs: \(String(cString: strerror(errno)))")
+        } else {
+            volume = try LoopVolume(fs, in: s, sizeMB: 400)
+            target = volume!.sub("restore")
+        }
+        defer { if fs == "tmpfs" { umount(target) } }
+        let summary = try restore(store, result.snapshotID, to: target) { $0.workers = 2 }
+        #expect(summary.damage.isEmpty)
+        #expect(contents(target + source) == contents(source))
+        // At most the chunk around the data (4 MiB at most) is allocated: the all-zero ones are holes.
+        #expect(allocatedBytes(target + source + "/sparse.img") <= 4 << 20, "holes stay holes on \(fs)")
+        _ = volume
+    }
+
     @Test("a concurrent backup stores exactly what a single worker stores")
     func concurrentEqualsSingle() throws {
         let s = Scratch("workers")

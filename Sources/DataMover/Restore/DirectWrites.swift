@@ -1,17 +1,30 @@
 import Foundation
 
-/// One O_DIRECT write at a time on a thread of its own, so the worker that filled the buffer can fill
-/// another meanwhile.
+/// A part's writes, one batch at a time, on a thread of its own, so the worker that filled the buffer
+/// can fill another meanwhile: the whole pages with O_DIRECT, and the unaligned ends of a part through
+/// the page cache after them. The ends go here too because a write through the page cache takes the
+/// file's inode lock exclusively and would wait, on the worker's core, for the O_DIRECT write still
+/// running on the same file.
 final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
-    struct Write {
-        var fd: Int32
-        /// The file's ordinary descriptor, for writing the bytes again where O_DIRECT is refused.
-        var buffered: Int32
+    /// Bytes to write at a file offset.
+    struct Piece {
         var bytes: UnsafeRawPointer
         var count: Int
         var offset: off_t
-        /// errno of the write, 0 when it succeeded.
+    }
+
+    struct Write {
+        /// The O_DIRECT descriptor, and the file's ordinary one.
+        var fd: Int32
+        var buffered: Int32
+        /// Whole pages, written with O_DIRECT (through `buffered` where the filesystem refuses it).
+        var direct: Piece?
+        /// Written through the page cache, after `direct`.
+        var ends: [Piece]
+        /// errno of the first write that failed, 0 when all succeeded.
         var error: Int32 = 0
+        /// The filesystem refused O_DIRECT (EINVAL): `direct` went through the page cache.
+        var refused = false
     }
 
     private let condition = NSCondition()
@@ -27,12 +40,12 @@ final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
         thread.start()
     }
 
-    /// Starts writing `count` bytes at `bytes` to `fd` at `offset`. The caller waits for the previous
-    /// write first (`wait`), and leaves the bytes alone until it has waited for this one.
-    func start(fd: Int32, buffered: Int32, bytes: UnsafeRawPointer, count: Int, offset: off_t) {
+    /// Starts `write`. The caller waits for the previous one first (`wait`), and leaves its bytes alone
+    /// until it has waited for this one.
+    func start(_ write: Write) {
         condition.withLock {
             precondition(!running, "DirectWrites: a write is already running")
-            pending = Write(fd: fd, buffered: buffered, bytes: bytes, count: count, offset: offset)
+            pending = write
             running = true
             condition.broadcast()
         }
@@ -58,6 +71,19 @@ final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
         }
     }
 
+    private static func perform(_ write: inout Write) {
+        if let pages = write.direct {
+            write.error = ContentWriter.writeFully(write.fd, pages.bytes, count: pages.count, at: pages.offset)
+            if write.error == EINVAL {
+                write.refused = true
+                write.error = ContentWriter.writeFully(write.buffered, pages.bytes, count: pages.count, at: pages.offset)
+            }
+        }
+        for end in write.ends where write.error == 0 {
+            write.error = ContentWriter.writeFully(write.buffered, end.bytes, count: end.count, at: end.offset)
+        }
+    }
+
     private func run() {
         while true {
             var write: Write
@@ -70,7 +96,7 @@ final class DirectWrites: @unchecked Sendable {  // state guarded by `condition`
             write = pending!
             pending = nil
             condition.unlock()
-            write.error = ContentWriter.writeFully(write.fd, write.bytes, count: write.count, at: write.offset)
+            Self.perform(&write)
             condition.withLock {
                 finished = write
                 running = false

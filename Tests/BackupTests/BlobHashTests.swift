@@ -36,7 +36,7 @@ struct BlobHashTests {
         }
     }
 
-    @Test("many messages at once — none, one, two of every pair of lengths, all of them in both orders — give each its own digest")
+    @Test("many messages at once — none, one, two of every pair of lengths, all of them in both orders, 64 and more — give each its own digest")
     func many() {
         let key = SymmetricKey(data: randomBytes(32, seed: 902))
         let keyed = key.withUnsafeBytes { BlobHash(hmacKey: Array($0)) }
@@ -61,6 +61,10 @@ struct BlobHashTests {
         check(messages, "all lengths, shortest first")
         check(messages.reversed(), "all lengths, longest first")
         check(messages + messages.reversed() + messages, "\(3 * messages.count) messages")
+        // Up to 64 are taken longest first, more in order: both sides of the line.
+        let many = messages + messages.reversed() + messages + messages.reversed()
+        check(Array(many.prefix(64)), "64 messages")
+        check(many, "\(many.count) messages")
         // The same bytes twice (a chunk repeated in a batch).
         check([messages.last!, messages.last!], "one message twice")
     }

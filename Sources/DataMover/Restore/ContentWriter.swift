@@ -119,16 +119,15 @@ final class ContentWriter {
             let id = content[index]
             guard let location = store.index.lookup(id) else { throw StoreError.missingBlob(id) }
             let length = try store.checkBounds(location, expecting: .data)
-            if !sparse {
-                let run = [(id, location, length)] + (try followers(content, after: index, in: range, room: runBytes - length))
-                if run.count > 1 {
-                    let bytes = try fillRun(&file, run, at: position, firsts: &firsts)
-                    written += UInt64(bytes)
-                    position += bytes
-                    index += run.count
-                    continue
-                }
+            guard sparse else {
+                let run = [(id, location, length)] + candidates(content, after: index, in: range, room: runBytes - length)
+                let filled = try fillRun(&file, run, at: position, firsts: &firsts)
+                written += UInt64(filled.bytes)
+                position += filled.bytes
+                index += filled.chunks
+                continue
             }
+            // A sparse file goes chunk by chunk: an all-zero chunk stays a hole.
             index += 1
             let chunk = try file.reserve(length)
             if !shared.copy(id, into: chunk) {
@@ -141,13 +140,13 @@ final class ContentWriter {
                 if shared.keep(id, UnsafeRawBufferPointer(chunk)) { firsts.append((id, position)) }
             }
             position += length
-            if sparse && Self.isZero(UnsafeRawBufferPointer(chunk)) {
-                file.restart(at: position)  // a zero chunk of a sparse file stays a hole
+            if Self.isZero(UnsafeRawBufferPointer(chunk)) {
+                file.restart(at: position)
                 continue
             }
             file.commit(length)
             written += UInt64(length)
-            if sparse { try file.flush(final: true) }
+            try file.flush(final: true)
         }
         try file.flush(final: true)
         return written
@@ -160,53 +159,60 @@ final class ContentWriter {
     /// beside a flush's worth (`reserve` then always finds room).
     private var runBytes: Int { Self.flushSize + store.config.chunker.maxSize }
 
-    /// The chunks after `index` to read and verify with it, at most `room` bytes of them. They stop
-    /// before one missing (the single path reports it) or used again later: its reader may be another
-    /// worker, which must never be waited for while this one holds unverified chunks (that worker may
-    /// be waiting for one of them).
-    private func followers(_ content: [ChunkID], after index: Int, in range: Range<Int>, room: Int) throws -> [Located] {
+    /// The chunks after `index` that may be read and verified with it, at most `room` bytes of them,
+    /// up to one missing or out of bounds (the run it starts reports it).
+    private func candidates(_ content: [ChunkID], after index: Int, in range: Range<Int>, room: Int) -> [Located] {
         var run: [Located] = []
         var left = room
         for next in (index + 1)..<range.upperBound {
-            let id = content[next]
-            guard let location = store.index.lookup(id), !shared.isShared(id) else { break }
-            let length = try store.checkBounds(location, expecting: .data)
-            guard length <= left else { break }
-            run.append((id, location, length))
+            guard let location = store.index.lookup(content[next]), let length = try? store.checkBounds(location, expecting: .data), length <= left
+            else { break }
+            run.append((content[next], location, length))
             left -= length
         }
         return run
     }
 
-    /// Reads chunks side by side into the staging buffer, verifies them together (two hashed at a
-    /// time: `BlobHash`) and commits them. The first may be one used again (copied from where it
-    /// was restored before, or kept for its later uses); the others are not (`followers`).
-    /// - Returns: the bytes committed.
-    private func fillRun(_ file: inout StagedFile, _ run: [Located], at position: Int, firsts: inout [(id: ChunkID, offset: Int)]) throws -> Int {
-        let total = run.reduce(0) { $0 + $1.length }
-        let staged = try file.reserve(total)
+    /// Reads a run of chunks side by side into the staging buffer, verifies them together (two hashed
+    /// at a time: `BlobHash`) and commits them. The first is taken as `SharedChunks.copy` gives it
+    /// (copied from where it was restored before, or claimed to be read here — after waiting, if
+    /// another worker is reading it, while this one holds no claim); the others as far as
+    /// `SharedChunks.claimNow` gives them without waiting, for a worker that holds claims must never
+    /// wait for another: that one may be waiting for them. Every claim is settled here, kept or
+    /// abandoned. - Returns: the chunks and bytes committed (at least the first).
+    private func fillRun(
+        _ file: inout StagedFile, _ run: [Located], at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
+    ) throws -> (
+        chunks: Int, bytes: Int
+    ) {
+        let staged = try file.reserve(run.reduce(0) { $0 + $1.length })
         var places: [UnsafeMutableRawBufferPointer] = []
         var offset = 0
         for chunk in run {
             places.append(UnsafeMutableRawBufferPointer(rebasing: staged[offset..<(offset + chunk.length)]))
             offset += chunk.length
         }
-        let first = run[0]
-        let readFirst = !shared.copy(first.id, into: places[0])
+        let copied = shared.copy(run[0].id, into: places[0])  // first: this worker holds no claim yet
+        let count = 1 + run.dropFirst().prefix { shared.claimNow($0.id) }.count
+        let reads = (copied ? 1 : 0)..<count
         do {
             var read: [Store.OpenedBlob] = []
-            for (chunk, place) in zip(run, places).dropFirst(readFirst ? 0 : 1) {
-                try store.readUncheckedBlob(chunk.location, expecting: .data, into: place, scratch: &scratch, compressor: compressor)
-                read.append((UnsafeRawBufferPointer(place), chunk.location))
+            for i in reads {
+                try store.readUncheckedBlob(run[i].location, expecting: .data, into: places[i], scratch: &scratch, compressor: compressor)
+                read.append((UnsafeRawBufferPointer(places[i]), run[i].location))
             }
             try store.verify(read)
         } catch {
-            if readFirst { shared.abandon(first.id) }
+            for i in reads { shared.abandon(run[i].id) }
             throw error
         }
-        if readFirst, shared.keep(first.id, UnsafeRawBufferPointer(places[0])) { firsts.append((first.id, position)) }
-        file.commit(total)
-        return total
+        var bytes = 0
+        for i in 0..<count {
+            if reads.contains(i), shared.keep(run[i].id, UnsafeRawBufferPointer(places[i])) { firsts.append((run[i].id, position + bytes)) }
+            bytes += run[i].length
+        }
+        file.commit(bytes)
+        return (count, bytes)
     }
 
     /// What `settle` found: the errno of the current part's write (0: none, or it succeeded), and

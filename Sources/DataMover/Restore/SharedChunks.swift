@@ -20,8 +20,9 @@ protocol ChunkSource: AnyObject, Sendable {
 /// filesystem — the restored file itself, read back through its descriptor (at most
 /// `maximumSources` files kept open for this). Bytes read back were verified when they were written
 /// there. A worker that wants a chunk another is reading at that moment waits for it instead of
-/// reading it too. A use that finds none of these reads the chunk from the store again. Safe to use
-/// from every worker at once.
+/// reading it too — unless it holds claims of its own (`claimNow`: a worker reading several chunks
+/// side by side takes the ones after the first only if nobody else has them). A use that finds none
+/// of these reads the chunk from the store again. Safe to use from every worker at once.
 final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
     /// Restored files held open at most for reading chunks back. Each holds two descriptors (the
     /// file's and, through `RestoringFile`, its directory's): 256 of the usual limit of 1,024.
@@ -56,9 +57,18 @@ final class SharedChunks: @unchecked Sendable {  // state guarded by `condition`
     /// Bytes written from a chunk already read for another place (held or read back).
     var reusedBytes: UInt64 { condition.withLock { copiedBytes } }
 
-    /// Whether chunk `id` is still to be written more than once from here on. A chunk that is not
-    /// never will be: `copy` neither waits for it nor claims it.
-    func isShared(_ id: ChunkID) -> Bool { condition.withLock { remaining[id] != nil } }
+    /// Claims chunk `id` for the caller to read from the store now, without waiting: true for a
+    /// chunk not written more than once from here on (nobody else wants it), or for one nobody is
+    /// reading and no copy of which is on hand; false when `copy` would copy it or wait for it. A true
+    /// is followed by `keep` or `abandon` (no-ops for a chunk used once).
+    func claimNow(_ id: ChunkID) -> Bool {
+        condition.withLock {
+            guard remaining[id] != nil else { return true }
+            guard held[id] == nil, written[id] == nil, !reading.contains(id) else { return false }
+            reading.insert(id)
+            return true
+        }
+    }
 
     /// Copies chunk `id` into `destination` (its exact length) from a held copy or the file it was
     /// written to, counting the use; waits while another worker is reading it. - Returns: false

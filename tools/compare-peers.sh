@@ -12,7 +12,8 @@
 # RESTORE_FS=ext4|xfs|btrfs restores into a freshly made loop volume of that filesystem each time
 # (root): file creation on a filesystem that has just deleted a restore's 100,000 files costs several
 # times what it costs on a fresh one (ext4's inode allocator skips recently deleted inodes), which
-# otherwise dominates the small-files shape.
+# otherwise dominates the small-files shape. The loop device writes its image with O_DIRECT
+# (TEST_VOLUME_DIRECT_IO), so the volume's writes are not cached twice.
 # Environment: TOOLS (default "shadowmover restic borg"), SHADOWMOVER (binary, default .build/release/shadowmover), SCRATCH (work directory,
 # default a new directory under /var/tmp, removed at the end). restic and borgbackup are installed from
 # Debian's packages when missing. Peers use their defaults (restic: compression auto; borg: lz4, as in
@@ -47,7 +48,7 @@ tar cf - "$path" 2>/dev/null | cat > /dev/null   # hot cache
 # restore_target prints an empty directory to restore into: on a fresh loop volume with RESTORE_FS.
 restore_target() {
     if [ -n "${RESTORE_FS:-}" ]; then
-        "$here/tools/test-volume.sh" create "$RESTORE_FS" "$scratch/volume" $((bytes / 1000000 * 2 + 1024)) > /dev/null
+        TEST_VOLUME_DIRECT_IO=1 "$here/tools/test-volume.sh" create "$RESTORE_FS" "$scratch/volume" $((bytes / 1000000 * 2 + 1024)) > /dev/null
         mkdir "$scratch/volume/target" && echo "$scratch/volume/target"
     else
         rm -rf "$scratch/target" && mkdir "$scratch/target" && echo "$scratch/target"

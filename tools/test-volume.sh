@@ -5,6 +5,8 @@
 #   tools/test-volume.sh remove MOUNTPOINT
 #
 # The image lives next to the mount point as MOUNTPOINT.img and is deleted by `remove`.
+# TEST_VOLUME_DIRECT_IO=1: the loop device reads and writes its image with O_DIRECT, as a disk would,
+# rather than through the page cache a second time (benchmarks).
 set -euo pipefail
 command=${1:-}
 case "$command" in
@@ -13,7 +15,7 @@ create)
     img="$mnt.img"
     mkdir -p "$mnt"
     truncate -s "${size}M" "$img"
-    dev=$(losetup --find --show "$img")
+    dev=$(losetup --find --show ${TEST_VOLUME_DIRECT_IO:+--direct-io=on} "$img")
     case "$fs" in
     btrfs) mkfs.btrfs -q -f "$dev" ;;
     xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;

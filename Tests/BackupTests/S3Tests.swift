@@ -362,9 +362,9 @@ struct S3Tests {
         // it (whatever this machine's speed: no fixed sleep), then let it go on against a dead gateway.
         let file = target + source + "/big"
         let deadline = Date().addingTimeInterval(60)
-        while restore.isRunning && Date() < deadline && allocatedBytes(file) == 0 { usleep(1_000) }
+        while restore.isRunning && Date() < deadline && writtenBytes(file) == 0 { usleep(1_000) }
         let (written, wasRunning) = restore.heldStill {
-            let state = (allocatedBytes(file), restore.isRunning)
+            let state = (writtenBytes(file), restore.isRunning)
             ceph.stopGateway()
             return state
         }

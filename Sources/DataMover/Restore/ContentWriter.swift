@@ -154,6 +154,8 @@ final class ContentWriter {
 
     /// A chunk found in the index, bounds checked: its raw length.
     private typealias Located = (id: ChunkID, location: BlobLocation, length: Int)
+    /// What a run committed: its first `chunks` chunks, `bytes` long.
+    private typealias Filled = (chunks: Int, bytes: Int)
 
     /// Bytes of chunks read side by side into the staging buffer and verified together: what fits
     /// beside a flush's worth (`reserve` then always finds room).
@@ -180,11 +182,7 @@ final class ContentWriter {
     /// `SharedChunks.claimNow` gives them without waiting, for a worker that holds claims must never
     /// wait for another: that one may be waiting for them. Every claim is settled here, kept or
     /// abandoned. - Returns: the chunks and bytes committed (at least the first).
-    private func fillRun(
-        _ file: inout StagedFile, _ run: [Located], at position: Int, firsts: inout [(id: ChunkID, offset: Int)]
-    ) throws -> (
-        chunks: Int, bytes: Int
-    ) {
+    private func fillRun(_ file: inout StagedFile, _ run: [Located], at position: Int, firsts: inout [(id: ChunkID, offset: Int)]) throws -> Filled {
         let staged = try file.reserve(run.reduce(0) { $0 + $1.length })
         var places: [UnsafeMutableRawBufferPointer] = []
         var offset = 0
@@ -254,7 +252,8 @@ final class ContentWriter {
             self.buffered = buffered
             self.path = path
             // O_DIRECT needs a descriptor of its own. "/proc/self/fd/N" reopens the very file `buffered`
-            // is open on (no name is looked up again); -1 where refused (tmpfs before Linux 6.6, some FUSE filesystems): writes stay buffered.
+            // is open on (no name is looked up again); -1 where refused (tmpfs before Linux 6.6, some
+            // FUSE filesystems): writes stay buffered.
             direct = wanted ? open("/proc/self/fd/\(buffered)", O_WRONLY | O_CLOEXEC | ContentWriter.openDirect) : -1
             opened = direct
             base = offset & ~(ContentWriter.page - 1)

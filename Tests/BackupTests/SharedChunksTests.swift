@@ -95,6 +95,38 @@ struct SharedChunksTests {
         }
     }
 
+    @Test(
+        "claimNow never waits: it takes a chunk used once, or a shared one nobody is reading and no copy of which is on hand; a use that comes meanwhile waits for its keep"
+    )
+    func claimNow() throws {
+        let b = randomBytes(50_000, seed: 73)
+        let idB = ChunkID(hashing: b)
+        let shared = SharedChunks(contents: [[id, idB], [id], [idB]], capacity: 1 << 20)
+        let once = ChunkID(hashing: randomBytes(10, seed: 75))
+        #expect(shared.claimNow(once), "a chunk used once is always free to read")
+        #expect(Self.copy(shared, id, count: a.count) == nil)  // another worker reads `id`
+        #expect(!shared.claimNow(id), "being read by another: refused, not waited for")
+        #expect(shared.claimNow(idB), "nobody has it: claimed")
+        #expect(!shared.claimNow(idB), "now being read")
+        Self.keep(shared, a)
+        #expect(!shared.claimNow(id), "a copy is on hand: the next run copies it")
+        #expect(Self.copy(shared, id, count: a.count) == a)
+        // A use of `idB` while its claim is open waits for the claimer's keep, as for `copy`'s own claim.
+        final class Outcome: @unchecked Sendable {
+            let done = DispatchSemaphore(value: 0)
+            var bytes: [UInt8]?
+        }
+        let outcome = Outcome()
+        Thread {
+            outcome.bytes = Self.copy(shared, idB, count: b.count)
+            outcome.done.signal()
+        }.start()
+        while shared.waitingWorkers == 0 { usleep(1000) }
+        Self.keep(shared, b)
+        outcome.done.wait()
+        #expect(outcome.bytes == b)
+    }
+
     @Test("a chunk used once is never held, waited for or read back")
     func usedOnce() throws {
         let shared = SharedChunks(contents: [[id]], capacity: 1 << 20)

@@ -262,7 +262,7 @@ public final class Restorer: @unchecked Sendable {  // mutable state is guarded 
         let file = RestoringFile(fd: try directory.createFile(entry.name), directory: directory, entry: entry, parts: parts)
         guard presize else { return file }
         let size = off_t(entry.node.size)
-        if entry.node.sparse != true && entry.node.size >= ContentWriter.directThreshold {
+        if ContentWriter.writesDirect(entry.node) {
             let error = fallocate(file.fd, 0, 0, size) == 0 ? 0 : errno
             if [ENOSPC, EDQUOT, EFBIG].contains(error) { throw FileSystem.Failure(path: entry.path, operation: "allocate", code: error) }
             if error == 0 { return file }
